@@ -1,0 +1,207 @@
+"""Retry policy, dead letters, and listing and replaying them.
+
+A handler that raises gets its message redelivered with exponential backoff (``nack(delay=...)``,
+natively delayed where the broker can); after ``max_attempts`` deliveries the message becomes a
+:class:`DeadLetter` and goes to the dead-letter handlers (registered through the
+``amb_register_dead_letter_handlers`` hook). The default handler publishes it to ``dlq.<topic>``, the
+payload unchanged and the reason in headers, so dead letters live on the same broker, survive as long
+as it keeps messages, and can be listed and replayed from anywhere (``amb dlq list|replay``).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Literal, Protocol
+
+import anyio
+import attrs
+
+from .message import Message
+from .topics import MAX_TOPIC_LENGTH
+from .transport import SubscriptionSpec
+
+if TYPE_CHECKING:
+    from .bus import MessageBus
+
+__all__ = [
+    "DLQ_PREFIX",
+    "H_DLQ_AT",
+    "H_DLQ_ATTEMPTS",
+    "H_DLQ_ERROR",
+    "H_DLQ_ORIGINAL_ID",
+    "H_DLQ_REASON",
+    "H_DLQ_TOPIC",
+    "DeadLetter",
+    "DeadLetterHandler",
+    "DeadLetterReason",
+    "DeadLetters",
+    "RetryPolicy",
+    "dlq_topic",
+    "publish_to_dlq",
+]
+
+log = logging.getLogger("amb.deadletter")
+DLQ_PREFIX = "dlq."
+H_DLQ_REASON = "amb-dlq-reason"
+H_DLQ_ERROR = "amb-dlq-error"
+H_DLQ_ATTEMPTS = "amb-dlq-attempts"
+H_DLQ_TOPIC = "amb-dlq-topic"
+H_DLQ_ORIGINAL_ID = "amb-dlq-original-id"
+H_DLQ_AT = "amb-dlq-at"
+DeadLetterReason = Literal[
+    "handler_error", "max_attempts", "undecodable", "expired", "rejected", "unroutable"
+]
+
+
+@attrs.frozen(slots=True)
+class RetryPolicy:
+    """How often and how patiently a failing message is retried.
+
+    :param max_attempts: deliveries in all (1 means no retry).
+    :param initial_delay: seconds before the second delivery.
+    :param multiplier: growth of the delay per attempt.
+    :param max_delay: the cap on one delay.
+    :param jitter: random spread, as a fraction of the delay, so that retries do not stampede.
+    """
+
+    max_attempts: int = attrs.field(default=3, validator=attrs.validators.ge(1))
+    initial_delay: float = attrs.field(default=0.1, validator=attrs.validators.ge(0))
+    multiplier: float = attrs.field(default=2.0, validator=attrs.validators.ge(1))
+    max_delay: float = attrs.field(default=30.0, validator=attrs.validators.ge(0))
+    jitter: float = attrs.field(default=0.1, validator=attrs.validators.ge(0))
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait before the delivery after ``attempt`` (1-based)."""
+        base = min(self.max_delay, self.initial_delay * self.multiplier ** max(0, attempt - 1))
+        if self.jitter and base:
+            base *= 1 + random.uniform(-self.jitter, self.jitter)
+        return max(0.0, base)
+
+
+@attrs.frozen(slots=True)
+class DeadLetter:
+    """A message that will not be handled, and why.
+
+    :param message: the message (for ``undecodable``, its payload is the raw bytes).
+    :param reason: why it was given up.
+    :param error: the last error's text.
+    :param attempts: deliveries made.
+    :param subscription: the pattern of the subscription that gave up on it.
+    """
+
+    message: Message
+    reason: DeadLetterReason
+    error: str
+    attempts: int
+    subscription: str
+
+
+class DeadLetterHandler(Protocol):
+    """Receives every dead letter of a bus; must not raise (errors are logged)."""
+
+    def __call__(self, dead: DeadLetter, bus: MessageBus) -> Awaitable[None]: ...
+
+
+def dlq_topic(topic: str) -> str:
+    """The dead-letter topic for ``topic``: ``dlq.<topic>`` (never ``dlq.dlq.…``)."""
+    if topic.startswith(DLQ_PREFIX):
+        return topic
+    name = DLQ_PREFIX + topic
+    return name if len(name) <= MAX_TOPIC_LENGTH else DLQ_PREFIX + "overlong"
+
+
+async def publish_to_dlq(dead: DeadLetter, bus: MessageBus) -> None:
+    """The default handler: publish to ``dlq.<topic>`` with reason, error, attempts and topic."""
+    original = dead.message
+    if original.topic.startswith(DLQ_PREFIX):
+        log.error("dead letter from a dead-letter topic %s dropped: %s", original.topic, dead.error)
+        return
+    headers = dict(original.headers)
+    headers.update(
+        {
+            H_DLQ_REASON: dead.reason,
+            H_DLQ_ERROR: dead.error[:2000],
+            H_DLQ_ATTEMPTS: str(dead.attempts),
+            H_DLQ_TOPIC: original.topic,
+            H_DLQ_ORIGINAL_ID: original.id,
+            H_DLQ_AT: repr(time.time()),
+        }
+    )
+    await bus.publish(
+        dlq_topic(original.topic),
+        original.payload,
+        headers=headers,
+        correlation_id=original.correlation_id,
+        key=original.key,
+        sender=original.sender,
+    )
+
+
+def original_of(dead: Message) -> Message:
+    """The message to publish again for a dead letter: its first topic, headers without ``amb-dlq-*``,
+    a new id and no TTL (it expired once already)."""
+    topic = dead.headers.get(H_DLQ_TOPIC) or dead.topic.removeprefix(DLQ_PREFIX)
+    headers = {k: v for k, v in dead.headers.items() if not k.startswith("amb-dlq-")}
+    return Message(
+        topic=topic,
+        payload=dead.payload,
+        headers=headers,
+        correlation_id=dead.correlation_id,
+        sender=dead.sender,
+        key=dead.key,
+        priority=dead.priority,
+    )
+
+
+class DeadLetters:
+    """List and replay what the default handler published to ``dlq.*`` topics.
+
+    Both read the broker's retained dead letters, so they need a transport with the ``replay``
+    capability; ``list`` only looks, ``replay`` consumes with the durable group ``amb-dlq-replay``
+    (so a dead letter is replayed once however often ``replay`` runs).
+    """
+
+    REPLAY_GROUP = "amb-dlq-replay"
+
+    def __init__(self, bus: MessageBus) -> None:
+        self._bus = bus
+
+    def _spec(self, pattern: str, group: str | None) -> SubscriptionSpec:
+        return SubscriptionSpec(pattern=DLQ_PREFIX + pattern, group=group, start="earliest")
+
+    async def list(self, pattern: str = ">", *, limit: int = 100, idle: float = 0.5) -> list[Message]:
+        """Dead letters whose original topic matches ``pattern``, oldest first.
+
+        Reading stops at ``limit`` or after ``idle`` seconds without a new one.
+
+        :raises UnsupportedError: when the transport cannot read retained messages.
+        """
+        found: list[Message] = []
+        async with self._bus._raw_subscription(self._spec(pattern, None)) as sub:
+            while len(found) < limit:
+                with anyio.move_on_after(idle):
+                    delivery = await sub.__anext__()
+                    found.append(delivery.message)
+                    continue
+                break
+        return found
+
+    async def replay(self, pattern: str = ">", *, limit: int | None = None, idle: float = 0.5) -> int:
+        """Publish dead letters again to their original topics; return how many.
+
+        :raises UnsupportedError: when the transport cannot read retained messages.
+        """
+        count = 0
+        async with self._bus._raw_subscription(self._spec(pattern, self.REPLAY_GROUP)) as sub:
+            while limit is None or count < limit:
+                with anyio.move_on_after(idle):
+                    delivery = await sub.__anext__()
+                    await self._bus._publish_message(original_of(delivery.message))
+                    await delivery.ack()
+                    count += 1
+                    continue
+                break
+        return count

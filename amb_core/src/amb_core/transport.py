@@ -1,0 +1,211 @@
+"""The Transport contract: the one thing a backend implements.
+
+Five brokers differ in kind (push or pull, fan-out or work queue, durable or not, native wildcards or
+not). A transport only moves messages and says, through :class:`Capabilities`, what it guarantees;
+the bus adds everything else once, in the core: retries with backoff, dead letters, request/reply over
+an inbox, routing, the wildcard re-check, expiry. The conformance suite in
+:mod:`amb_core.testing.conformance` proves every capability a transport declares.
+
+Abstract: :meth:`Transport.connect`, :meth:`Transport.aclose`, :meth:`Transport.publish`,
+:meth:`Transport.subscribe`, and on the returned :class:`Subscription`, ``__anext__`` and ``aclose``.
+Everything else is concrete with a working default.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping
+from typing import ClassVar, Literal
+
+import attrs
+
+from .errors import DecodeError, UnsupportedError
+from .message import Message
+from .wire import decode
+
+__all__ = [
+    "Capabilities",
+    "Delivery",
+    "Subscription",
+    "SubscriptionSpec",
+    "Transport",
+    "decode_delivery",
+]
+
+
+@attrs.frozen(slots=True)
+class Capabilities:
+    """What a transport guarantees; each ``True`` is proven by the conformance suite.
+
+    :param persistent: messages published while a consumer group has no live member wait for it.
+    :param consumer_groups: with a ``group``, each message goes to exactly one member.
+    :param at_least_once: an unacknowledged or nacked delivery is delivered again.
+    :param ordered: one publisher's messages with one key reach a subscriber in order.
+    :param native_wildcards: the broker matches ``*``/``>`` itself (the core re-checks anyway).
+    :param native_request_reply: :meth:`Transport.request` is implemented natively.
+    :param native_dead_letter: the broker moves exhausted messages aside by itself.
+    :param native_delay: ``nack(delay=...)`` is scheduled by the broker, not by a local timer.
+    :param replay: a subscription with ``start="earliest"`` reads messages published before it.
+    :param headers: metadata rides in broker-native headers rather than inside the body.
+    :param max_message_size: the largest encoded message the broker takes, when it has a limit.
+    """
+
+    persistent: bool = False
+    consumer_groups: bool = False
+    at_least_once: bool = False
+    ordered: bool = False
+    native_wildcards: bool = False
+    native_request_reply: bool = False
+    native_dead_letter: bool = False
+    native_delay: bool = False
+    replay: bool = False
+    headers: bool = False
+    max_message_size: int | None = None
+
+    def names(self) -> list[str]:
+        """The names of the boolean capabilities that are ``True``."""
+        return [f.name for f in attrs.fields(Capabilities) if getattr(self, f.name) is True]
+
+
+@attrs.frozen(slots=True)
+class SubscriptionSpec:
+    """What the bus asks a transport to subscribe to.
+
+    :param pattern: a valid pattern (already checked by the bus).
+    :param group: consumer group; ``None`` means a fan-out subscriber that sees every message.
+    :param start: ``"new"`` reads from now on; ``"earliest"`` also reads what the broker retains
+        (only with the ``replay`` capability; a durable group that exists keeps its position).
+    :param max_attempts: the bus's retry limit, for brokers that count deliveries natively.
+    :param prefetch: how many deliveries the transport may hold ahead of the handler.
+    :param ack_wait: seconds after which a delivery that was never acknowledged (its consumer died)
+        is handed to another consumer, where the broker supports it.
+    """
+
+    pattern: str
+    group: str | None = None
+    start: Literal["new", "earliest"] = "new"
+    max_attempts: int | None = None
+    prefetch: int = 100
+    ack_wait: float = 30.0
+
+
+class Delivery:
+    """One message as delivered, with the means to settle it.
+
+    Transports subclass it and override :meth:`ack` and :meth:`nack`. ``error`` is set when the
+    bytes could not be decoded; ``message.payload`` then holds the raw bytes, and the bus sends it
+    to the dead letters.
+    """
+
+    __slots__ = ("attempt", "error", "message")
+
+    def __init__(self, message: Message, attempt: int = 1, error: DecodeError | None = None) -> None:
+        self.message = message
+        self.attempt = attempt
+        self.error = error
+
+    async def ack(self) -> None:
+        """Settle the delivery: the broker may forget it. Idempotent."""
+
+    async def nack(self, delay: float | None = None) -> None:
+        """Give it back for redelivery, after ``delay`` seconds when given. Idempotent.
+
+        At-most-once transports drop it.
+        """
+
+
+def decode_delivery(
+    body: bytes, headers: Mapping[str, str] | None, topic: str, attempt: int = 1
+) -> tuple[Message, DecodeError | None]:
+    """Decode a broker record, or wrap undecodable bytes so that they can be dead-lettered."""
+    try:
+        return decode(body, headers, topic, attempt=attempt), None
+    except DecodeError as exc:
+        return Message(topic=topic, payload=bytes(body), attempt=attempt), exc
+
+
+class Subscription(ABC):
+    """An open subscription: an async iterator of :class:`Delivery` that can be closed."""
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    @abstractmethod
+    async def __anext__(self) -> Delivery:
+        """The next delivery; waits for one.
+
+        :raises StopAsyncIteration: once the subscription is closed.
+        :raises TransportError: when the broker fails in a way the transport cannot recover from.
+        """
+
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Stop receiving. Idempotent. Unsettled deliveries go back to the broker where it can
+        redeliver them; resources owned only by this subscription (fan-out groups, queues) are
+        removed."""
+
+
+class Transport(ABC):
+    """A broker connection that publishes messages and opens subscriptions.
+
+    Subclasses set ``scheme``, ``event_loops`` and ``capabilities``, and never leak a driver
+    exception: they translate them to :mod:`amb_core.errors` categories.
+    """
+
+    scheme: ClassVar[str] = ""
+    event_loops: ClassVar[frozenset[str]] = frozenset({"asyncio"})
+    capabilities: Capabilities = Capabilities()
+
+    @abstractmethod
+    async def connect(self) -> None:
+        """Open the connection; fails fast and typed.
+
+        :raises ConnectError: when the broker cannot be reached in a bounded time.
+        :raises AuthenticationError: when the broker refuses the credentials.
+        """
+
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Close everything this transport opened. Idempotent; never raises for a dead broker."""
+
+    @abstractmethod
+    async def publish(self, message: Message) -> None:
+        """Send one message; returns once the broker has it (as far as the broker can say).
+
+        :raises PublishError: when the broker did not take it.
+        :raises MessageTooLargeError: when it exceeds the broker's size limit.
+        :raises NotConnectedError: before connect or after close.
+        """
+
+    @abstractmethod
+    async def subscribe(self, spec: SubscriptionSpec) -> Subscription:
+        """Subscribe; when this returns, messages published afterwards will be delivered.
+
+        :raises TransportError: when the broker refuses.
+        :raises UnsupportedError: when the spec needs a capability the transport lacks.
+        """
+
+    async def publish_many(self, messages: Iterable[Message]) -> None:
+        """Send several messages; transports that batch natively override this.
+
+        :raises PublishError: as :meth:`publish`.
+        """
+        for message in messages:
+            await self.publish(message)
+
+    async def request(self, message: Message, timeout: float) -> Message:
+        """Send a request and await its reply natively (``native_request_reply`` only).
+
+        :raises UnsupportedError: unless overridden.
+        :raises RequestTimeoutError: when no reply arrives in time.
+        :raises NoRespondersError: when the broker knows nobody listens.
+        """
+        raise UnsupportedError(f"{type(self).__name__} has no native request/reply")
+
+    @property
+    def description(self) -> str:
+        """A human description, credentials redacted; used in reprs, logs and errors."""
+        return type(self).__name__
+
+    def __repr__(self) -> str:
+        return f"<{self.description}>"

@@ -1,0 +1,52 @@
+"""URL helpers shared by every backend, chiefly: credentials never reach a log, error or repr."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+__all__ = ["SECRET_QUERY_KEYS", "query_options", "redact_url", "scheme_of"]
+
+SECRET_QUERY_KEYS = frozenset(
+    {"password", "passwd", "pass", "secret", "token", "auth_token", "sasl_password",
+     "aws_secret_access_key", "secret_key", "access_token", "nkey", "creds", "jwt"}
+)
+_USERINFO = re.compile(r"(//[^/@:]*):([^/@]*)@")
+
+
+def scheme_of(url: str) -> str:
+    """The lower-cased scheme of ``url`` (``""`` when it has none)."""
+    head, sep, _ = url.partition("://")
+    return head.lower() if sep else ""
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password, token or secret replaced by ``***``.
+
+    A URL that does not parse is still scrubbed of ``user:password@`` by a textual rule, so that a
+    malformed URL cannot leak through an error message either.
+    """
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc
+        if "@" in netloc:
+            userinfo, host = netloc.rsplit("@", 1)
+            user, sep, _password = userinfo.partition(":")
+            if sep or (user and not parts.password and parts.scheme.startswith("nats")):
+                # nats://TOKEN@host carries a token in the user part.
+                netloc = (f"{user}:***" if sep else "***") + "@" + host
+        query = parts.query
+        if query:
+            pairs = [
+                (k, "***" if k.lower() in SECRET_QUERY_KEYS else v)
+                for k, v in parse_qsl(query, keep_blank_values=True)
+            ]
+            query = urlencode(pairs, safe="*")
+        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    except ValueError:
+        return _USERINFO.sub(r"\1:***@", url)
+
+
+def query_options(url: str) -> dict[str, str]:
+    """The query string of ``url`` as a dict (last value wins)."""
+    return dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))

@@ -1,0 +1,196 @@
+"""The wire envelope: how a :class:`~amb_core.message.Message` becomes bytes plus headers, and back.
+
+The body is the payload alone (JSON by default), and metadata travels as broker-native headers, so
+that a program in any language can publish plain JSON with no headers at all and be understood, and
+can read AMB's messages without a library. ``docs/wire-format.md`` is the specification; this module
+is its implementation. Transports without native headers (Redis pub/sub) use :func:`pack`, which
+prefixes the headers as one JSON line.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from .errors import ConfigurationError, DecodeError
+from .message import Message, new_id
+
+__all__ = [
+    "CONTENT_TYPE",
+    "H_CORRELATION_ID",
+    "H_ID",
+    "H_KEY",
+    "H_PRIORITY",
+    "H_REPLY_TO",
+    "H_SENDER",
+    "H_TIMESTAMP",
+    "H_TOPIC",
+    "H_TTL",
+    "JSON",
+    "OCTET_STREAM",
+    "PACK_MAGIC",
+    "RESERVED_PREFIX",
+    "TEXT",
+    "decode",
+    "decode_packed",
+    "encode",
+    "encode_payload",
+    "pack",
+    "unpack",
+]
+
+RESERVED_PREFIX = "amb-"
+H_ID = "amb-id"
+H_TOPIC = "amb-topic"
+H_TIMESTAMP = "amb-ts"
+H_CORRELATION_ID = "amb-correlation-id"
+H_REPLY_TO = "amb-reply-to"
+H_SENDER = "amb-sender"
+H_TTL = "amb-ttl"
+H_PRIORITY = "amb-priority"
+H_KEY = "amb-key"
+CONTENT_TYPE = "content-type"
+JSON = "application/json"
+OCTET_STREAM = "application/octet-stream"
+TEXT = "text/plain"
+PACK_MAGIC = b"AMB1"
+
+_METADATA = frozenset(
+    {H_ID, H_TOPIC, H_TIMESTAMP, H_CORRELATION_ID, H_REPLY_TO, H_SENDER, H_TTL, H_PRIORITY, H_KEY,
+     CONTENT_TYPE}
+)
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_loads = json.loads
+
+
+def encode_payload(payload: Any) -> tuple[bytes, str]:
+    """The payload as body bytes and its content type.
+
+    :raises ConfigurationError: when the payload is not bytes and not JSON-serialisable.
+    """
+    if isinstance(payload, (bytes, bytearray, memoryview)):
+        return bytes(payload), OCTET_STREAM
+    try:
+        return _dumps(payload).encode(), JSON
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(f"payload is not JSON-serialisable: {exc}") from None
+
+
+def encode(message: Message) -> tuple[bytes, dict[str, str]]:
+    """The message as ``(body, headers)``; user headers are copied as they are."""
+    body, content_type = encode_payload(message.payload)
+    headers: dict[str, str] = dict(message.headers)
+    headers[H_ID] = message.id
+    headers[H_TOPIC] = message.topic
+    headers[H_TIMESTAMP] = repr(message.timestamp)
+    if content_type != JSON:
+        headers[CONTENT_TYPE] = content_type
+    if message.correlation_id is not None:
+        headers[H_CORRELATION_ID] = message.correlation_id
+    if message.reply_to is not None:
+        headers[H_REPLY_TO] = message.reply_to
+    if message.sender is not None:
+        headers[H_SENDER] = message.sender
+    if message.ttl is not None:
+        headers[H_TTL] = repr(message.ttl)
+    if message.priority:
+        headers[H_PRIORITY] = str(message.priority)
+    if message.key is not None:
+        headers[H_KEY] = message.key
+    return body, headers
+
+
+def _number(headers: Mapping[str, str], name: str, kind: type[float] | type[int]) -> Any:
+    raw = headers.get(name)
+    if raw is None:
+        return None
+    try:
+        return kind(raw)
+    except (TypeError, ValueError):
+        raise DecodeError(f"header {name!r} is not a number: {raw!r}") from None
+
+
+def decode(
+    body: bytes, headers: Mapping[str, str] | None, topic: str, *, attempt: int = 1
+) -> Message:
+    """Read a message from a body and headers as a broker delivered them.
+
+    ``topic`` is where the broker delivered it; an ``amb-topic`` header wins (transports that map
+    topics onto fewer broker objects, like SNS/SQS, need that). Headers a foreign producer left out
+    get defaults: a fresh id, the current time, JSON content.
+
+    :raises DecodeError: when the body does not parse as its content type says, or a header is bad.
+    """
+    headers = headers or {}
+    content_type = headers.get(CONTENT_TYPE, JSON)
+    payload: Any
+    if content_type.startswith(JSON):
+        try:
+            payload = _loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise DecodeError(f"body is not valid JSON: {exc}") from None
+    elif content_type.startswith(TEXT):
+        try:
+            payload = bytes(body).decode()
+        except UnicodeDecodeError as exc:
+            raise DecodeError(f"body is not valid UTF-8 text: {exc}") from None
+    else:
+        payload = bytes(body)
+    user = {k: v for k, v in headers.items() if k not in _METADATA}
+    return Message(
+        topic=headers.get(H_TOPIC) or topic,
+        payload=payload,
+        headers=user,
+        id=headers.get(H_ID) or new_id(),
+        correlation_id=headers.get(H_CORRELATION_ID),
+        reply_to=headers.get(H_REPLY_TO),
+        timestamp=_number(headers, H_TIMESTAMP, float) or time.time(),
+        sender=headers.get(H_SENDER),
+        ttl=_number(headers, H_TTL, float),
+        attempt=attempt,
+        priority=_number(headers, H_PRIORITY, int) or 0,
+        key=headers.get(H_KEY),
+    )
+
+
+def pack(message: Message) -> bytes:
+    """The message as one byte string, for brokers without native headers.
+
+    Layout: ``AMB1`` + the headers as a one-line JSON object + ``\\n`` + the body.
+    """
+    body, headers = encode(message)
+    return PACK_MAGIC + _dumps(headers).encode() + b"\n" + body
+
+
+def unpack(data: bytes) -> tuple[bytes, dict[str, str]]:
+    """Split :func:`pack` output into ``(body, headers)``; other bytes are a bare body.
+
+    A foreign producer's plain JSON therefore reads as a payload with default metadata.
+
+    :raises DecodeError: when the data starts like a packed envelope but its header line is bad.
+    """
+    if not data.startswith(PACK_MAGIC):
+        return data, {}
+    end = data.find(b"\n")
+    if end < 0:
+        raise DecodeError("packed envelope has no end of its header line")
+    try:
+        headers = _loads(data[len(PACK_MAGIC) : end])
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DecodeError(f"packed envelope header is not JSON: {exc}") from None
+    if not isinstance(headers, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
+    ):
+        raise DecodeError("packed envelope header must be an object of strings")
+    return data[end + 1 :], headers
+
+
+def decode_packed(data: bytes, topic: str, *, attempt: int = 1) -> Message:
+    """:func:`unpack` then :func:`decode`.
+
+    :raises DecodeError: as those do.
+    """
+    body, headers = unpack(data)
+    return decode(body, headers, topic, attempt=attempt)
