@@ -1,0 +1,86 @@
+"""AMB, the Agent Message Bus: agents publish to topics, subscribe to patterns, ask and answer,
+and the bus routes by content and parks failed messages in dead letters, over in-memory, Redis,
+NATS, Kafka and SQS transports.
+
+    from amb_core import MessageBus
+
+    async with MessageBus.from_url("memory://") as bus:
+        @bus.subscribe("agent.tasks.*", group="workers")
+        async def work(message):
+            return {"done": message.payload["task"]}
+
+        reply = await bus.request("agent.tasks.analyze", {"task": "q4"}, timeout=5)
+"""
+
+from .bus import MessageBus
+from .deadletter import DeadLetter, DeadLetters, RetryPolicy
+from .errors import (
+    AMBError,
+    AuthenticationError,
+    ConfigurationError,
+    ConnectError,
+    DecodeError,
+    InvalidTopicError,
+    MessageTooLargeError,
+    NoRespondersError,
+    NotConnectedError,
+    PluginError,
+    PublishError,
+    RejectMessage,
+    RemoteHandlerError,
+    ReplyError,
+    RequestError,
+    RequestTimeoutError,
+    TransportError,
+    UnknownSchemeError,
+    UnsupportedError,
+    UnsupportedEventLoopError,
+)
+from .memory import InMemoryBroker, MemoryHub, MemoryTransport
+from .message import Message
+from .plugins import hookimpl
+from .routing import Router, Rule
+from .subscriber import Subscriber
+from .transport import Capabilities, Delivery, Subscription, SubscriptionSpec, Transport
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AMBError",
+    "AuthenticationError",
+    "Capabilities",
+    "ConfigurationError",
+    "ConnectError",
+    "DeadLetter",
+    "DeadLetters",
+    "DecodeError",
+    "Delivery",
+    "InMemoryBroker",
+    "InvalidTopicError",
+    "MemoryHub",
+    "MemoryTransport",
+    "Message",
+    "MessageBus",
+    "MessageTooLargeError",
+    "NoRespondersError",
+    "NotConnectedError",
+    "PluginError",
+    "PublishError",
+    "RejectMessage",
+    "RemoteHandlerError",
+    "ReplyError",
+    "RequestError",
+    "RequestTimeoutError",
+    "RetryPolicy",
+    "Router",
+    "Rule",
+    "Subscriber",
+    "Subscription",
+    "SubscriptionSpec",
+    "Transport",
+    "TransportError",
+    "UnknownSchemeError",
+    "UnsupportedError",
+    "UnsupportedEventLoopError",
+    "hookimpl",
+]

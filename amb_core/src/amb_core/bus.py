@@ -1,0 +1,384 @@
+"""MessageBus: the one object applications use.
+
+It owns a transport and one task group (structured concurrency: every subscriber runs inside it, so
+closing the bus ends them all), and adds on top of any transport what brokers lack: the topic grammar,
+request/reply, retries and dead letters, routing, expiry.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, Literal, TypeVar, overload
+
+import anyio
+import anyio.abc
+
+from .deadletter import DeadLetter, DeadLetterHandler, DeadLetters, RetryPolicy
+from .errors import NotConnectedError, ReplyError, UnsupportedError, UnsupportedEventLoopError
+from .inbox import H_ERROR, H_ERROR_REASON, Inbox, raise_for_error_reply
+from .message import EMPTY_HEADERS, JSONValue, Message, new_id
+from .plugins import registries
+from .subscriber import Handler, Subscriber
+from .topics import validate_pattern, validate_topic
+from .transport import Subscription, SubscriptionSpec, Transport
+
+__all__ = ["MessageBus"]
+
+log = logging.getLogger("amb.bus")
+H = TypeVar("H", bound=Handler)
+
+
+def _current_loop() -> str:
+    import sniffio
+
+    return sniffio.current_async_library()
+
+
+class MessageBus:
+    """Publish, subscribe, request and reply over one transport.
+
+    :param transport: the broker connection (default: a private in-memory transport).
+    :param retry: the default retry policy of subscriptions.
+    :param name: this agent's name, sent as ``sender`` on what it publishes.
+    :param dead_letter_handlers: overrides the handlers registered through the hook.
+    :param drain_timeout: seconds ``aclose()`` lets handlers in flight finish.
+    :param concurrency: default handlers in flight per subscription.
+    """
+
+    def __init__(
+        self,
+        transport: Transport | None = None,
+        *,
+        retry: RetryPolicy | None = None,
+        name: str | None = None,
+        dead_letter_handlers: Sequence[DeadLetterHandler] | None = None,
+        drain_timeout: float = 10.0,
+        concurrency: int = 1,
+    ) -> None:
+        if transport is None:
+            from .memory import MemoryTransport
+
+            transport = MemoryTransport()
+        self.transport = transport
+        self.retry = retry or RetryPolicy()
+        self.name = name
+        self.id = os.urandom(6).hex()
+        self.drain_timeout = drain_timeout
+        self.concurrency = concurrency
+        self._dlq_handlers = dead_letter_handlers
+        self._state: Literal["new", "connected", "closed"] = "new"
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._subscribers: list[Subscriber] = []
+        self._starting: list[Subscriber] = []
+        self._inbox: Inbox | None = None
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> MessageBus:
+        """A bus over the transport registered for the URL's scheme.
+
+        ``options`` go to the transport, except the bus's own keyword arguments.
+
+        :raises UnknownSchemeError: naming the distribution to install.
+        """
+        from .urls import scheme_of
+
+        bus_keys = {"retry", "name", "dead_letter_handlers", "drain_timeout", "concurrency"}
+        bus_options = {k: options.pop(k) for k in list(options) if k in bus_keys}
+        transport = registries().transports.get(scheme_of(url) or url).create(url, **options)
+        return cls(transport, **bus_options)
+
+    def __repr__(self) -> str:
+        return f"<MessageBus {self.id} {self._state} over {self.transport!r}>"
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def connect(self) -> MessageBus:
+        """Connect the transport and start the subscriptions made before.
+
+        Call ``connect`` and ``aclose`` from the same task (or use ``async with``).
+
+        :raises UnsupportedEventLoopError: when the transport cannot run on this event loop.
+        :raises ConnectError: when the broker cannot be reached.
+        """
+        if self._state == "connected":
+            return self
+        loop = _current_loop()
+        if loop not in self.transport.event_loops:
+            raise UnsupportedEventLoopError(
+                f"{type(self.transport).__name__} runs on {', '.join(sorted(self.transport.event_loops))},"
+                f" not {loop}"
+            )
+        await self.transport.connect()
+        tg = anyio.create_task_group()
+        await tg.__aenter__()
+        self._tg = tg
+        self._state = "connected"
+        for subscriber in self._starting:
+            tg.start_soon(subscriber.run)
+        return self
+
+    async def aclose(self) -> None:
+        """Stop the subscriptions (draining handlers in flight), then close the transport.
+
+        Idempotent.
+        """
+        if self._state != "connected":
+            self._state = "closed"
+            return
+        self._state = "closed"
+        try:
+            async with anyio.create_task_group() as stopping:
+                for subscriber in self._subscribers:
+                    stopping.start_soon(subscriber.stop, self.drain_timeout)
+        finally:
+            try:
+                with anyio.CancelScope(shield=True):
+                    await self.transport.aclose()
+            finally:
+                tg, self._tg = self._tg, None
+                if tg is not None:
+                    tg.cancel_scope.cancel()
+                    await tg.__aexit__(None, None, None)
+
+    close = aclose
+
+    async def __aenter__(self) -> MessageBus:
+        return await self.connect()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def _require_connected(self) -> None:
+        if self._state != "connected":
+            raise NotConnectedError(f"the bus is {self._state}; use 'async with bus' or connect()")
+
+    # -- publish --------------------------------------------------------------------------------
+
+    async def publish(
+        self,
+        topic: str,
+        payload: JSONValue = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        key: str | None = None,
+        ttl: float | None = None,
+        priority: int = 0,
+        correlation_id: str | None = None,
+        reply_to: str | None = None,
+        sender: str | None = None,
+    ) -> Message:
+        """Publish ``payload`` (a JSON value or bytes) to ``topic``; return the message sent.
+
+        Subscriptions made on this bus before the call are established before it is sent.
+
+        :raises InvalidTopicError: for a pattern or a malformed topic.
+        :raises ConfigurationError: for a payload the wire format cannot carry.
+        :raises PublishError: when the broker does not take it.
+        :raises NotConnectedError: outside ``connect()``/``aclose()``.
+        """
+        if self._starting:
+            await self._settle()
+        if self._state != "connected":
+            self._require_connected()
+        validate_topic(topic)
+        message = Message(
+            topic, payload, headers or EMPTY_HEADERS, new_id(), correlation_id, reply_to,
+            time.time(), sender or self.name, ttl, 1, priority, key,
+        )
+        await self.transport.publish(message)
+        return message
+
+    async def _publish_message(self, message: Message) -> None:
+        self._require_connected()
+        validate_topic(message.topic)
+        await self.transport.publish(message)
+
+    async def _settle(self) -> None:
+        starting, self._starting = self._starting, []
+        for subscriber in starting:
+            try:
+                await subscriber.wait_ready()
+            except Exception:
+                pass  # reported by the subscriber itself and by awaiting it
+
+    # -- subscribe ------------------------------------------------------------------------------
+
+    @overload
+    def subscribe(
+        self, pattern: str, handler: None = None, *, group: str | None = ...,
+        concurrency: int | None = ..., retry: RetryPolicy | None = ...,
+        start: Literal["new", "earliest"] = ..., ack_wait: float = ..., prefetch: int = ...,
+    ) -> Callable[[H], H]: ...
+
+    @overload
+    def subscribe(
+        self, pattern: str, handler: Handler, *, group: str | None = ...,
+        concurrency: int | None = ..., retry: RetryPolicy | None = ...,
+        start: Literal["new", "earliest"] = ..., ack_wait: float = ..., prefetch: int = ...,
+    ) -> Subscriber: ...
+
+    def subscribe(
+        self,
+        pattern: str,
+        handler: Handler | None = None,
+        *,
+        group: str | None = None,
+        concurrency: int | None = None,
+        retry: RetryPolicy | None = None,
+        start: Literal["new", "earliest"] = "new",
+        ack_wait: float = 30.0,
+        prefetch: int = 100,
+        internal: bool = False,
+    ) -> Subscriber | Callable[[H], H]:
+        """Call ``handler`` for every message matching ``pattern``.
+
+        With a handler, returns a :class:`Subscriber`: ``await`` it to wait until the broker has
+        the subscription (``await bus.subscribe(p, h)``). Without one, it is a decorator. Without a
+        ``group`` every subscriber gets every message; within a group each message goes to one
+        member. The handler's non-None return value answers requests.
+
+        :raises InvalidTopicError: for a malformed pattern.
+        :raises UnsupportedError: for ``start="earliest"`` on a transport without replay.
+        """
+        if handler is None:
+
+            def decorator(function: H) -> H:
+                self.subscribe(
+                    pattern, function, group=group, concurrency=concurrency, retry=retry,
+                    start=start, ack_wait=ack_wait, prefetch=prefetch,
+                )
+                return function
+
+            return decorator
+        validate_pattern(pattern)
+        if start == "earliest" and not self.transport.capabilities.replay:
+            raise UnsupportedError(f"{type(self.transport).__name__} cannot replay (start='earliest')")
+        if self._state == "closed":
+            self._require_connected()
+        retry = retry or self.retry
+        spec = SubscriptionSpec(
+            pattern, group, start, retry.max_attempts, prefetch, ack_wait
+        )
+        subscriber = Subscriber(
+            self, spec, handler, concurrency=concurrency or self.concurrency, retry=retry
+        )
+        if not internal:
+            self._subscribers.append(subscriber)
+        else:
+            self._subscribers.insert(0, subscriber)
+        self._starting.append(subscriber)
+        if self._tg is not None:
+            self._tg.start_soon(subscriber.run)
+        return subscriber
+
+    async def unsubscribe(self, subscriber: Subscriber | Handler) -> None:
+        """Stop a subscription (or every subscription of a handler), draining its handlers."""
+        targets = [
+            s for s in self._subscribers if s is subscriber or s.handler is subscriber
+        ]
+        for target in targets:
+            self._subscribers.remove(target)
+            if target in self._starting:
+                self._starting.remove(target)
+            await target.stop(self.drain_timeout)
+
+    @property
+    def subscribers(self) -> list[Subscriber]:
+        """The live subscriptions of this bus."""
+        return list(self._subscribers)
+
+    @asynccontextmanager
+    async def _raw_subscription(self, spec: SubscriptionSpec) -> Any:
+        self._require_connected()
+        if spec.start == "earliest" and not self.transport.capabilities.replay:
+            raise UnsupportedError(f"{type(self.transport).__name__} cannot replay dead letters")
+        source: Subscription = await self.transport.subscribe(spec)
+        try:
+            yield source
+        finally:
+            with anyio.CancelScope(shield=True):
+                await source.aclose()
+
+    # -- request / reply ------------------------------------------------------------------------
+
+    async def request(
+        self,
+        topic: str,
+        payload: JSONValue = None,
+        *,
+        timeout: float = 30.0,
+        headers: Mapping[str, str] | None = None,
+        key: str | None = None,
+    ) -> Message:
+        """Publish a request and return the reply message.
+
+        :raises RequestTimeoutError: (a ``TimeoutError``) naming the topic, after ``timeout`` s.
+        :raises NoRespondersError: when the broker knows nobody listens (NATS).
+        :raises RemoteHandlerError: when the responder's handler failed for good.
+        """
+        self._require_connected()
+        validate_topic(topic)
+        if self.transport.capabilities.native_request_reply:
+            if self._starting:
+                await self._settle()
+            message = Message(topic, payload, headers or EMPTY_HEADERS, sender=self.name, key=key)
+            return raise_for_error_reply(topic, await self.transport.request(message, timeout))
+        if self._inbox is None:
+            self._inbox = Inbox(self)
+        fields: dict[str, object] = {"payload": payload, "headers": headers, "key": key}
+        return await self._inbox.request(fields, topic, timeout)
+
+    async def reply(
+        self, message: Message, payload: JSONValue, *, headers: Mapping[str, str] | None = None
+    ) -> Message:
+        """Answer ``message`` explicitly (a handler may also just return the answer).
+
+        :raises ReplyError: when ``message`` carries no ``reply_to``.
+        """
+        if message.reply_to is None:
+            raise ReplyError(f"message {message.id} on {message.topic!r} asked for no reply")
+        reply = Message(
+            message.reply_to, payload, headers or EMPTY_HEADERS,
+            correlation_id=message.correlation_id or message.id, sender=self.name,
+        )
+        await self._publish_message(reply)
+        return reply
+
+    async def _answer(self, message: Message, result: JSONValue) -> None:
+        await self.reply(message, result)
+
+    # -- dead letters ---------------------------------------------------------------------------
+
+    @property
+    def dead_letters(self) -> DeadLetters:
+        """List and replay dead letters (needs a transport with ``replay``)."""
+        return DeadLetters(self)
+
+    async def _dead_letter(self, dead: DeadLetter) -> None:
+        handlers = self._dlq_handlers
+        if handlers is None:
+            handlers = registries().dead_letters.handlers
+        for handler in handlers:
+            try:
+                await handler(dead, self)
+            except Exception as exc:
+                log.exception("dead-letter handler %r failed: %r", handler, exc)
+        message = dead.message
+        if message.reply_to is not None:
+            error_headers = {H_ERROR: dead.error[:2000], H_ERROR_REASON: dead.reason}
+            try:
+                await self.reply(message, None, headers=error_headers)
+            except Exception as exc:
+                log.warning("could not tell the requester of %s about its failure: %r", message.id, exc)
+
+    # -- routing --------------------------------------------------------------------------------
+
+    def route(self, source: str, rules: Any, **options: Any) -> Subscriber:
+        """Forward messages from ``source`` by content; see :class:`amb_core.routing.Router`."""
+        from .routing import Router
+
+        return Router(self, source, rules, **options).start()

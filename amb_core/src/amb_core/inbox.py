@@ -1,0 +1,98 @@
+"""Request/reply for brokers without a native one: one long-lived reply inbox per bus.
+
+The bus subscribes once (lazily, at its first request) to ``_INBOX.<bus id>``; every request carries
+that topic as ``reply_to`` and a fresh ``correlation_id``; replies are matched to waiting requesters
+through a dictionary, so any number of requests share the inbox concurrently and no connection or
+subscription is made per request (FastStream's Redis backend opens a connection per request).
+A reply that arrives after its requester gave up is dropped with a debug log.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import anyio
+
+from .deadletter import RetryPolicy
+from .errors import RemoteHandlerError, RequestTimeoutError
+from .message import Message, new_id
+
+if TYPE_CHECKING:
+    from .bus import MessageBus
+    from .subscriber import Subscriber
+
+__all__ = ["H_ERROR", "H_ERROR_REASON", "INBOX_PREFIX", "Inbox", "raise_for_error_reply"]
+
+log = logging.getLogger("amb.inbox")
+INBOX_PREFIX = "_INBOX"
+H_ERROR = "amb-error"
+H_ERROR_REASON = "amb-error-reason"
+
+
+class _Waiter:
+    __slots__ = ("event", "reply")
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+        self.reply: Message | None = None
+
+
+def raise_for_error_reply(topic: str, reply: Message) -> Message:
+    """Return ``reply``, or raise :class:`RemoteHandlerError` when it reports a handler failure."""
+    error = reply.headers.get(H_ERROR)
+    if error is not None:
+        raise RemoteHandlerError(topic, reply.headers.get(H_ERROR_REASON, "error"), error)
+    return reply
+
+
+class Inbox:
+    """The reply inbox of one bus."""
+
+    def __init__(self, bus: MessageBus) -> None:
+        self.topic = f"{INBOX_PREFIX}.{bus.id}"
+        self._bus = bus
+        self._waiters: dict[str, _Waiter] = {}
+        self._subscriber: Subscriber | None = None
+        self._lock = anyio.Lock()
+
+    async def _ensure(self) -> None:
+        if self._subscriber is not None and self._subscriber.active:
+            return
+        async with self._lock:
+            if self._subscriber is None or not self._subscriber.active:
+                self._subscriber = self._bus.subscribe(
+                    self.topic, self._on_reply, retry=RetryPolicy(max_attempts=1), internal=True
+                )
+                await self._subscriber
+
+    async def _on_reply(self, reply: Message) -> None:
+        waiter = self._waiters.get(reply.correlation_id or "")
+        if waiter is None:
+            log.debug("late or unknown reply %s dropped", reply.correlation_id)
+            return
+        waiter.reply = reply
+        waiter.event.set()
+
+    async def request(
+        self, message_fields: dict[str, object], topic: str, timeout: float
+    ) -> Message:
+        """Publish a request and wait for its reply.
+
+        :raises RequestTimeoutError: when no reply arrives within ``timeout``.
+        :raises RemoteHandlerError: when the responder reports a failure.
+        """
+        await self._ensure()
+        correlation_id = new_id()
+        waiter = self._waiters[correlation_id] = _Waiter()
+        try:
+            with anyio.move_on_after(timeout):
+                await self._bus.publish(
+                    topic, correlation_id=correlation_id, reply_to=self.topic, **message_fields  # type: ignore[arg-type]
+                )
+                await waiter.event.wait()
+        finally:
+            del self._waiters[correlation_id]
+        if waiter.reply is None:
+            raise RequestTimeoutError(topic, timeout)
+        return raise_for_error_reply(topic, waiter.reply)

@@ -1,0 +1,269 @@
+"""A handler subscribed to a pattern: the loop that takes deliveries and settles each one.
+
+One :class:`Subscriber` per ``bus.subscribe`` call. It reads its transport subscription, re-checks the
+topic against AMB's grammar, dead-letters what is undecodable or expired, calls the handler, answers
+requests with the handler's return value, and on failure nacks with backoff or dead-letters. Nothing
+a handler does can end the loop; a broken transport subscription is reopened with backoff.
+
+With ``concurrency=1`` (the default) handlers run inline, one at a time and in delivery order, with no
+task per message; with more, each delivery gets a task, bounded by a semaphore.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Generator
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.abc
+
+from .deadletter import DeadLetter, DeadLetterReason, RetryPolicy
+from .errors import RejectMessage
+from .message import Message
+from .topics import matcher
+from .transport import Delivery, Subscription, SubscriptionSpec
+
+if TYPE_CHECKING:
+    from .bus import MessageBus
+
+__all__ = ["Handler", "Subscriber"]
+
+log = logging.getLogger("amb.subscriber")
+Handler = Callable[[Message], Any]
+"""An async or plain function taking the :class:`Message`; a non-None return answers a request."""
+
+
+def _as_async(handler: Handler) -> Callable[[Message], Awaitable[Any]]:
+    if inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
+        getattr(handler, "__call__", None)  # noqa: B004 - async callable objects
+    ):
+        return handler
+
+    async def call_sync(message: Message) -> Any:
+        return handler(message)
+
+    return call_sync
+
+
+class Subscriber:
+    """A live subscription of one handler. ``await`` it to wait until it is established.
+
+    :ivar pattern: the subscribed pattern.
+    :ivar group: the consumer group, or ``None`` for fan-out.
+    """
+
+    def __init__(
+        self,
+        bus: MessageBus,
+        spec: SubscriptionSpec,
+        handler: Handler,
+        *,
+        concurrency: int,
+        retry: RetryPolicy,
+    ) -> None:
+        if concurrency < 1:
+            from .errors import ConfigurationError
+
+            raise ConfigurationError("concurrency must be at least 1")
+        self.pattern = spec.pattern
+        self.group = spec.group
+        self.handler = handler
+        self.concurrency = concurrency
+        self.retry = retry
+        self._bus = bus
+        self._spec = spec
+        self._call = _as_async(handler)
+        self._match = matcher(spec.pattern)
+        self._ready = anyio.Event()
+        self._done = anyio.Event()
+        self._error: BaseException | None = None
+        self._stopping = False
+        self._busy = 0
+        self._reader: anyio.CancelScope | None = None
+        self._hard: anyio.CancelScope | None = None
+        self._source: Subscription | None = None
+
+    def __repr__(self) -> str:
+        group = f" group={self.group!r}" if self.group else ""
+        return f"<Subscriber {self.pattern!r}{group} handler={getattr(self.handler, '__name__', '?')}>"
+
+    def __await__(self) -> Generator[Any, None, Subscriber]:
+        return self.wait_ready().__await__()
+
+    @property
+    def active(self) -> bool:
+        """True while the subscription is established and not stopping."""
+        return self._source is not None and not self._stopping and not self._done.is_set()
+
+    async def wait_ready(self) -> Subscriber:
+        """Wait until the broker has the subscription.
+
+        :raises TransportError: when the transport could not subscribe.
+        """
+        await self._ready.wait()
+        if self._error is not None:
+            raise self._error
+        return self
+
+    async def cancel(self) -> None:
+        """Unsubscribe (same as ``bus.unsubscribe(self)``)."""
+        await self._bus.unsubscribe(self)
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run until stopped; started by the bus in its task group."""
+        try:
+            with anyio.CancelScope() as self._hard:
+                try:
+                    self._source = await self._bus.transport.subscribe(self._spec)
+                except Exception as exc:
+                    self._error = exc
+                    log.error("subscribing to %r failed: %r", self.pattern, exc)
+                    return
+                finally:
+                    self._ready.set()
+                if self._stopping:
+                    return
+                if self.concurrency == 1:
+                    with anyio.CancelScope() as self._reader:
+                        await self._read_inline()
+                else:
+                    async with anyio.create_task_group() as handlers:
+                        with anyio.CancelScope() as self._reader:
+                            await self._read_concurrent(handlers)
+        finally:
+            source, self._source = self._source, None
+            if source is not None:
+                with anyio.CancelScope(shield=True):
+                    try:
+                        await source.aclose()
+                    except Exception as exc:
+                        log.warning("closing subscription %r failed: %r", self.pattern, exc)
+            self._done.set()
+
+    async def _next(self) -> Delivery | None:
+        """The next delivery, reopening the transport subscription after a failure."""
+        delay = 0.1
+        while True:
+            source = self._source
+            assert source is not None
+            try:
+                return await source.__anext__()
+            except StopAsyncIteration:
+                return None
+            except Exception as exc:
+                log.error("subscription %r failed: %r; reopening in %.1fs", self.pattern, exc, delay)
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                try:
+                    await source.aclose()
+                except Exception:
+                    pass
+                try:
+                    self._source = await self._bus.transport.subscribe(self._spec)
+                except Exception as again:
+                    log.error("reopening %r failed: %r", self.pattern, again)
+
+    async def _read_inline(self) -> None:
+        next_delivery = self._next
+        handle = self.handle
+        while True:
+            delivery = await next_delivery()
+            if delivery is None:
+                return
+            self._busy = 1
+            try:
+                await handle(delivery)
+            finally:
+                self._busy = 0
+            if self._stopping:
+                return
+
+    async def _read_concurrent(self, handlers: anyio.abc.TaskGroup) -> None:
+        slots = anyio.Semaphore(self.concurrency)
+        while True:
+            await slots.acquire()
+            delivery = await self._next()
+            if delivery is None:
+                slots.release()
+                return
+            self._busy += 1
+            handlers.start_soon(self._handle_and_release, delivery, slots)
+
+    async def _handle_and_release(self, delivery: Delivery, slots: anyio.Semaphore) -> None:
+        try:
+            await self.handle(delivery)
+        finally:
+            self._busy -= 1
+            slots.release()
+
+    async def handle(self, delivery: Delivery) -> None:
+        """Handle one delivery and settle it; never raises (but lets cancellation through)."""
+        try:
+            message = delivery.message
+            if delivery.error is not None:
+                await self._dead(delivery, "undecodable", str(delivery.error))
+                return
+            if message.ttl is not None and message.expired():
+                await self._dead(delivery, "expired", f"expired after ttl {message.ttl:g}s")
+                return
+            if not self._match(message.topic):
+                await delivery.ack()  # a broker's broader native match; not ours
+                return
+            try:
+                result = await self._call(message)
+            except RejectMessage as exc:
+                await self._dead(delivery, "rejected", str(exc) or "rejected by the handler")
+                return
+            except Exception as exc:
+                await self._failed(delivery, exc)
+                return
+            if result is not None and message.reply_to is not None:
+                await self._bus._answer(message, result)
+            await delivery.ack()
+        except Exception as exc:  # a broken ack, a broken reply: log, keep the subscription
+            log.exception("settling a delivery on %r failed: %r", self.pattern, exc)
+
+    async def _failed(self, delivery: Delivery, exc: Exception) -> None:
+        attempt = delivery.attempt
+        error = f"{type(exc).__name__}: {exc}"
+        if attempt < self.retry.max_attempts:
+            log.warning(
+                "handler for %r failed (attempt %d of %d): %s",
+                self.pattern, attempt, self.retry.max_attempts, error,
+            )
+            await delivery.nack(self.retry.delay(attempt))
+            return
+        log.error("handler for %r failed for good after %d attempts: %s", self.pattern, attempt, error)
+        reason: DeadLetterReason = "max_attempts" if self.retry.max_attempts > 1 else "handler_error"
+        await self._dead(delivery, reason, error)
+
+    async def _dead(self, delivery: Delivery, reason: DeadLetterReason, error: str) -> None:
+        dead = DeadLetter(delivery.message, reason, error, delivery.attempt, self.pattern)
+        await self._bus._dead_letter(dead)
+        await delivery.ack()
+
+    # -- stopping -------------------------------------------------------------------------------
+
+    async def stop(self, drain_timeout: float) -> None:
+        """Stop taking deliveries; let handlers in flight finish within ``drain_timeout`` seconds,
+        then cancel them (their deliveries stay unacknowledged, so at-least-once transports
+        redeliver them)."""
+        self._stopping = True
+        if self._done.is_set():
+            return
+        if self._reader is not None and (self.concurrency > 1 or not self._busy):
+            self._reader.cancel()
+        elif self._reader is None and self._hard is not None and self._ready.is_set():
+            self._hard.cancel()
+        with anyio.move_on_after(drain_timeout):
+            await self._done.wait()
+        if not self._done.is_set():
+            log.warning("handlers of %r did not finish within %gs; cancelled", self.pattern, drain_timeout)
+            if self._hard is not None:
+                self._hard.cancel()
+            await self._done.wait()
+
