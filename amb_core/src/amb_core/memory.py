@@ -39,6 +39,18 @@ _Item = tuple[Message, int]  # (message, attempt)
 _seq = itertools.count()
 
 
+class _Raw:
+    """Bytes as another program would have published them (see ``publish_raw``)."""
+
+    __slots__ = ("body", "headers", "id", "topic")
+
+    def __init__(self, topic: str, body: bytes, headers: dict[str, str]) -> None:
+        self.topic = topic
+        self.body = body
+        self.headers = headers
+        self.id = "raw"
+
+
 class _Queue:
     """A FIFO of messages for one fan-out subscriber or one consumer group."""
 
@@ -241,7 +253,9 @@ class _MemorySubscription(Subscription):
             await queue.wait(self._is_closed)
         message, attempt = item
         error = None
-        if self._serialize:
+        if type(message) is _Raw:
+            message, error = decode_delivery(message.body, message.headers, message.topic, attempt)
+        elif self._serialize:
             body, headers = encode(message)
             message, error = decode_delivery(body, headers, message.topic, attempt)
         elif attempt != 1:
@@ -325,6 +339,14 @@ class MemoryTransport(Transport):
             queue.put(item)
             if queue.members and len(queue.items) >= queue.max_buffer:
                 await queue.wait_space()
+
+    async def publish_raw(self, topic: str, body: bytes, headers: dict[str, str] | None = None) -> None:
+        """Deliver bytes as a foreign producer would send them; decoded at delivery, so that
+        undecodable ones take the dead-letter path exactly as on a real broker."""
+        self._check()
+        raw: Any = _Raw(topic, body, headers or {})
+        for queue in self.hub.targets(topic):
+            queue.put((raw, 1))
 
     async def subscribe(self, spec: SubscriptionSpec) -> Subscription:
         self._check()

@@ -84,6 +84,7 @@ class Subscriber:
         self._reader: anyio.CancelScope | None = None
         self._hard: anyio.CancelScope | None = None
         self._source: Subscription | None = None
+        self._redelivers = bus.transport.capabilities.at_least_once
 
     def __repr__(self) -> str:
         group = f" group={self.group!r}" if self.group else ""
@@ -230,19 +231,37 @@ class Subscriber:
     async def _failed(self, delivery: Delivery, exc: Exception) -> None:
         attempt = delivery.attempt
         error = f"{type(exc).__name__}: {exc}"
-        if attempt < self.retry.max_attempts:
+        while attempt < self.retry.max_attempts:
             log.warning(
                 "handler for %r failed (attempt %d of %d): %s",
                 self.pattern, attempt, self.retry.max_attempts, error,
             )
-            await delivery.nack(self.retry.delay(attempt))
+            if self._redelivers:
+                await delivery.nack(self.retry.delay(attempt))
+                return
+            # An at-most-once broker would drop a nacked message: retry here instead.
+            await anyio.sleep(self.retry.delay(attempt))
+            attempt += 1
+            message = delivery.message.evolve(attempt=attempt)
+            try:
+                result = await self._call(message)
+            except RejectMessage as rejected:
+                await self._dead(delivery, "rejected", str(rejected) or "rejected by the handler")
+                return
+            except Exception as again:
+                error = f"{type(again).__name__}: {again}"
+                continue
+            if result is not None and message.reply_to is not None:
+                await self._bus._answer(message, result)
+            await delivery.ack()
             return
         log.error("handler for %r failed for good after %d attempts: %s", self.pattern, attempt, error)
         reason: DeadLetterReason = "max_attempts" if self.retry.max_attempts > 1 else "handler_error"
         await self._dead(delivery, reason, error)
 
     async def _dead(self, delivery: Delivery, reason: DeadLetterReason, error: str) -> None:
-        dead = DeadLetter(delivery.message, reason, error, delivery.attempt, self.pattern)
+        attempts = max(delivery.attempt, self.retry.max_attempts if reason == "max_attempts" else 1)
+        dead = DeadLetter(delivery.message, reason, error, attempts, self.pattern)
         await self._bus._dead_letter(dead)
         await delivery.ack()
 
