@@ -335,9 +335,12 @@ class MemoryTransport(Transport):
         hub = self.hub
         hub.retained.append(message)
         item = (message, 1)
-        for queue in hub.targets(message.topic):
+        queues = hub._routes.get(message.topic)
+        if queues is None:
+            queues = hub.targets(message.topic)
+        for queue in queues:
             queue.put(item)
-            if queue.members and len(queue.items) >= queue.max_buffer:
+            if len(queue.items) >= queue.max_buffer and queue.members:
                 await queue.wait_space()
 
     async def publish_raw(self, topic: str, body: bytes, headers: dict[str, str] | None = None) -> None:

@@ -146,33 +146,48 @@ class Subscriber:
             self._done.set()
 
     async def _next(self) -> Delivery | None:
-        """The next delivery, reopening the transport subscription after a failure."""
+        """The next delivery, or None once the source is closed."""
+        source = self._source
+        assert source is not None
+        try:
+            return await source.__anext__()
+        except StopAsyncIteration:
+            return None
+        except Exception as exc:
+            return await self._recover(exc)
+
+    async def _recover(self, exc: Exception) -> Delivery | None:
+        """Reopen a failed transport subscription with backoff, then read from it again."""
         delay = 0.1
         while True:
+            log.error("subscription %r failed: %r; reopening in %.1fs", self.pattern, exc, delay)
+            await anyio.sleep(delay)
+            delay = min(delay * 2, 5.0)
             source = self._source
-            assert source is not None
-            try:
-                return await source.__anext__()
-            except StopAsyncIteration:
-                return None
-            except Exception as exc:
-                log.error("subscription %r failed: %r; reopening in %.1fs", self.pattern, exc, delay)
-                await anyio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+            if source is not None:
                 try:
                     await source.aclose()
                 except Exception:
                     pass
-                try:
-                    self._source = await self._bus.transport.subscribe(self._spec)
-                except Exception as again:
-                    log.error("reopening %r failed: %r", self.pattern, again)
+            try:
+                self._source = source = await self._bus.transport.subscribe(self._spec)
+                return await source.__anext__()
+            except StopAsyncIteration:
+                return None
+            except Exception as again:
+                exc = again
 
     async def _read_inline(self) -> None:
-        next_delivery = self._next
         handle = self.handle
         while True:
-            delivery = await next_delivery()
+            source = self._source
+            assert source is not None
+            try:  # the hot path reads the source directly; _next() is the recovering slow path
+                delivery: Delivery | None = await source.__anext__()
+            except StopAsyncIteration:
+                return
+            except Exception as exc:
+                delivery = await self._recover(exc)
             if delivery is None:
                 return
             self._busy = 1

@@ -1,0 +1,56 @@
+"""Small helpers shared by the benchmark scripts: timing, percentiles and aligned output."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+__all__ = ["Figure", "measure", "percentile", "print_table"]
+
+
+class Figure:
+    """Throughput and CPU cost of one case."""
+
+    def __init__(self, name: str, count: int, seconds: float, cpu: float) -> None:
+        self.name = name
+        self.count = count
+        self.seconds = seconds
+        self.cpu = cpu
+
+    @property
+    def rate(self) -> float:
+        return self.count / self.seconds
+
+    @property
+    def cpu_us(self) -> float:
+        return self.cpu / self.count * 1e6
+
+
+async def measure(name: str, count: int, run: Callable[[], Awaitable[Any]], repeat: int = 3) -> Figure:
+    """Median of ``repeat`` runs of ``run`` (which handles ``count`` messages)."""
+    figures = []
+    for _ in range(repeat):
+        wall, cpu = time.perf_counter(), time.process_time()
+        await run()
+        figures.append(Figure(name, count, time.perf_counter() - wall, time.process_time() - cpu))
+    figures.sort(key=lambda f: f.rate)
+    return figures[len(figures) // 2]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def print_table(title: str, figures: list[Figure], baseline: Figure | None = None) -> None:
+    print(f"\n## {title}")
+    print(f"{'case':48} {'msg/s':>12} {'CPU us/msg':>11} {'ratio':>7}")
+    for figure in figures:
+        ratio = f"{figure.rate / baseline.rate:6.2f}x" if baseline else ""
+        print(f"{figure.name:48} {figure.rate:12,.0f} {figure.cpu_us:11.2f} {ratio:>7}")
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
