@@ -32,7 +32,9 @@ BACKENDS: dict[str, tuple[list[str], list[str]]] = {
 }
 PRESENT = {name: spec for name, spec in BACKENDS.items() if (ROOT / f"amb_{name}").is_dir()}
 BACKEND_CASES = [
-    nox.param(name, loop, id=f"{name}-{loop}") for name, (_, loops) in PRESENT.items() for loop in loops
+    nox.param(name, loop, id=f"{name}-{loop}")
+    for name, (_, loops) in PRESENT.items()
+    for loop in loops
 ]
 
 

@@ -28,7 +28,9 @@ class Figure:
         return self.cpu / self.count * 1e6
 
 
-async def measure(name: str, count: int, run: Callable[[], Awaitable[Any]], repeat: int = 3) -> Figure:
+async def measure(
+    name: str, count: int, run: Callable[[], Awaitable[Any]], repeat: int = 3
+) -> Figure:
     """Median of ``repeat`` runs of ``run`` (which handles ``count`` messages)."""
     figures = []
     for _ in range(repeat):

@@ -69,19 +69,29 @@ async def request_reply(bus: MessageBus) -> None:
             tg.start_soon(worker)
     rate = total / (time.perf_counter() - started)
     print("\n## In-memory request/reply through the bus")
-    print(f"p50 {percentile(latencies, 0.5):.0f} us, p99 {percentile(latencies, 0.99):.0f} us one at a time;"
-          f" {rate:,.0f} req/s with {in_flight} in flight")
+    print(
+        f"p50 {percentile(latencies, 0.5):.0f} us, p99 {percentile(latencies, 0.99):.0f} us one at a time;"
+        f" {rate:,.0f} req/s with {in_flight} in flight"
+    )
 
 
 async def amain() -> None:
     baseline = await measure("asyncio.Queue (baseline, no bus)", N, queue_baseline)
     async with MessageBus(InMemoryBroker()) as bus:
-        figure = await measure("MessageBus over InMemoryBroker", N, lambda: bus_pubsub(bus, "bench.pubsub"))
+        figure = await measure(
+            "MessageBus over InMemoryBroker", N, lambda: bus_pubsub(bus, "bench.pubsub")
+        )
     async with MessageBus(InMemoryBroker(serialize=True)) as bus:
         wire = await measure(
-            "MessageBus over InMemoryBroker(serialize=True)", N, lambda: bus_pubsub(bus, "bench.wire")
+            "MessageBus over InMemoryBroker(serialize=True)",
+            N,
+            lambda: bus_pubsub(bus, "bench.wire"),
         )
-    print_table(f"In-memory pub/sub, {N:,} messages, one subscriber, median of 3", [baseline, figure, wire], baseline)
+    print_table(
+        f"In-memory pub/sub, {N:,} messages, one subscriber, median of 3",
+        [baseline, figure, wire],
+        baseline,
+    )
     async with MessageBus(InMemoryBroker()) as bus:
         await request_reply(bus)
 

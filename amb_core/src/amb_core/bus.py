@@ -33,9 +33,17 @@ H = TypeVar("H", bound=Handler)
 
 
 def _current_loop() -> str:
-    import sniffio
-
-    return sniffio.current_async_library()
+    """The running event loop's library. anyio no longer needs sniffio, but trio does, so a
+    process without sniffio is running asyncio."""
+    try:
+        import sniffio
+    except ImportError:
+        return "asyncio"
+    try:
+        name: str = sniffio.current_async_library()
+    except sniffio.AsyncLibraryNotFoundError:
+        return "asyncio"
+    return name
 
 
 class MessageBus:
@@ -99,7 +107,9 @@ class MessageBus:
     async def connect(self) -> MessageBus:
         """Connect the transport and start the subscriptions made before.
 
-        Call ``connect`` and ``aclose`` from the same task (or use ``async with``).
+        The bus's task group opens here and closes in :meth:`aclose`, so call both from the same
+        task and at the same cancel-scope level (a ``fail_after`` around ``aclose`` alone is not
+        allowed by anyio; put it around both), or use ``async with bus``.
 
         :raises UnsupportedEventLoopError: when the transport cannot run on this event loop.
         :raises ConnectError: when the broker cannot be reached.
@@ -117,7 +127,7 @@ class MessageBus:
         await tg.__aenter__()
         self._tg = tg
         self._state = "connected"
-        for subscriber in self._starting:
+        for subscriber in self._subscribers:  # those made before connect
             tg.start_soon(subscriber.run)
         return self
 
@@ -180,14 +190,24 @@ class MessageBus:
         :raises PublishError: when the broker does not take it.
         :raises NotConnectedError: outside ``connect()``/``aclose()``.
         """
-        if self._starting:
-            await self._settle()
         if self._state != "connected":
             self._require_connected()
+        if self._starting:
+            await self._settle()
         validate_topic(topic)
         message = Message(
-            topic, payload, headers or EMPTY_HEADERS, new_id(), correlation_id, reply_to,
-            time.time(), sender or self.name, ttl, 1, priority, key,
+            topic,
+            payload,
+            headers or EMPTY_HEADERS,
+            new_id(),
+            correlation_id,
+            reply_to,
+            time.time(),
+            sender or self.name,
+            ttl,
+            1,
+            priority,
+            key,
         )
         await self.transport.publish(message)
         return message
@@ -209,16 +229,31 @@ class MessageBus:
 
     @overload
     def subscribe(
-        self, pattern: str, handler: None = None, *, group: str | None = ...,
-        concurrency: int | None = ..., retry: RetryPolicy | None = ...,
-        start: Literal["new", "earliest"] = ..., ack_wait: float = ..., prefetch: int = ...,
+        self,
+        pattern: str,
+        handler: None = None,
+        *,
+        group: str | None = ...,
+        concurrency: int | None = ...,
+        retry: RetryPolicy | None = ...,
+        start: Literal["new", "earliest"] = ...,
+        ack_wait: float = ...,
+        prefetch: int = ...,
     ) -> Callable[[H], H]: ...
 
     @overload
     def subscribe(
-        self, pattern: str, handler: Handler, *, group: str | None = ...,
-        concurrency: int | None = ..., retry: RetryPolicy | None = ...,
-        start: Literal["new", "earliest"] = ..., ack_wait: float = ..., prefetch: int = ...,
+        self,
+        pattern: str,
+        handler: Handler,
+        *,
+        group: str | None = ...,
+        concurrency: int | None = ...,
+        retry: RetryPolicy | None = ...,
+        start: Literal["new", "earliest"] = ...,
+        ack_wait: float = ...,
+        prefetch: int = ...,
+        internal: bool = ...,
     ) -> Subscriber: ...
 
     def subscribe(
@@ -248,23 +283,33 @@ class MessageBus:
 
             def decorator(function: H) -> H:
                 self.subscribe(
-                    pattern, function, group=group, concurrency=concurrency, retry=retry,
-                    start=start, ack_wait=ack_wait, prefetch=prefetch,
+                    pattern,
+                    function,
+                    group=group,
+                    concurrency=concurrency,
+                    retry=retry,
+                    start=start,
+                    ack_wait=ack_wait,
+                    prefetch=prefetch,
                 )
                 return function
 
             return decorator
         validate_pattern(pattern)
         if start == "earliest" and not self.transport.capabilities.replay:
-            raise UnsupportedError(f"{type(self.transport).__name__} cannot replay (start='earliest')")
+            raise UnsupportedError(
+                f"{type(self.transport).__name__} cannot replay (start='earliest')"
+            )
         if self._state == "closed":
             self._require_connected()
         retry = retry or self.retry
-        spec = SubscriptionSpec(
-            pattern, group, start, retry.max_attempts, prefetch, ack_wait
-        )
+        spec = SubscriptionSpec(pattern, group, start, retry.max_attempts, prefetch, ack_wait)
         subscriber = Subscriber(
-            self, spec, handler, concurrency=concurrency or self.concurrency, retry=retry
+            self,
+            spec,
+            handler,
+            retry=retry,
+            concurrency=self.concurrency if concurrency is None else concurrency,
         )
         if not internal:
             self._subscribers.append(subscriber)
@@ -277,9 +322,7 @@ class MessageBus:
 
     async def unsubscribe(self, subscriber: Subscriber | Handler) -> None:
         """Stop a subscription (or every subscription of a handler), draining its handlers."""
-        targets = [
-            s for s in self._subscribers if s is subscriber or s.handler is subscriber
-        ]
+        targets = [s for s in self._subscribers if s is subscriber or s.handler is subscriber]
         for target in targets:
             self._subscribers.remove(target)
             if target in self._starting:
@@ -342,8 +385,11 @@ class MessageBus:
         if message.reply_to is None:
             raise ReplyError(f"message {message.id} on {message.topic!r} asked for no reply")
         reply = Message(
-            message.reply_to, payload, headers or EMPTY_HEADERS,
-            correlation_id=message.correlation_id or message.id, sender=self.name,
+            message.reply_to,
+            payload,
+            headers or EMPTY_HEADERS,
+            correlation_id=message.correlation_id or message.id,
+            sender=self.name,
         )
         await self._publish_message(reply)
         return reply
@@ -373,7 +419,9 @@ class MessageBus:
             try:
                 await self.reply(message, None, headers=error_headers)
             except Exception as exc:
-                log.warning("could not tell the requester of %s about its failure: %r", message.id, exc)
+                log.warning(
+                    "could not tell the requester of %s about its failure: %r", message.id, exc
+                )
 
     # -- routing --------------------------------------------------------------------------------
 

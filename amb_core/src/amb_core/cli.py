@@ -49,8 +49,11 @@ def message_json(message: Message) -> str:
     if isinstance(payload, bytes):
         payload = {"$bytes": payload.decode("utf-8", "backslashreplace")}
     record = {
-        "topic": message.topic, "payload": payload, "headers": dict(message.headers),
-        "id": message.id, "attempt": message.attempt,
+        "topic": message.topic,
+        "payload": payload,
+        "headers": dict(message.headers),
+        "id": message.id,
+        "attempt": message.attempt,
     }
     for name in ("correlation_id", "sender", "key", "ttl"):
         value = getattr(message, name)
@@ -86,7 +89,10 @@ async def cmd_pub(args: argparse.Namespace) -> int:
     async with _bus(args) as bus:
         for _ in range(args.count):
             message = await bus.publish(
-                args.topic, _payload(args.payload), headers=_headers(args.header), key=args.key,
+                args.topic,
+                _payload(args.payload),
+                headers=_headers(args.header),
+                key=args.key,
                 ttl=args.ttl,
             )
             print(message.id)
@@ -106,7 +112,9 @@ async def cmd_sub(args: argparse.Namespace) -> int:
 
     async with _bus(args) as bus:
         await bus.subscribe(args.pattern, show, group=args.group)
-        print(f"# listening on {args.pattern} at {redact_url(args.url)}", file=sys.stderr, flush=True)
+        print(
+            f"# listening on {args.pattern} at {redact_url(args.url)}", file=sys.stderr, flush=True
+        )
         with anyio.move_on_after(args.timeout):
             await done.wait()
     return 0 if not args.count or received >= args.count else 1
@@ -124,7 +132,9 @@ async def cmd_request(args: argparse.Namespace) -> int:
 async def cmd_dlq(args: argparse.Namespace) -> int:
     async with _bus(args) as bus:
         if args.action == "list":
-            for message in await bus.dead_letters.list(args.pattern, limit=args.limit, idle=args.idle):
+            for message in await bus.dead_letters.list(
+                args.pattern, limit=args.limit, idle=args.idle
+            ):
                 print(message_json(message))
         else:
             count = await bus.dead_letters.replay(args.pattern, limit=args.limit, idle=args.idle)
@@ -147,7 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     def command(name: str, help_text: str, handler: Any) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
         sub.set_defaults(handler=handler)
-        sub.add_argument("--url", default=default_url, help="broker URL (default: $AMB_URL or memory://)")
+        sub.add_argument(
+            "--url", default=default_url, help="broker URL (default: $AMB_URL or memory://)"
+        )
         return sub
 
     command("backends", "list the installed transports and their capabilities", cmd_backends)

@@ -172,7 +172,9 @@ class DeadLetters:
     def _spec(self, pattern: str, group: str | None) -> SubscriptionSpec:
         return SubscriptionSpec(pattern=DLQ_PREFIX + pattern, group=group, start="earliest")
 
-    async def list(self, pattern: str = ">", *, limit: int = 100, idle: float = 0.5) -> list[Message]:
+    async def list(
+        self, pattern: str = ">", *, limit: int = 100, idle: float = 0.5
+    ) -> list[Message]:
         """Dead letters whose original topic matches ``pattern``, oldest first.
 
         Reading stops at ``limit`` or after ``idle`` seconds without a new one.
@@ -189,7 +191,9 @@ class DeadLetters:
                 break
         return found
 
-    async def replay(self, pattern: str = ">", *, limit: int | None = None, idle: float = 0.5) -> int:
+    async def replay(
+        self, pattern: str = ">", *, limit: int | None = None, idle: float = 0.5
+    ) -> int:
         """Publish dead letters again to their original topics; return how many.
 
         :raises UnsupportedError: when the transport cannot read retained messages.

@@ -56,7 +56,11 @@ async def run_demo(url: str = "memory://", *, out: Any = print) -> dict[str, Any
         async def agent(name: str) -> MessageBus:
             return await stack.enter_async_context(MessageBus.from_url(url, name=name, retry=retry))
 
-        planner, router, oracle = await agent("planner"), await agent("router"), await agent("oracle")
+        planner, router, oracle = (
+            await agent("planner"),
+            await agent("router"),
+            await agent("oracle"),
+        )
         workers = [await agent("worker-1"), await agent("worker-2")]
         watcher = await agent("watcher")
 
@@ -68,7 +72,10 @@ async def run_demo(url: str = "memory://", *, out: Any = print) -> dict[str, Any
 
             async def work(message: Message, me: str = bus.name or "worker") -> None:
                 task = message.payload
-                say(me, f"got {message.topic.rsplit('.', 1)[-1]} task {task['data']!r} (attempt {message.attempt})")
+                say(
+                    me,
+                    f"got {message.topic.rsplit('.', 1)[-1]} task {task['data']!r} (attempt {message.attempt})",
+                )
                 if task["data"] == "poison":
                     raise ValueError("this task poisons every worker")
                 await anyio.sleep(0.01)
@@ -79,8 +86,11 @@ async def run_demo(url: str = "memory://", *, out: Any = print) -> dict[str, Any
 
         async def report(message: Message) -> None:
             headers = message.headers
-            say("watcher", f"dead letter on {message.topic}: reason={headers.get(H_DLQ_REASON)}"
-                f" attempts={headers.get(H_DLQ_ATTEMPTS)} error={headers.get(H_DLQ_ERROR)!r}")
+            say(
+                "watcher",
+                f"dead letter on {message.topic}: reason={headers.get(H_DLQ_REASON)}"
+                f" attempts={headers.get(H_DLQ_ATTEMPTS)} error={headers.get(H_DLQ_ERROR)!r}",
+            )
             dead.append(message)
             check_done()
 
@@ -101,7 +111,9 @@ async def run_demo(url: str = "memory://", *, out: Any = print) -> dict[str, Any
         )
         say("router", "routes analyze -> work.analyze, summarize -> work.summarize, rest -> DLQ")
 
-        reply = await planner.request(f"{run}.oracle.ask", {"question": "what is six times seven?"}, timeout=10)
+        reply = await planner.request(
+            f"{run}.oracle.ask", {"question": "what is six times seven?"}, timeout=10
+        )
         say("planner", f"the oracle answered {reply.payload}")
         for task in TASKS:
             say("planner", f"publishes {task['type']} task {task['data']!r}")

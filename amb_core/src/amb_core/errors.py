@@ -163,7 +163,7 @@ class ReplyError(AMBError):
     """``reply()`` was called for a message that carries no ``reply_to``."""
 
 
-class RejectMessage(Exception):  # noqa: N818 - a signal raised by handlers, not an error of AMB's
+class RejectMessage(Exception):
     """Raise from a handler to dead-letter the message at once, without retries.
 
     The reason recorded is ``rejected`` and the text of this exception becomes the error.

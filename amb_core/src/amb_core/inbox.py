@@ -88,7 +88,10 @@ class Inbox:
         try:
             with anyio.move_on_after(timeout):
                 await self._bus.publish(
-                    topic, correlation_id=correlation_id, reply_to=self.topic, **message_fields  # type: ignore[arg-type]
+                    topic,
+                    correlation_id=correlation_id,
+                    reply_to=self.topic,
+                    **message_fields,  # type: ignore[arg-type]
                 )
                 await waiter.event.wait()
         finally:

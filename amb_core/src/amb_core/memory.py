@@ -29,13 +29,20 @@ import anyio
 from .errors import NotConnectedError
 from .message import Message
 from .topics import matcher
-from .transport import Capabilities, Delivery, Subscription, SubscriptionSpec, Transport, decode_delivery
+from .transport import (
+    Capabilities,
+    Delivery,
+    Subscription,
+    SubscriptionSpec,
+    Transport,
+    decode_delivery,
+)
 from .wire import encode
 
 __all__ = ["InMemoryBroker", "MemoryHub", "MemoryTransport"]
 
 log = logging.getLogger("amb.memory")
-_Item = tuple[Message, int]  # (message, attempt)
+_Item = tuple["Message | _Raw", int]  # (message or foreign bytes, attempt)
 _seq = itertools.count()
 
 
@@ -251,15 +258,15 @@ class _MemorySubscription(Subscription):
             if item is not None:
                 break
             await queue.wait(self._is_closed)
-        message, attempt = item
+        stored, attempt = item
         error = None
-        if type(message) is _Raw:
-            message, error = decode_delivery(message.body, message.headers, message.topic, attempt)
+        if isinstance(stored, _Raw):
+            message, error = decode_delivery(stored.body, stored.headers, stored.topic, attempt)
         elif self._serialize:
-            body, headers = encode(message)
-            message, error = decode_delivery(body, headers, message.topic, attempt)
-        elif attempt != 1:
-            message = message.evolve(attempt=attempt)
+            body, headers = encode(stored)
+            message, error = decode_delivery(body, headers, stored.topic, attempt)
+        else:
+            message = stored if attempt == 1 else stored.evolve(attempt=attempt)
         delivery = _MemoryDelivery(self, item, message, error)
         self.unacked[id(delivery)] = delivery
         return delivery
@@ -343,11 +350,13 @@ class MemoryTransport(Transport):
             if len(queue.items) >= queue.max_buffer and queue.members:
                 await queue.wait_space()
 
-    async def publish_raw(self, topic: str, body: bytes, headers: dict[str, str] | None = None) -> None:
+    async def publish_raw(
+        self, topic: str, body: bytes, headers: dict[str, str] | None = None
+    ) -> None:
         """Deliver bytes as a foreign producer would send them; decoded at delivery, so that
         undecodable ones take the dead-letter path exactly as on a real broker."""
         self._check()
-        raw: Any = _Raw(topic, body, headers or {})
+        raw = _Raw(topic, body, headers or {})
         for queue in self.hub.targets(topic):
             queue.put((raw, 1))
 

@@ -45,9 +45,14 @@ ENTRY_POINT_GROUP = "amb"
 
 #: Which distribution serves a scheme that is not installed, for the error message.
 SCHEME_HINTS = {
-    "redis": "redis", "rediss": "redis", "unix": "redis",
-    "nats": "nats", "tls": "nats",
-    "kafka": "kafka", "kafka+ssl": "kafka", "kafka+sasl": "kafka",
+    "redis": "redis",
+    "rediss": "redis",
+    "unix": "redis",
+    "nats": "nats",
+    "tls": "nats",
+    "kafka": "kafka",
+    "kafka+ssl": "kafka",
+    "kafka+sasl": "kafka",
     "sqs": "sqs",
 }
 
@@ -172,7 +177,9 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
         try:
             plugin = ep.load()
         except Exception as exc:  # a broken optional plugin must not break the bus
-            log.warning("plugin %r (%s) failed to import and is skipped: %r", ep.name, ep.value, exc)
+            log.warning(
+                "plugin %r (%s) failed to import and is skipped: %r", ep.name, ep.value, exc
+            )
             continue
         pm.register(plugin, name=ep.name)
 

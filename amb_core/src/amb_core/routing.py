@@ -92,7 +92,7 @@ def compile_condition(path: str, spec: Any) -> Predicate:
     """
     _field(Message("x", None), path)  # reject unknown field names now, not per message
     checks: list[tuple[Callable[[Any, Any], bool], Any]] = []
-    for op, operand in (spec.items() if isinstance(spec, Mapping) else [("eq", spec)]):
+    for op, operand in spec.items() if isinstance(spec, Mapping) else [("eq", spec)]:
         if op not in OPERATORS:
             raise ConfigurationError(f"unknown operator {op!r}; use one of {', '.join(OPERATORS)}")
         if op == "regex":
@@ -188,7 +188,9 @@ class Router:
         targets = self.destinations(message)
         if not targets:
             if self.unroutable is None:
-                dead = DeadLetter(message, "unroutable", "no routing rule matched", message.attempt, self.source)
+                dead = DeadLetter(
+                    message, "unroutable", "no routing rule matched", message.attempt, self.source
+                )
                 await self.bus._dead_letter(dead)
                 return
             targets = [self.unroutable]
@@ -196,9 +198,16 @@ class Router:
         for target in targets:
             await self.bus._publish_message(
                 Message(
-                    target, message.payload, headers, correlation_id=message.correlation_id,
-                    reply_to=message.reply_to, sender=message.sender, ttl=message.ttl,
-                    timestamp=message.timestamp, priority=message.priority, key=message.key,
+                    target,
+                    message.payload,
+                    headers,
+                    correlation_id=message.correlation_id,
+                    reply_to=message.reply_to,
+                    sender=message.sender,
+                    ttl=message.ttl,
+                    timestamp=message.timestamp,
+                    priority=message.priority,
+                    key=message.key,
                 )
             )
 

@@ -88,7 +88,9 @@ class Subscriber:
 
     def __repr__(self) -> str:
         group = f" group={self.group!r}" if self.group else ""
-        return f"<Subscriber {self.pattern!r}{group} handler={getattr(self.handler, '__name__', '?')}>"
+        return (
+            f"<Subscriber {self.pattern!r}{group} handler={getattr(self.handler, '__name__', '?')}>"
+        )
 
     def __await__(self) -> Generator[Any, None, Subscriber]:
         return self.wait_ready().__await__()
@@ -249,7 +251,10 @@ class Subscriber:
         while attempt < self.retry.max_attempts:
             log.warning(
                 "handler for %r failed (attempt %d of %d): %s",
-                self.pattern, attempt, self.retry.max_attempts, error,
+                self.pattern,
+                attempt,
+                self.retry.max_attempts,
+                error,
             )
             if self._redelivers:
                 await delivery.nack(self.retry.delay(attempt))
@@ -270,8 +275,12 @@ class Subscriber:
                 await self._bus._answer(message, result)
             await delivery.ack()
             return
-        log.error("handler for %r failed for good after %d attempts: %s", self.pattern, attempt, error)
-        reason: DeadLetterReason = "max_attempts" if self.retry.max_attempts > 1 else "handler_error"
+        log.error(
+            "handler for %r failed for good after %d attempts: %s", self.pattern, attempt, error
+        )
+        reason: DeadLetterReason = (
+            "max_attempts" if self.retry.max_attempts > 1 else "handler_error"
+        )
         await self._dead(delivery, reason, error)
 
     async def _dead(self, delivery: Delivery, reason: DeadLetterReason, error: str) -> None:
@@ -296,8 +305,9 @@ class Subscriber:
         with anyio.move_on_after(drain_timeout):
             await self._done.wait()
         if not self._done.is_set():
-            log.warning("handlers of %r did not finish within %gs; cancelled", self.pattern, drain_timeout)
+            log.warning(
+                "handlers of %r did not finish within %gs; cancelled", self.pattern, drain_timeout
+            )
             if self._hard is not None:
                 self._hard.cancel()
             await self._done.wait()
-

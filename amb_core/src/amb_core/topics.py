@@ -56,7 +56,8 @@ def _check(value: object, *, pattern: bool) -> str:
             continue
         if not _TOKEN.match(token):
             raise InvalidTopicError(
-                value, f"token {token!r} has characters outside A-Z a-z 0-9 _ - (and * > in patterns)"
+                value,
+                f"token {token!r} has characters outside A-Z a-z 0-9 _ - (and * > in patterns)",
             )
     return value
 

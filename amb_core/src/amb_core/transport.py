@@ -99,7 +99,9 @@ class Delivery:
 
     __slots__ = ("attempt", "error", "message")
 
-    def __init__(self, message: Message, attempt: int = 1, error: DecodeError | None = None) -> None:
+    def __init__(
+        self, message: Message, attempt: int = 1, error: DecodeError | None = None
+    ) -> None:
         self.message = message
         self.attempt = attempt
         self.error = error

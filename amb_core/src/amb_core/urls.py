@@ -8,8 +8,21 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 __all__ = ["SECRET_QUERY_KEYS", "query_options", "redact_url", "scheme_of"]
 
 SECRET_QUERY_KEYS = frozenset(
-    {"password", "passwd", "pass", "secret", "token", "auth_token", "sasl_password",
-     "aws_secret_access_key", "secret_key", "access_token", "nkey", "creds", "jwt"}
+    {
+        "password",
+        "passwd",
+        "pass",
+        "secret",
+        "token",
+        "auth_token",
+        "sasl_password",
+        "aws_secret_access_key",
+        "secret_key",
+        "access_token",
+        "nkey",
+        "creds",
+        "jwt",
+    }
 )
 _USERINFO = re.compile(r"(//[^/@:]*):([^/@]*)@")
 

@@ -58,8 +58,18 @@ TEXT = "text/plain"
 PACK_MAGIC = b"AMB1"
 
 _METADATA = frozenset(
-    {H_ID, H_TOPIC, H_TIMESTAMP, H_CORRELATION_ID, H_REPLY_TO, H_SENDER, H_TTL, H_PRIORITY, H_KEY,
-     CONTENT_TYPE}
+    {
+        H_ID,
+        H_TOPIC,
+        H_TIMESTAMP,
+        H_CORRELATION_ID,
+        H_REPLY_TO,
+        H_SENDER,
+        H_TTL,
+        H_PRIORITY,
+        H_KEY,
+        CONTENT_TYPE,
+    }
 )
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _loads = json.loads

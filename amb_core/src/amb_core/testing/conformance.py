@@ -35,7 +35,9 @@ __all__ = ["TransportConformance", "wait_until"]
 FAST_RETRY = RetryPolicy(max_attempts=3, initial_delay=0.02, max_delay=0.1, jitter=0)
 
 
-async def wait_until(predicate: Callable[[], bool], timeout: float, what: str = "condition") -> None:
+async def wait_until(
+    predicate: Callable[[], bool], timeout: float, what: str = "condition"
+) -> None:
     """Poll ``predicate`` until true; fail the test with ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -80,7 +82,9 @@ class TransportConformance:
             pytest.skip(f"transport runs on {sorted(loops)}, not {name}")
 
     @asynccontextmanager
-    async def open_bus(self, make_transport: Callable[[], Transport], **options: Any) -> AsyncIterator[MessageBus]:
+    async def open_bus(
+        self, make_transport: Callable[[], Transport], **options: Any
+    ) -> AsyncIterator[MessageBus]:
         options.setdefault("retry", FAST_RETRY)
         options.setdefault("drain_timeout", 5.0)
         async with MessageBus(make_transport(), **options) as bus:
@@ -102,20 +106,37 @@ class TransportConformance:
 
     # -- basics -----------------------------------------------------------------------------------
 
-    async def test_round_trip_keeps_payload_headers_and_metadata(self, make_transport: Any, topic: str) -> None:
+    async def test_round_trip_keeps_payload_headers_and_metadata(
+        self, make_transport: Any, topic: str
+    ) -> None:
         async with self.open_bus(make_transport, name="agent-a") as bus:
             got = await self.collect(bus, f"{topic}.rt")
-            payload = {"text": "héllo ✓", "n": 3, "f": 1.5, "list": [1, None, True], "nested": {"a": {}}}
+            payload = {
+                "text": "héllo ✓",
+                "n": 3,
+                "f": 1.5,
+                "list": [1, None, True],
+                "nested": {"a": {}},
+            }
             sent = await bus.publish(
-                f"{topic}.rt", payload, headers={"trace": "t-1", "x-empty": ""}, key="k1",
-                ttl=60, priority=7, correlation_id="c-1",
+                f"{topic}.rt",
+                payload,
+                headers={"trace": "t-1", "x-empty": ""},
+                key="k1",
+                ttl=60,
+                priority=7,
+                correlation_id="c-1",
             )
             await wait_until(lambda: len(got) == 1, self.timeout, "the message")
             message = got[0]
             assert message.payload == payload
             assert dict(message.headers) == {"trace": "t-1", "x-empty": ""}
             assert (message.id, message.topic, message.key) == (sent.id, sent.topic, "k1")
-            assert (message.correlation_id, message.sender, message.priority) == ("c-1", "agent-a", 7)
+            assert (message.correlation_id, message.sender, message.priority) == (
+                "c-1",
+                "agent-a",
+                7,
+            )
             assert message.ttl == 60 and message.attempt == 1
             assert abs(message.timestamp - sent.timestamp) < 1e-3
 
@@ -165,17 +186,23 @@ class TransportConformance:
 
     # -- fan-out and groups ----------------------------------------------------------------------
 
-    async def test_fan_out_every_subscriber_gets_everything(self, make_transport: Any, topic: str) -> None:
+    async def test_fan_out_every_subscriber_gets_everything(
+        self, make_transport: Any, topic: str
+    ) -> None:
         async with self.open_bus(make_transport) as one, self.open_bus(make_transport) as two:
             first = await self.collect(one, f"{topic}.fan")
             second = await self.collect(two, f"{topic}.fan")
             for i in range(50):
                 await one.publish(f"{topic}.fan", i)
-            await wait_until(lambda: len(first) == 50 and len(second) == 50, self.timeout, "fan-out")
+            await wait_until(
+                lambda: len(first) == 50 and len(second) == 50, self.timeout, "fan-out"
+            )
             assert sorted(m.payload for m in first) == list(range(50))
             assert sorted(m.payload for m in second) == list(range(50))
 
-    async def test_group_gives_each_message_to_one_member(self, make_transport: Any, topic: str) -> None:
+    async def test_group_gives_each_message_to_one_member(
+        self, make_transport: Any, topic: str
+    ) -> None:
         self.require(self.caps(make_transport), "consumer_groups")
         async with self.open_bus(make_transport) as one, self.open_bus(make_transport) as two:
             first = await self.collect(one, f"{topic}.work", group="workers")
@@ -212,8 +239,11 @@ class TransportConformance:
                 for n in range(publishers):
                     tg.start_soon(publish, n)
             expected = sorted(f"{n}-{i}" for n in range(publishers) for i in range(per))
-            for got in seen:
-                await wait_until(lambda got=got: len(got) >= len(expected), self.timeout, "every message")
+
+            def everything_arrived() -> bool:
+                return all(len(got) >= len(expected) for got in seen)
+
+            await wait_until(everything_arrived, self.timeout, "every message")
             await anyio.sleep(self.quiet)
             for got in seen:
                 counts = Counter(m.payload for m in got)
@@ -244,7 +274,9 @@ class TransportConformance:
 
         return handler
 
-    async def test_hundred_concurrent_requests_are_correlated(self, make_transport: Any, topic: str) -> None:
+    async def test_hundred_concurrent_requests_are_correlated(
+        self, make_transport: Any, topic: str
+    ) -> None:
         async with self.open_bus(make_transport) as server, self.open_bus(make_transport) as client:
 
             async def double(message: Message) -> Any:
@@ -255,14 +287,18 @@ class TransportConformance:
             results: dict[int, Any] = {}
 
             async def ask(i: int) -> None:
-                results[i] = (await client.request(f"{topic}.double", i, timeout=self.timeout)).payload
+                results[i] = (
+                    await client.request(f"{topic}.double", i, timeout=self.timeout)
+                ).payload
 
             async with anyio.create_task_group() as tg:
                 for i in range(100):
                     tg.start_soon(ask, i)
             assert results == {i: 2 * i for i in range(100)}
 
-    async def test_request_timeout_is_typed_and_names_the_topic(self, make_transport: Any, topic: str) -> None:
+    async def test_request_timeout_is_typed_and_names_the_topic(
+        self, make_transport: Any, topic: str
+    ) -> None:
         async with self.open_bus(make_transport) as bus:
             await bus.subscribe(f"{topic}.slow", self._never_answers)
             started = time.monotonic()
@@ -295,7 +331,9 @@ class TransportConformance:
             assert attempts == [1, 2, 3]
             assert dead == []
 
-    async def test_poison_message_goes_to_dlq_and_subscription_lives(self, make_transport: Any, topic: str) -> None:
+    async def test_poison_message_goes_to_dlq_and_subscription_lives(
+        self, make_transport: Any, topic: str
+    ) -> None:
         async with self.open_bus(make_transport) as bus:
             handled: list[Any] = []
 
@@ -329,9 +367,13 @@ class TransportConformance:
             await wait_until(lambda: len(dead) == 1 and len(handled) == 1, self.timeout, "both")
             assert dead[0].headers[H_DLQ_REASON] == "undecodable"
             assert dead[0].payload == b"\xff{not json"
-            assert handled[0].payload == {"plain": "json"}, "plain JSON from another program is understood"
+            assert handled[0].payload == {"plain": "json"}, (
+                "plain JSON from another program is understood"
+            )
 
-    async def test_expired_messages_are_dead_lettered_not_handled(self, make_transport: Any, topic: str) -> None:
+    async def test_expired_messages_are_dead_lettered_not_handled(
+        self, make_transport: Any, topic: str
+    ) -> None:
         async with self.open_bus(make_transport) as bus:
             handled = await self.collect(bus, f"{topic}.ttl")
             dead = await self.collect(bus, f"dlq.{topic}.>")
@@ -358,7 +400,9 @@ class TransportConformance:
             assert calls == [1]
             assert dead[0].headers[H_DLQ_REASON] == "rejected"
 
-    async def test_dead_letters_can_be_listed_and_replayed(self, make_transport: Any, topic: str) -> None:
+    async def test_dead_letters_can_be_listed_and_replayed(
+        self, make_transport: Any, topic: str
+    ) -> None:
         self.require(self.caps(make_transport), "replay")
         async with self.open_bus(make_transport) as bus:
             fail = True
@@ -378,8 +422,12 @@ class TransportConformance:
             assert sorted(m.payload for m in listed) == [0, 1, 2]
             fail = False
             assert await bus.dead_letters.replay(f"{topic}.>", idle=self.quiet + 0.5) == 3
-            await wait_until(lambda: sorted(handled) == [0, 1, 2], self.timeout, "replayed messages")
-            assert await bus.dead_letters.replay(f"{topic}.>", idle=self.quiet) == 0, "replayed once"
+            await wait_until(
+                lambda: sorted(handled) == [0, 1, 2], self.timeout, "replayed messages"
+            )
+            assert await bus.dead_letters.replay(f"{topic}.>", idle=self.quiet) == 0, (
+                "replayed once"
+            )
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -422,7 +470,9 @@ class TransportConformance:
                 await anyio.sleep(max(self.quiet, self.ack_wait * 1.5))
                 assert redelivered == [], "a drained message was acknowledged"
 
-    async def test_persistence_across_consumer_restart(self, make_transport: Any, topic: str) -> None:
+    async def test_persistence_across_consumer_restart(
+        self, make_transport: Any, topic: str
+    ) -> None:
         self.require(self.caps(make_transport), "persistent", "consumer_groups")
         async with self.open_bus(make_transport) as first:
             await self.collect(first, f"{topic}.keep", group="keepers")
@@ -434,7 +484,9 @@ class TransportConformance:
             await wait_until(lambda: len(got) == 5, self.timeout, "messages kept while away")
             assert sorted(m.payload for m in got) == list(range(5))
 
-    async def test_redelivery_after_consumer_dies_mid_handler(self, make_transport: Any, topic: str) -> None:
+    async def test_redelivery_after_consumer_dies_mid_handler(
+        self, make_transport: Any, topic: str
+    ) -> None:
         self.require(self.caps(make_transport), "at_least_once", "consumer_groups")
         started = anyio.Event()
 
@@ -449,7 +501,9 @@ class TransportConformance:
                 await started.wait()
         # The handler was cancelled without an ack: another member must get the message.
         async with self.open_bus(make_transport) as heir:
-            got = await self.collect(heir, f"{topic}.crash", group="crashers", ack_wait=self.ack_wait)
+            got = await self.collect(
+                heir, f"{topic}.crash", group="crashers", ack_wait=self.ack_wait
+            )
             await wait_until(lambda: len(got) >= 1, self.timeout + self.ack_wait * 3, "redelivery")
             assert got[0].payload == "survivor"
             assert got[0].attempt >= 2
@@ -490,7 +544,9 @@ class TransportConformance:
             await bus.publish(f"{topic}.in.a", {"priority": 9}, headers={"kind": "task"})
             await bus.publish(f"{topic}.in.b", {"priority": 1}, headers={"kind": "job"})
             await bus.publish(f"{topic}.in.c", {"priority": 1}, headers={"kind": "chat"})
-            await wait_until(lambda: len(urgent) + len(normal) + len(other) == 3, self.timeout, "routing")
+            await wait_until(
+                lambda: len(urgent) + len(normal) + len(other) == 3, self.timeout, "routing"
+            )
             assert [m.payload["priority"] for m in urgent] == [9]
             assert [m.headers["kind"] for m in normal] == ["job"]
             assert [m.headers["kind"] for m in other] == ["chat"]

@@ -1,0 +1,79 @@
+"""The ``amb`` command, run as a user runs it (a subprocess of the installed entry point)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from amb_core.cli import main, message_json
+from amb_core.message import Message
+
+AMB = shutil.which("amb") or ""
+
+
+def amb(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    command = [AMB] if AMB else [sys.executable, "-m", "amb_core.cli"]
+    return subprocess.run([*command, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_backends_lists_memory_with_capabilities() -> None:
+    done = amb("backends")
+    assert done.returncode == 0, done.stderr
+    line = next(line for line in done.stdout.splitlines() if line.startswith("memory"))
+    assert "amb-core" in line and "consumer_groups" in line and "asyncio,trio" in line
+
+
+def test_demo_narrates_the_scene() -> None:
+    done = amb("demo")
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "the oracle answered {'answer': 42}" in out
+    assert "reason=unroutable" in out and "reason=max_attempts attempts=3" in out
+    assert "3 tasks done by the group, 2 parked in the dead letters" in out
+    assert out.count("got analyze task 'poison'") == 3
+
+
+def test_pub_prints_the_id_and_bad_input_is_a_clear_error() -> None:
+    done = amb("pub", "agents.x", '{"a": 1}', "--header", "k=v", "--count", "2")
+    assert done.returncode == 0 and len(done.stdout.split()) == 2
+    bad = amb("pub", "agents.*", "1")
+    assert bad.returncode == 2 and "InvalidTopicError" in bad.stderr
+    unknown = amb("pub", "a.b", "1", "--url", "redis://user:pw@localhost:1")
+    if unknown.returncode == 2 and "UnknownSchemeError" in unknown.stderr:
+        assert "amb-core[redis]" in unknown.stderr
+    assert "pw@" not in unknown.stderr + unknown.stdout
+    header = amb("pub", "a.b", "1", "--header", "novalue")
+    assert header.returncode != 0 and "NAME=VALUE" in header.stderr
+
+
+def test_request_timeout_exits_with_a_typed_error() -> None:
+    done = amb("request", "nobody.home", '"hi"', "--timeout", "0.2")
+    assert done.returncode == 2
+    assert "RequestTimeoutError" in done.stderr and "nobody.home" in done.stderr
+
+
+def test_sub_gives_up_after_its_timeout_when_too_few_arrive() -> None:
+    done = amb("sub", "quiet.>", "--count", "1", "--timeout", "0.2")
+    assert done.returncode == 1 and "listening on quiet.>" in done.stderr
+
+
+def test_dlq_list_on_an_empty_bus() -> None:
+    done = amb("dlq", "list", "--idle", "0.1")
+    assert done.returncode == 0 and done.stdout == ""
+
+
+def test_message_json_is_one_line_of_json() -> None:
+    line = message_json(Message("t.x", b"\xff\x00", {"h": "v"}, key="k"))
+    record = json.loads(line)
+    assert record["topic"] == "t.x" and record["payload"] == {"$bytes": "\\xff\x00"}
+    assert record["key"] == "k" and "\n" not in line
+
+
+def test_main_requires_a_command(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main([])
+    assert "usage" in capsys.readouterr().err
