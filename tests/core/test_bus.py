@@ -193,3 +193,31 @@ def test_urls_are_redacted_everywhere() -> None:
     assert redact_url("nats://tok3n@host:4222") == "nats://***@host:4222"
     assert "s3cret" not in redact_url("kafka://h:9092?sasl_password=s3cret&acks=all")
     assert "s3cret" not in redact_url("redis://:s3cret@[bad")
+
+
+async def test_a_handler_that_replies_itself_and_returns_sends_one_reply() -> None:
+    async with MessageBus() as bus:
+        replies: list[Message] = []
+
+        async def both(message: Message) -> str:
+            await bus.reply(message, "explicit")
+            return "returned"
+
+        await bus.subscribe("both", both)
+        await bus.subscribe("_INBOX.>", replies.append)
+        answer = await bus.request("both", None, timeout=5)
+        await anyio.sleep(0.05)
+        assert answer.payload == "explicit"
+        assert [m.payload for m in replies] == ["explicit"]
+        assert bus._replied == set(), "nothing kept once the request is handled"
+
+
+async def test_route_cache_is_bounded_under_unique_topics(monkeypatch: pytest.MonkeyPatch) -> None:
+    from amb_core import memory
+
+    monkeypatch.setattr(memory, "_ROUTE_CACHE_LIMIT", 100)
+    hub = MemoryHub()
+    async with MessageBus(MemoryTransport(hub)) as bus:
+        for i in range(1000):
+            await bus.publish(f"unique.t{i}", i)
+        assert len(hub._routes) <= 100

@@ -83,6 +83,7 @@ class MessageBus:
         self._subscribers: list[Subscriber] = []
         self._starting: list[Subscriber] = []
         self._inbox: Inbox | None = None
+        self._replied: set[str] = set()  # ids of requests being handled that reply() answered
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> MessageBus:
@@ -392,10 +393,17 @@ class MessageBus:
             sender=self.name,
         )
         await self._publish_message(reply)
+        self._replied.add(message.id)
         return reply
 
     async def _answer(self, message: Message, result: JSONValue) -> None:
+        """Send a handler's return value as the reply, unless the handler replied itself."""
+        if message.id in self._replied:
+            return
         await self.reply(message, result)
+
+    def _forget_reply(self, message: Message) -> None:
+        self._replied.discard(message.id)
 
     # -- dead letters ---------------------------------------------------------------------------
 

@@ -44,6 +44,7 @@ __all__ = ["InMemoryBroker", "MemoryHub", "MemoryTransport"]
 log = logging.getLogger("amb.memory")
 _Item = tuple["Message | _Raw", int]  # (message or foreign bytes, attempt)
 _seq = itertools.count()
+_ROUTE_CACHE_LIMIT = 65536
 
 
 class _Raw:
@@ -178,6 +179,8 @@ class MemoryHub:
         if queues is None:
             queues = [q for q in self.fanout if q.match(topic)]
             queues += [q for q in self.groups.values() if q.match(topic)]
+            if len(self._routes) >= _ROUTE_CACHE_LIMIT:  # unique topics must not grow memory
+                self._routes.clear()
             self._routes[topic] = queues
         return queues
 

@@ -239,8 +239,10 @@ class Subscriber:
             except Exception as exc:
                 await self._failed(delivery, exc)
                 return
-            if result is not None and message.reply_to is not None:
-                await self._bus._answer(message, result)
+            if message.reply_to is not None:
+                if result is not None:
+                    await self._bus._answer(message, result)
+                self._bus._forget_reply(message)
             await delivery.ack()
         except Exception as exc:  # a broken ack, a broken reply: log, keep the subscription
             log.exception("settling a delivery on %r failed: %r", self.pattern, exc)
@@ -271,8 +273,10 @@ class Subscriber:
             except Exception as again:
                 error = f"{type(again).__name__}: {again}"
                 continue
-            if result is not None and message.reply_to is not None:
-                await self._bus._answer(message, result)
+            if message.reply_to is not None:
+                if result is not None:
+                    await self._bus._answer(message, result)
+                self._bus._forget_reply(message)
             await delivery.ack()
             return
         log.error(
