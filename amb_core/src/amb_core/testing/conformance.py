@@ -205,8 +205,8 @@ class TransportConformance:
     ) -> None:
         self.require(self.caps(make_transport), "consumer_groups")
         async with self.open_bus(make_transport) as one, self.open_bus(make_transport) as two:
-            first = await self.collect(one, f"{topic}.work", group="workers")
-            second = await self.collect(two, f"{topic}.work", group="workers")
+            first = await self.collect(one, f"{topic}.work", group=f"{topic}-workers")
+            second = await self.collect(two, f"{topic}.work", group=f"{topic}-workers")
             for i in range(200):
                 await one.publish(f"{topic}.work", i)
             await wait_until(lambda: len(first) + len(second) >= 200, self.timeout, "all work")
@@ -217,8 +217,8 @@ class TransportConformance:
     async def test_two_groups_each_get_everything(self, make_transport: Any, topic: str) -> None:
         self.require(self.caps(make_transport), "consumer_groups")
         async with self.open_bus(make_transport) as bus:
-            a = await self.collect(bus, f"{topic}.g", group="group-a")
-            b = await self.collect(bus, f"{topic}.g", group="group-b")
+            a = await self.collect(bus, f"{topic}.g", group=f"{topic}-group-a")
+            b = await self.collect(bus, f"{topic}.g", group=f"{topic}-group-b")
             for i in range(30):
                 await bus.publish(f"{topic}.g", i)
             await wait_until(lambda: len(a) == 30 and len(b) == 30, self.timeout, "both groups")
@@ -458,7 +458,7 @@ class TransportConformance:
                 await anyio.sleep(0.3)
                 finished.append(message.payload)
 
-            await bus.subscribe(f"{topic}.drain", slow, group="drainers")
+            await bus.subscribe(f"{topic}.drain", slow, group=f"{topic}-drainers")
             await bus.publish(f"{topic}.drain", "in flight")
             with anyio.fail_after(self.timeout):
                 await started.wait()
@@ -466,7 +466,7 @@ class TransportConformance:
         caps = self.caps(make_transport)
         if caps.consumer_groups and caps.persistent:
             async with self.open_bus(make_transport) as again:
-                redelivered = await self.collect(again, f"{topic}.drain", group="drainers")
+                redelivered = await self.collect(again, f"{topic}.drain", group=f"{topic}-drainers")
                 await anyio.sleep(max(self.quiet, self.ack_wait * 1.5))
                 assert redelivered == [], "a drained message was acknowledged"
 
@@ -475,12 +475,12 @@ class TransportConformance:
     ) -> None:
         self.require(self.caps(make_transport), "persistent", "consumer_groups")
         async with self.open_bus(make_transport) as first:
-            await self.collect(first, f"{topic}.keep", group="keepers")
+            await self.collect(first, f"{topic}.keep", group=f"{topic}-keepers")
         async with self.open_bus(make_transport) as publisher:
             for i in range(5):
                 await publisher.publish(f"{topic}.keep", i)
         async with self.open_bus(make_transport) as second:
-            got = await self.collect(second, f"{topic}.keep", group="keepers")
+            got = await self.collect(second, f"{topic}.keep", group=f"{topic}-keepers")
             await wait_until(lambda: len(got) == 5, self.timeout, "messages kept while away")
             assert sorted(m.payload for m in got) == list(range(5))
 
@@ -495,14 +495,14 @@ class TransportConformance:
             await anyio.sleep_forever()
 
         async with self.open_bus(make_transport, drain_timeout=0.05) as doomed:
-            await doomed.subscribe(f"{topic}.crash", hang, group="crashers", ack_wait=self.ack_wait)
+            await doomed.subscribe(f"{topic}.crash", hang, group=f"{topic}-crashers", ack_wait=self.ack_wait)
             await doomed.publish(f"{topic}.crash", "survivor")
             with anyio.fail_after(self.timeout):
                 await started.wait()
         # The handler was cancelled without an ack: another member must get the message.
         async with self.open_bus(make_transport) as heir:
             got = await self.collect(
-                heir, f"{topic}.crash", group="crashers", ack_wait=self.ack_wait
+                heir, f"{topic}.crash", group=f"{topic}-crashers", ack_wait=self.ack_wait
             )
             await wait_until(lambda: len(got) >= 1, self.timeout + self.ack_wait * 3, "redelivery")
             assert got[0].payload == "survivor"
