@@ -495,7 +495,9 @@ class TransportConformance:
             await anyio.sleep_forever()
 
         async with self.open_bus(make_transport, drain_timeout=0.05) as doomed:
-            await doomed.subscribe(f"{topic}.crash", hang, group=f"{topic}-crashers", ack_wait=self.ack_wait)
+            await doomed.subscribe(
+                f"{topic}.crash", hang, group=f"{topic}-crashers", ack_wait=self.ack_wait
+            )
             await doomed.publish(f"{topic}.crash", "survivor")
             with anyio.fail_after(self.timeout):
                 await started.wait()
