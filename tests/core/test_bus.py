@@ -221,3 +221,30 @@ async def test_route_cache_is_bounded_under_unique_topics(monkeypatch: pytest.Mo
         for i in range(1000):
             await bus.publish(f"unique.t{i}", i)
         assert len(hub._routes) <= 100
+
+
+class AtMostOnce(MemoryTransport):
+    """A transport whose nack would drop the message, like Redis pub/sub or core NATS."""
+
+    capabilities = MemoryTransport.capabilities.__class__(native_wildcards=True)
+
+
+async def test_at_most_once_transports_retry_locally_then_dead_letter() -> None:
+    policy = RetryPolicy(max_attempts=3, initial_delay=0.01, jitter=0)
+    async with MessageBus(AtMostOnce(), retry=policy) as bus:
+        attempts: list[int] = []
+        dead: list[Message] = []
+
+        async def flaky(message: Message) -> None:
+            attempts.append(message.attempt)
+            if message.payload == "poison" or message.attempt < 2:
+                raise RuntimeError("no")
+
+        await bus.subscribe("amo.t", flaky)
+        await bus.subscribe("dlq.>", dead.append)
+        await bus.publish("amo.t", "ok-on-second")
+        await wait_until(lambda: attempts == [1, 2], 5, "a local retry")
+        await bus.publish("amo.t", "poison")
+        await wait_until(lambda: len(dead) == 1, 5, "the dead letter")
+        assert attempts == [1, 2, 1, 2, 3]
+        assert dead[0].headers["amb-dlq-attempts"] == "3"

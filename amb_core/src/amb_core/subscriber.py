@@ -224,33 +224,41 @@ class Subscriber:
             message = delivery.message
             if delivery.error is not None:
                 await self._dead(delivery, "undecodable", str(delivery.error))
-                return
-            if message.ttl is not None and message.expired():
+            elif message.ttl is not None and message.expired():
                 await self._dead(delivery, "expired", f"expired after ttl {message.ttl:g}s")
-                return
-            if not self._match(message.topic):
+            elif not self._match(message.topic):
                 await delivery.ack()  # a broker's broader native match; not ours
-                return
-            try:
-                result = await self._call(message)
-            except RejectMessage as exc:
-                await self._dead(delivery, "rejected", str(exc) or "rejected by the handler")
-                return
-            except Exception as exc:
-                await self._failed(delivery, exc)
-                return
-            if message.reply_to is not None:
-                if result is not None:
-                    await self._bus._answer(message, result)
-                self._bus._forget_reply(message)
-            await delivery.ack()
+            else:
+                failure = await self._attempt(delivery, message)
+                if failure is not None:
+                    await self._failed(delivery, failure)
         except Exception as exc:  # a broken ack, a broken reply: log, keep the subscription
             log.exception("settling a delivery on %r failed: %r", self.pattern, exc)
 
-    async def _failed(self, delivery: Delivery, exc: Exception) -> None:
+    async def _attempt(self, delivery: Delivery, message: Message) -> Exception | None:
+        """Call the handler once. On success answer and ack; on ``RejectMessage`` dead-letter;
+        on any other error return it, unsettled."""
+        try:
+            result = await self._call(message)
+        except RejectMessage as exc:
+            await self._dead(delivery, "rejected", str(exc) or "rejected by the handler")
+            return None
+        except Exception as exc:
+            return exc
+        if message.reply_to is not None:
+            if result is not None:
+                await self._bus._answer(message, result)
+            self._bus._forget_reply(message)
+        await delivery.ack()
+        return None
+
+    async def _failed(self, delivery: Delivery, failure: Exception) -> None:
+        """Nack with backoff (or, on at-most-once brokers, retry here), then dead-letter."""
         attempt = delivery.attempt
-        error = f"{type(exc).__name__}: {exc}"
-        while attempt < self.retry.max_attempts:
+        while True:
+            error = f"{type(failure).__name__}: {failure}"
+            if attempt >= self.retry.max_attempts:
+                break
             log.warning(
                 "handler for %r failed (attempt %d of %d): %s",
                 self.pattern,
@@ -264,21 +272,10 @@ class Subscriber:
             # An at-most-once broker would drop a nacked message: retry here instead.
             await anyio.sleep(self.retry.delay(attempt))
             attempt += 1
-            message = delivery.message.evolve(attempt=attempt)
-            try:
-                result = await self._call(message)
-            except RejectMessage as rejected:
-                await self._dead(delivery, "rejected", str(rejected) or "rejected by the handler")
+            again = await self._attempt(delivery, delivery.message.evolve(attempt=attempt))
+            if again is None:
                 return
-            except Exception as again:
-                error = f"{type(again).__name__}: {again}"
-                continue
-            if message.reply_to is not None:
-                if result is not None:
-                    await self._bus._answer(message, result)
-                self._bus._forget_reply(message)
-            await delivery.ack()
-            return
+            failure = again
         log.error(
             "handler for %r failed for good after %d attempts: %s", self.pattern, attempt, error
         )
