@@ -248,3 +248,20 @@ async def test_at_most_once_transports_retry_locally_then_dead_letter() -> None:
         await wait_until(lambda: len(dead) == 1, 5, "the dead letter")
         assert attempts == [1, 2, 1, 2, 3]
         assert dead[0].headers["amb-dlq-attempts"] == "3"
+
+
+async def test_requests_in_flight_fail_fast_when_the_bus_closes() -> None:
+    outcome: list[BaseException] = []
+
+    async def ask(bus: MessageBus) -> None:
+        try:
+            await bus.request("never.answers", 1, timeout=60)
+        except NotConnectedError as exc:
+            outcome.append(exc)
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg, MessageBus() as bus:
+            await bus.subscribe("never.answers", lambda m: None)
+            tg.start_soon(ask, bus)
+            await anyio.sleep(0.05)
+    assert len(outcome) == 1 and "closed" in str(outcome[0])

@@ -141,6 +141,8 @@ class MessageBus:
             self._state = "closed"
             return
         self._state = "closed"
+        if self._inbox is not None:
+            self._inbox.close()
         try:
             async with anyio.create_task_group() as stopping:
                 for subscriber in self._subscribers:
@@ -363,6 +365,7 @@ class MessageBus:
         :raises RequestTimeoutError: (a ``TimeoutError``) naming the topic, after ``timeout`` s.
         :raises NoRespondersError: when the broker knows nobody listens (NATS).
         :raises RemoteHandlerError: when the responder's handler failed for good.
+        :raises NotConnectedError: when the bus closes while the request waits.
         """
         self._require_connected()
         validate_topic(topic)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from .deadletter import RetryPolicy
-from .errors import RemoteHandlerError, RequestTimeoutError
+from .errors import NotConnectedError, RemoteHandlerError, RequestTimeoutError
 from .message import Message, new_id
 
 if TYPE_CHECKING:
@@ -31,11 +31,12 @@ H_ERROR_REASON = "amb-error-reason"
 
 
 class _Waiter:
-    __slots__ = ("event", "reply")
+    __slots__ = ("closed", "event", "reply")
 
     def __init__(self) -> None:
         self.event = anyio.Event()
         self.reply: Message | None = None
+        self.closed = False
 
 
 def raise_for_error_reply(topic: str, reply: Message) -> Message:
@@ -66,6 +67,12 @@ class Inbox:
                 )
                 await self._subscriber
 
+    def close(self) -> None:
+        """Wake every waiting requester: the bus is closing, no reply can come any more."""
+        for waiter in self._waiters.values():
+            waiter.closed = True
+            waiter.event.set()
+
     async def _on_reply(self, reply: Message) -> None:
         waiter = self._waiters.get(reply.correlation_id or "")
         if waiter is None:
@@ -81,6 +88,7 @@ class Inbox:
 
         :raises RequestTimeoutError: when no reply arrives within ``timeout``.
         :raises RemoteHandlerError: when the responder reports a failure.
+        :raises NotConnectedError: when the bus closes while the request waits.
         """
         await self._ensure()
         correlation_id = new_id()
@@ -96,6 +104,8 @@ class Inbox:
                 await waiter.event.wait()
         finally:
             del self._waiters[correlation_id]
+        if waiter.closed:
+            raise NotConnectedError(f"the bus closed while a request on {topic!r} waited")
         if waiter.reply is None:
             raise RequestTimeoutError(topic, timeout)
         return raise_for_error_reply(topic, waiter.reply)
