@@ -117,11 +117,15 @@ def test_every_hook_is_documented_and_tested() -> None:
     hooks = [name for name in dir(hookspecs) if name.startswith("amb_")]
     assert hooks == [
         "amb_register_dead_letter_handlers",
+        "amb_register_middleware",
         "amb_register_routers",
         "amb_register_transports",
     ]
     here = Path(__file__)
-    source = here.read_text() + (here.parent / "test_readme.py").read_text()
+    source = "".join(
+        (here.parent / name).read_text()
+        for name in ("test_plugins.py", "test_readme.py", "test_middleware.py")
+    )
     readme = (here.parents[2] / "README.md").read_text()
     for name in hooks:
         assert getattr(hookspecs, name).__doc__.strip(), name

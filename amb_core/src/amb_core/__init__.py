@@ -38,6 +38,7 @@ from .errors import (
 )
 from .memory import InMemoryBroker, MemoryHub, MemoryTransport
 from .message import Message
+from .middleware import Middleware
 from .plugins import hookimpl
 from .routing import Router, Rule
 from .subscriber import Subscriber
@@ -62,6 +63,7 @@ __all__ = [
     "Message",
     "MessageBus",
     "MessageTooLargeError",
+    "Middleware",
     "NoRespondersError",
     "NotConnectedError",
     "PluginError",

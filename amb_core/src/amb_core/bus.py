@@ -21,6 +21,7 @@ from .deadletter import DeadLetter, DeadLetterHandler, DeadLetters, RetryPolicy
 from .errors import NotConnectedError, ReplyError, UnsupportedError, UnsupportedEventLoopError
 from .inbox import H_ERROR, H_ERROR_REASON, Inbox, raise_for_error_reply
 from .message import EMPTY_HEADERS, JSONValue, Message, new_id
+from .middleware import Call, Middleware, Send, wrap_call, wrap_send
 from .plugins import registries
 from .subscriber import Handler, Subscriber
 from .topics import validate_pattern, validate_topic
@@ -55,6 +56,8 @@ class MessageBus:
     :param dead_letter_handlers: overrides the handlers registered through the hook.
     :param drain_timeout: seconds ``aclose()`` lets handlers in flight finish.
     :param concurrency: default handlers in flight per subscription.
+    :param middleware: publish/receive middleware, the first outermost; overrides the layers
+        registered through the ``amb_register_middleware`` hook (see :mod:`amb_core.middleware`).
     """
 
     def __init__(
@@ -66,6 +69,7 @@ class MessageBus:
         dead_letter_handlers: Sequence[DeadLetterHandler] | None = None,
         drain_timeout: float = 10.0,
         concurrency: int = 1,
+        middleware: Sequence[Middleware] | None = None,
     ) -> None:
         if transport is None:
             from .memory import MemoryTransport
@@ -78,6 +82,9 @@ class MessageBus:
         self.drain_timeout = drain_timeout
         self.concurrency = concurrency
         self._dlq_handlers = dead_letter_handlers
+        self._middleware_given = None if middleware is None else list(middleware)
+        self.middleware: list[Middleware] = self._middleware_given or []
+        self._send: Send = transport.publish
         self._state: Literal["new", "connected", "closed"] = "new"
         self._tg: anyio.abc.TaskGroup | None = None
         self._subscribers: list[Subscriber] = []
@@ -95,7 +102,14 @@ class MessageBus:
         """
         from .urls import scheme_of
 
-        bus_keys = {"retry", "name", "dead_letter_handlers", "drain_timeout", "concurrency"}
+        bus_keys = {
+            "retry",
+            "name",
+            "dead_letter_handlers",
+            "drain_timeout",
+            "concurrency",
+            "middleware",
+        }
         bus_options = {k: options.pop(k) for k in list(options) if k in bus_keys}
         transport = registries().transports.get(scheme_of(url) or url).create(url, **options)
         return cls(transport, **bus_options)
@@ -123,6 +137,12 @@ class MessageBus:
                 f"{type(self.transport).__name__} runs on {', '.join(sorted(self.transport.event_loops))},"
                 f" not {loop}"
             )
+        self.middleware = (
+            registries().middleware.layers
+            if self._middleware_given is None
+            else self._middleware_given
+        )
+        self._send = wrap_send(self.middleware, self.transport.publish)
         await self.transport.connect()
         tg = anyio.create_task_group()
         await tg.__aenter__()
@@ -212,13 +232,13 @@ class MessageBus:
             priority,
             key,
         )
-        await self.transport.publish(message)
+        await self._send(message)
         return message
 
     async def _publish_message(self, message: Message) -> None:
         self._require_connected()
         validate_topic(message.topic)
-        await self.transport.publish(message)
+        await self._send(message)
 
     async def _settle(self) -> None:
         starting, self._starting = self._starting, []
@@ -313,6 +333,7 @@ class MessageBus:
             handler,
             retry=retry,
             concurrency=self.concurrency if concurrency is None else concurrency,
+            internal=internal,
         )
         if not internal:
             self._subscribers.append(subscriber)
@@ -373,11 +394,29 @@ class MessageBus:
             if self._starting:
                 await self._settle()
             message = Message(topic, payload, headers or EMPTY_HEADERS, sender=self.name, key=key)
-            return raise_for_error_reply(topic, await self.transport.request(message, timeout))
+            return raise_for_error_reply(topic, await self._native_request(message, timeout))
         if self._inbox is None:
             self._inbox = Inbox(self)
         fields: dict[str, object] = {"payload": payload, "headers": headers, "key": key}
         return await self._inbox.request(fields, topic, timeout)
+
+    async def _native_request(self, message: Message, timeout: float) -> Message:
+        """The transport's own request/reply, with the request passing the publish middleware."""
+        if not self.middleware:
+            return await self.transport.request(message, timeout)
+        replies: list[Message] = []
+
+        async def send(request: Message) -> None:
+            replies.append(await self.transport.request(request, timeout))
+
+        await wrap_send(self.middleware, send)(message)
+        if not replies:
+            raise ReplyError(f"publish middleware did not send the request on {message.topic!r}")
+        return replies[-1]
+
+    def _wrap_handler(self, call: Call) -> Call:
+        """A handler call wrapped by the receive middleware (resolved at connect)."""
+        return wrap_call(self.middleware, call)
 
     async def reply(
         self, message: Message, payload: JSONValue, *, headers: Mapping[str, str] | None = None

@@ -20,7 +20,12 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from .plugins import DeadLetterRegistry, RouterRegistry, TransportRegistry
+    from .plugins import (
+        DeadLetterRegistry,
+        MiddlewareRegistry,
+        RouterRegistry,
+        TransportRegistry,
+    )
 
 __all__ = ["PROJECT", "hookspec"]
 
@@ -62,4 +67,17 @@ def amb_register_dead_letter_handlers(registry: DeadLetterRegistry) -> None:
         :class:`~amb_core.deadletter.DeadLetterHandler` (an async callable taking the
         :class:`~amb_core.deadletter.DeadLetter` and the bus). The built-in handler publishes to
         ``dlq.<topic>``.
+    """
+
+
+@hookspec
+def amb_register_middleware(registry: MiddlewareRegistry) -> None:
+    """Contribute publish/receive middleware (tracing, metrics, audit, signing).
+
+    Called once per process, for every plugin; every bus that is not given its own ``middleware``
+    list uses the registered layers, in registration order, the first outermost.
+
+    :param registry: call ``registry.add(layer)`` with an
+        :class:`~amb_core.middleware.Middleware` instance. Instances are shared by every bus of the
+        process, so keep per-bus state out of them.
     """

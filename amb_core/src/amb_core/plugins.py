@@ -22,12 +22,14 @@ from .errors import PluginError, UnknownSchemeError
 
 if TYPE_CHECKING:
     from .deadletter import DeadLetterHandler
+    from .middleware import Middleware
     from .routing import Rule
     from .transport import Transport
 
 __all__ = [
     "DISABLE_ENV",
     "DeadLetterRegistry",
+    "MiddlewareRegistry",
     "Registries",
     "RouterRegistry",
     "TransportEntry",
@@ -149,6 +151,24 @@ class DeadLetterRegistry:
         self.handlers.append(handler)
 
 
+class MiddlewareRegistry:
+    """The publish/receive middleware of every bus that does not set its own, outermost first."""
+
+    def __init__(self) -> None:
+        self.layers: list[Middleware] = []
+
+    def add(self, middleware: Middleware) -> None:
+        """Append a layer (it wraps inside the ones added before it).
+
+        :raises PluginError: when it is not a :class:`~amb_core.middleware.Middleware`.
+        """
+        from .middleware import Middleware
+
+        if not isinstance(middleware, Middleware):
+            raise PluginError(f"{middleware!r} is not an amb_core.middleware.Middleware instance")
+        self.layers.append(middleware)
+
+
 @attrs.frozen
 class Registries:
     """Everything the hooks registered."""
@@ -156,6 +176,7 @@ class Registries:
     transports: TransportRegistry
     routers: RouterRegistry
     dead_letters: DeadLetterRegistry
+    middleware: MiddlewareRegistry
 
 
 _manager: pluggy.PluginManager | None = None
@@ -213,10 +234,13 @@ def registries() -> Registries:
     global _registries
     if _registries is None:
         pm = get_plugin_manager()
-        found = Registries(TransportRegistry(), RouterRegistry(), DeadLetterRegistry())
+        found = Registries(
+            TransportRegistry(), RouterRegistry(), DeadLetterRegistry(), MiddlewareRegistry()
+        )
         _call(pm.hook.amb_register_transports, found.transports, "transports")
         _call(pm.hook.amb_register_routers, found.routers, "routers")
         _call(pm.hook.amb_register_dead_letter_handlers, found.dead_letters, "dead-letter handlers")
+        _call(pm.hook.amb_register_middleware, found.middleware, "middleware")
         _registries = found
     return _registries
 

@@ -62,6 +62,7 @@ class Subscriber:
         *,
         concurrency: int,
         retry: RetryPolicy,
+        internal: bool = False,
     ) -> None:
         if concurrency < 1:
             from .errors import ConfigurationError
@@ -75,6 +76,7 @@ class Subscriber:
         self._bus = bus
         self._spec = spec
         self._call = _as_async(handler)
+        self._internal = internal  # the bus's own subscriptions skip the receive middleware
         self._match = matcher(spec.pattern)
         self._ready = anyio.Event()
         self._done = anyio.Event()
@@ -118,6 +120,8 @@ class Subscriber:
 
     async def run(self) -> None:
         """Run until stopped; started by the bus in its task group."""
+        if not self._internal:
+            self._call = self._bus._wrap_handler(_as_async(self.handler))
         try:
             with anyio.CancelScope() as self._hard:
                 try:
