@@ -1,0 +1,134 @@
+"""Group commit: commands that arrive while one is in flight leave together in one pipeline.
+
+redis-py spends ~150 us of CPU per awaited command, and pipelining 100 commands is about five times
+faster (PERFORMANCE.md). A lone caller sends its command at once (no extra task, no added latency);
+callers arriving while a round trip is in flight queue up, and the queue leaves as one pipeline as
+soon as that round trip ends. Lost connections are retried with backoff within ``timeout`` seconds,
+so a Redis restart delays publishes instead of failing them (a retried XADD may be stored twice:
+at-least-once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .errors import RedisPublishError, is_connection_error
+
+__all__ = ["Pipeliner"]
+
+log = logging.getLogger("amb.redis")
+_Call = tuple[tuple[Any, ...], "asyncio.Future[Any]"]
+
+
+class Pipeliner:
+    """Sends commands on ``client``, batching the ones that arrive concurrently.
+
+    :param client: a ``redis.asyncio.Redis``.
+    :param limit: the most commands per pipeline.
+    :param timeout: how long to retry through connection errors before failing.
+    :param scrub: removes secrets from error text.
+    """
+
+    def __init__(
+        self, client: Any, limit: int, timeout: float, scrub: Callable[[str], str]
+    ) -> None:
+        self._client = client
+        self._limit = limit
+        self._timeout = timeout
+        self._scrub = scrub
+        self._busy = False
+        self._queue: list[_Call] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def call(self, *args: Any) -> Any:
+        """Run one command; returns its reply.
+
+        :raises RedisPublishError: when Redis refused it or stayed unreachable for ``timeout``.
+        """
+        if self._busy:
+            future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            self._queue.append((args, future))
+            return await future
+        self._busy = True
+        try:
+            return await self._retrying(self._one, args)
+        finally:
+            if self._queue:
+                self._task = asyncio.get_running_loop().create_task(self._drain())
+            else:
+                self._busy = False
+
+    async def _one(self, args: tuple[Any, ...]) -> Any:
+        return await self._client.execute_command(*args)
+
+    async def _many(self, batch: list[_Call]) -> list[Any]:
+        pipe = self._client.pipeline(transaction=False)
+        for args, _ in batch:
+            pipe.execute_command(*args)
+        results: list[Any] = await pipe.execute(raise_on_error=False)
+        return results
+
+    async def _retrying(self, send: Callable[[Any], Any], what: Any) -> Any:
+        deadline = time.monotonic() + self._timeout
+        delay = 0.05
+        while True:
+            try:
+                return await send(what)
+            except Exception as exc:
+                if not is_connection_error(exc):
+                    raise RedisPublishError(self._scrub(f"Redis refused: {exc}")) from None
+                if time.monotonic() + delay > deadline:
+                    raise RedisPublishError(
+                        self._scrub(f"Redis unreachable for {self._timeout:g}s: {exc}")
+                    ) from None
+                log.warning(
+                    "Redis connection lost (%s); retrying in %.2fs", self._scrub(str(exc)), delay
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    async def _drain(self) -> None:
+        try:
+            while self._queue:
+                batch, self._queue = self._queue[: self._limit], self._queue[self._limit :]
+                try:
+                    results = await self._retrying(self._many, batch)
+                except BaseException as exc:
+                    error = exc if isinstance(exc, Exception) else RedisPublishError("cancelled")
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(error)
+                    if not isinstance(exc, Exception):
+                        raise
+                    continue
+                for (_, future), result in zip(batch, results, strict=True):
+                    if future.done():
+                        continue
+                    if isinstance(result, Exception):
+                        future.set_exception(
+                            RedisPublishError(self._scrub(f"Redis refused: {result}"))
+                        )
+                    else:
+                        future.set_result(result)
+        finally:
+            self._busy = False
+            self._task = None
+
+    async def aclose(self) -> None:
+        """Fail what is still queued and stop the drain task."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except BaseException:
+                pass
+        for _, future in self._queue:
+            if not future.done():
+                future.set_exception(RedisPublishError("the transport closed"))
+        self._queue = []
+        self._busy = False

@@ -1,0 +1,139 @@
+"""Reading a Redis URL: AMB's own options out of the query string, the rest for redis-py.
+
+``redis://[user:password@]host[:port][/db]?mode=streams&namespace=amb&maxlen=100000``; ``rediss://``
+(TLS) and ``unix://`` work as in redis-py. AMB's options (also accepted as keyword arguments, which
+win over the URL) are removed before the URL reaches redis-py, and the password is kept out of every
+description, repr, log line and error (:attr:`RedisConfig.description`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import attrs
+
+from amb_core.errors import ConfigurationError
+from amb_core.urls import redact_url
+
+__all__ = ["DEFAULTS", "Mode", "RedisConfig"]
+
+Mode = Literal["streams", "pubsub"]
+
+#: AMB's options with their defaults; every other query parameter goes to redis-py.
+DEFAULTS: dict[str, Any] = {
+    "mode": "streams",
+    "namespace": "amb",
+    "maxlen": 100_000,
+    "discover": 0.5,
+    "block": 1.0,
+    "connect_timeout": 5.0,
+    "publish_timeout": 10.0,
+    "batch": 500,
+}
+_KINDS: dict[str, type] = {
+    "mode": str,
+    "namespace": str,
+    "maxlen": int,
+    "discover": float,
+    "block": float,
+    "connect_timeout": float,
+    "publish_timeout": float,
+    "batch": int,
+}
+_SCHEMES = ("redis", "rediss", "unix")
+
+
+@attrs.frozen(repr=False)
+class RedisConfig:
+    """Everything the transport needs to know, parsed and checked once.
+
+    :param url: the URL for redis-py (AMB's options removed; holds the password, never printed).
+    :param mode: ``"streams"`` (durable, the default) or ``"pubsub"`` (lowest latency).
+    :param namespace: prefix of every key and channel (``<namespace>:<topic>``).
+    :param maxlen: approximate cap per topic stream (``XADD MAXLEN ~``); ``0`` keeps everything.
+    :param discover: seconds between checks for new streams matching a wildcard subscription.
+    :param block: the longest a stream read blocks before it looks for claims and new streams.
+    :param connect_timeout: bound on ``connect()``.
+    :param publish_timeout: how long a publish retries through a lost connection.
+    :param batch: the most commands sent in one pipeline.
+    """
+
+    url: str
+    mode: Mode = "streams"
+    namespace: str = "amb"
+    maxlen: int = 100_000
+    discover: float = 0.5
+    block: float = 1.0
+    connect_timeout: float = 5.0
+    publish_timeout: float = 10.0
+    batch: int = 500
+
+    @classmethod
+    def parse(cls, url: str, **overrides: Any) -> RedisConfig:
+        """Split ``url`` into AMB's options and redis-py's URL; keyword arguments win.
+
+        :raises ConfigurationError: for another scheme, an unknown mode or a bad number.
+        """
+        parts = urlsplit(url)
+        if parts.scheme.lower() not in _SCHEMES:
+            raise ConfigurationError(
+                f"not a Redis URL: {redact_url(url)!r} (use redis://, rediss:// or unix://)"
+            )
+        ours: dict[str, Any] = {}
+        theirs: list[tuple[str, str]] = []
+        for key, value in parse_qsl(parts.query, keep_blank_values=True):
+            (ours.__setitem__(key, value) if key in DEFAULTS else theirs.append((key, value)))
+        unknown = set(overrides) - set(DEFAULTS)
+        if unknown:
+            raise ConfigurationError(f"unknown Redis options: {', '.join(sorted(unknown))}")
+        ours.update({k: v for k, v in overrides.items() if v is not None})
+        values: dict[str, Any] = {}
+        for key, raw in ours.items():
+            try:
+                values[key] = _KINDS[key](raw)
+            except (TypeError, ValueError):
+                raise ConfigurationError(
+                    f"Redis option {key}={raw!r} is not a {_KINDS[key].__name__}"
+                ) from None
+        if values.get("mode", "streams") not in ("streams", "pubsub"):
+            raise ConfigurationError(
+                f"Redis mode must be 'streams' or 'pubsub', not {values['mode']!r}"
+            )
+        namespace = values.get("namespace", "amb")
+        if not namespace or ":" in namespace:
+            raise ConfigurationError(
+                f"Redis namespace must be non-empty without ':': {namespace!r}"
+            )
+        for key in ("discover", "block", "connect_timeout", "publish_timeout"):
+            if key in values and values[key] <= 0:
+                raise ConfigurationError(f"Redis option {key} must be positive")
+        rest = urlunsplit(parts._replace(query=urlencode(theirs)))
+        return cls(url=rest, **values)
+
+    @property
+    def password(self) -> str | None:
+        """The password in the URL, if any (to scrub it from driver messages)."""
+        try:
+            return urlsplit(self.url).password
+        except ValueError:
+            return None
+
+    @property
+    def description(self) -> str:
+        """A human description with the password replaced by ``***``."""
+        return f"redis {self.mode} {redact_url(self.url)} namespace={self.namespace}"
+
+    def __repr__(self) -> str:
+        return f"RedisConfig({self.description})"
+
+    # -- naming -----------------------------------------------------------------------------------
+
+    def key(self, topic: str) -> str:
+        """The stream key, or pub/sub channel, of ``topic``: ``<namespace>:<topic>``."""
+        return f"{self.namespace}:{topic}"
+
+    @property
+    def registry(self) -> str:
+        """The set of topics that have a stream (``<namespace>::topics``; no topic starts with ':')."""
+        return f"{self.namespace}::topics"

@@ -1,0 +1,77 @@
+"""The Redis backend's errors, and the one place where redis-py exceptions are translated.
+
+Each class inherits from :class:`RedisError` (catch every Redis failure) *and* from the core category
+(catch a failure of any backend alike), as taskiq-redis and httpx do::
+
+    RedisError (amb_core.errors.TransportError)
+    ├── RedisConnectError (ConnectError)          refused, DNS, TLS, timeout at connect
+    │   └── RedisAuthenticationError (AuthenticationError)   bad user or password
+    └── RedisPublishError (PublishError)          Redis did not take a message within the bound
+
+Driver exceptions never escape raw, and no message carries a password: :func:`translate` scrubs it.
+"""
+
+from __future__ import annotations
+
+from amb_core.errors import (
+    AuthenticationError,
+    ConnectError,
+    PublishError,
+    TransportError,
+)
+
+__all__ = [
+    "RedisAuthenticationError",
+    "RedisConnectError",
+    "RedisError",
+    "RedisPublishError",
+    "is_auth_error",
+    "is_connection_error",
+    "scrub",
+]
+
+
+class RedisError(TransportError):
+    """Redis, or the connection to it, failed."""
+
+
+class RedisConnectError(RedisError, ConnectError):
+    """Redis could not be reached at connect (refused, DNS, TLS, timeout)."""
+
+
+class RedisAuthenticationError(RedisConnectError, AuthenticationError):
+    """Redis refused the user name or password."""
+
+
+class RedisPublishError(RedisError, PublishError):
+    """Redis did not take a message (after retrying within ``publish_timeout``)."""
+
+
+_AUTH_MARKERS = ("WRONGPASS", "NOAUTH", "invalid password", "invalid username-password", "AUTH <")
+
+
+def is_auth_error(exc: BaseException) -> bool:
+    """True for redis-py's authentication failures, whatever class it chose for them."""
+    import redis.exceptions as rex
+
+    if isinstance(exc, (rex.AuthenticationError, rex.AuthenticationWrongNumberOfArgsError)):
+        return True
+    text = str(exc)
+    return isinstance(exc, rex.ResponseError) and any(m in text for m in _AUTH_MARKERS)
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """True for failures that a reconnect may cure (socket errors, timeouts, a restarting server)."""
+    import redis.exceptions as rex
+
+    if isinstance(exc, (rex.ConnectionError, rex.TimeoutError, OSError, TimeoutError)):
+        return True
+    text = str(exc)
+    return isinstance(exc, rex.ResponseError) and text.startswith(("LOADING", "MASTERDOWN"))
+
+
+def scrub(text: str, secret: str | None) -> str:
+    """``text`` with ``secret`` (the URL's password) replaced by ``***``."""
+    if secret:
+        text = text.replace(secret, "***")
+    return text

@@ -1,0 +1,213 @@
+"""Pub/sub mode: PUBLISH and (P)SUBSCRIBE on one connection per transport.
+
+Lowest latency, at most once: Redis keeps nothing for a subscriber that is not connected. Every
+message is one :func:`amb_core.wire.pack`-ed string (pub/sub has no headers). A pattern becomes a
+Redis glob whose ``*`` crosses dots (``a.*`` -> ``amb:a.*`` also matches ``a.b.c``), so the glob is
+only a pre-filter: :class:`PubSubSubscription` re-checks every message with AMB's matcher, and the
+core checks again. Literal topics use SUBSCRIBE, which Redis matches by hash, not by glob.
+
+Several subscriptions to one pattern share one Redis subscription. The reader waits for Redis to
+confirm a (P)SUBSCRIBE before ``subscribe`` returns, so a message published afterwards is delivered.
+On a lost connection redis-py reconnects and re-subscribes; messages sent meanwhile are lost, which is
+what at-most-once means.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import Any
+
+from amb_core.errors import TransportError
+from amb_core.topics import is_pattern, matcher
+from amb_core.transport import Delivery, Subscription, SubscriptionSpec, decode_delivery
+from amb_core.wire import unpack
+
+from .config import RedisConfig
+from .errors import is_connection_error
+
+__all__ = ["PubSubHub", "PubSubSubscription", "glob_of"]
+
+log = logging.getLogger("amb.redis")
+_GLOB_SPECIAL = str.maketrans({c: "\\" + c for c in "?[]\\"})
+MAX_BUFFER = 100_000
+
+
+def glob_of(config: RedisConfig, pattern: str) -> str:
+    """The Redis glob pre-filtering ``pattern`` (broader than AMB's grammar: re-check deliveries)."""
+    tokens = ["*" if t in ("*", ">") else t.translate(_GLOB_SPECIAL) for t in pattern.split(".")]
+    return config.key(".".join(tokens))
+
+
+class PubSubSubscription(Subscription):
+    """Deliveries for one ``subscribe`` call, fed by the hub's reader."""
+
+    def __init__(self, hub: PubSubHub, spec: SubscriptionSpec, name: bytes) -> None:
+        self.hub = hub
+        self.spec = spec
+        self.name = name
+        self.match = matcher(spec.pattern)
+        self.buffer: deque[Delivery] = deque()
+        self.waiter: asyncio.Future[None] | None = None
+        self.closed = False
+
+    def feed(self, topic: str, data: bytes) -> None:
+        if not self.match(topic):
+            return  # the glob's broader match
+        if len(self.buffer) >= MAX_BUFFER:
+            log.warning(
+                "subscriber of %r is %d messages behind; dropping", self.spec.pattern, MAX_BUFFER
+            )
+            return
+        try:
+            body, headers = unpack(data)
+        except Exception as exc:  # a bad header line: still dead-letter it
+            body, headers = data, {"content-type": f"invalid: {exc}"[:200]}
+        message, error = decode_delivery(body, headers, topic)
+        self.buffer.append(Delivery(message, 1, error))
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def __anext__(self) -> Delivery:
+        while not self.buffer:
+            if self.closed:
+                raise StopAsyncIteration
+            self.waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self.waiter
+            finally:
+                self.waiter = None
+        if self.closed:
+            raise StopAsyncIteration
+        return self.buffer.popleft()
+
+    def wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def aclose(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.wake()
+        await self.hub.remove(self)
+
+
+class PubSubHub:
+    """The transport's one pub/sub connection and the reader that fans its messages out."""
+
+    def __init__(self, client: Any, config: RedisConfig) -> None:
+        self.config = config
+        self.prefix = len(config.namespace) + 1
+        self.pubsub = client.pubsub(ignore_subscribe_messages=False)
+        self.routes: dict[bytes, list[PubSubSubscription]] = {}
+        self.confirm: dict[bytes, list[asyncio.Future[None]]] = {}
+        self.task: asyncio.Task[None] | None = None
+        self.lock = asyncio.Lock()
+
+    async def add(self, spec: SubscriptionSpec) -> PubSubSubscription:
+        """Subscribe; returns once Redis confirmed, so later publishes are delivered.
+
+        :raises TransportError: when Redis does not confirm within the connect timeout.
+        """
+        wildcard = is_pattern(spec.pattern)
+        name = (
+            glob_of(self.config, spec.pattern) if wildcard else self.config.key(spec.pattern)
+        ).encode()
+        sub = PubSubSubscription(self, spec, name)
+        async with self.lock:
+            subs = self.routes.get(name)
+            if subs is not None:
+                subs.append(sub)
+                return sub
+            self.routes[name] = [sub]
+            future = asyncio.get_running_loop().create_future()
+            self.confirm.setdefault(name, []).append(future)
+            try:
+                if wildcard:
+                    await self.pubsub.psubscribe(name)
+                else:
+                    await self.pubsub.subscribe(name)
+                if self.task is None:
+                    self.task = asyncio.get_running_loop().create_task(self._read())
+                await asyncio.wait_for(future, self.config.connect_timeout)
+            except Exception as exc:
+                self.routes.pop(name, None)
+                raise TransportError(
+                    f"Redis did not confirm the subscription to {spec.pattern!r}: {exc!r}"
+                ) from None
+        return sub
+
+    async def remove(self, sub: PubSubSubscription) -> None:
+        async with self.lock:
+            subs = self.routes.get(sub.name)
+            if subs is None or sub not in subs:
+                return
+            subs.remove(sub)
+            if subs:
+                return
+            del self.routes[sub.name]
+            try:
+                if b"*" in sub.name:
+                    await self.pubsub.punsubscribe(sub.name)
+                else:
+                    await self.pubsub.unsubscribe(sub.name)
+            except Exception as exc:
+                log.debug("unsubscribing %r failed: %r", sub.name, exc)
+
+    async def _read(self) -> None:
+        delay = 0.05
+        prefix = self.prefix
+        routes = self.routes
+        while True:
+            try:
+                message = await self.pubsub.get_message(timeout=1.0)
+                delay = 0.05
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not is_connection_error(exc):
+                    log.error("Redis pub/sub reader failed: %r", exc)
+                else:
+                    log.warning("Redis pub/sub connection lost: %r; reconnecting", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+                continue
+            if message is None:
+                continue
+            kind = message["type"]
+            if kind == "pmessage":
+                subs = routes.get(message["pattern"])
+            elif kind == "message":
+                subs = routes.get(message["channel"])
+            else:
+                if kind in ("subscribe", "psubscribe"):
+                    for future in self.confirm.pop(message["channel"], ()):
+                        if not future.done():
+                            future.set_result(None)
+                continue
+            if subs:
+                topic = message["channel"][prefix:].decode()
+                for sub in subs:
+                    sub.feed(topic, message["data"])
+
+    async def aclose(self) -> None:
+        for subs in list(self.routes.values()):
+            for sub in list(subs):
+                sub.closed = True
+                sub.wake()
+        self.routes.clear()
+        task, self.task = self.task, None
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except BaseException:
+                pass
+        try:
+            await self.pubsub.aclose()
+        except Exception as exc:
+            log.debug("closing pub/sub connection: %r", exc)

@@ -1,0 +1,343 @@
+"""Streams mode: one stream per topic, read through consumer groups; durable and at least once.
+
+- A topic's stream is ``<namespace>:<topic>``; each XADD carries ``MAXLEN ~ maxlen`` (approximate
+  trimming is O(1) amortised; ``maxlen=0`` keeps everything). Fields: ``body`` (the payload bytes) and
+  one field per header, so a program in another language can XADD ``body`` and be understood.
+- A consumer group maps to a Redis group of the same name; a fan-out subscriber gets a group of its
+  own (``fan.<uuid>``), destroyed when it closes. Each subscription is one consumer.
+- ack = XACK (batched: sent together with the next read); nack(delay) = after ``delay`` the entry is
+  XCLAIMed back to this consumer, which raises its delivery count; the attempt *is* that count.
+- A consumer that died leaves entries pending: every member runs XAUTOCLAIM for entries idle longer
+  than ``ack_wait`` (every ``ack_wait / 2`` seconds), so they reach a live member. A subscription that
+  closes cleanly with entries unsettled marks them idle at once, so the heir claims them at its next
+  claim round instead of waiting out ``ack_wait``.
+- Wildcards: publishers SADD each topic to ``<namespace>::topics`` (once per topic per transport,
+  before its first XADD). A wildcard subscription reads that set at subscribe and re-reads it every
+  ``discover`` seconds (0.5 s by default) when SCARD changed; a stream found later is read from its
+  start, so nothing published after the subscription is missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+import time
+import uuid
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from amb_core.errors import DecodeError, TransportError
+from amb_core.message import Message
+from amb_core.topics import is_pattern, matcher
+from amb_core.transport import Delivery, Subscription, SubscriptionSpec, decode_delivery
+
+from .errors import is_connection_error
+
+if TYPE_CHECKING:
+    from .transport import RedisTransport
+
+__all__ = ["BODY", "StreamDelivery", "StreamSubscription", "entry_fields"]
+
+log = logging.getLogger("amb.redis")
+BODY = "body"
+_IDLE_FOREVER = 2**40  # ms; XCLAIM ... IDLE: "long idle", so the next XAUTOCLAIM takes it
+_seq = itertools.count()
+
+
+def entry_fields(body: bytes, headers: dict[str, str]) -> list[Any]:
+    """The XADD field/value list of an encoded message."""
+    fields: list[Any] = [BODY, body]
+    for name, value in headers.items():
+        fields += (name, value)
+    return fields
+
+
+def _decode_entry(
+    fields: dict[bytes, bytes] | None, topic: str, attempt: int
+) -> tuple[Message, DecodeError | None]:
+    if not fields:
+        return Message(topic=topic, payload=b"", attempt=attempt), DecodeError("empty stream entry")
+    body = fields.get(b"body")
+    try:
+        headers = {k.decode(): v.decode() for k, v in fields.items() if k != b"body"}
+    except UnicodeDecodeError as exc:
+        return Message(topic=topic, payload=body or b"", attempt=attempt), DecodeError(
+            f"stream entry field is not UTF-8: {exc}"
+        )
+    if body is None:
+        return Message(topic=topic, payload=b"", attempt=attempt), DecodeError(
+            "stream entry has no 'body' field"
+        )
+    return decode_delivery(body, headers, topic, attempt)
+
+
+class StreamDelivery(Delivery):
+    __slots__ = ("_id", "_key", "_settled", "_sub")
+
+    def __init__(
+        self, sub: StreamSubscription, key: bytes, entry_id: bytes, fields: Any, attempt: int
+    ) -> None:
+        message, error = _decode_entry(fields, sub.topics.get(key, ""), attempt)
+        self.message = message
+        self.attempt = attempt
+        self.error = error
+        self._sub = sub
+        self._key = key
+        self._id = entry_id
+        self._settled = False
+
+    async def ack(self) -> None:
+        if not self._settled:
+            self._settled = True
+            self._sub.settle(self._key, self._id)
+
+    async def nack(self, delay: float | None = None) -> None:
+        if not self._settled:
+            self._settled = True
+            self._sub.later(self._key, self._id, self.attempt, delay or 0.0)
+
+
+class StreamSubscription(Subscription):
+    """One consumer in one group over the streams matching one pattern."""
+
+    def __init__(self, transport: RedisTransport, spec: SubscriptionSpec) -> None:
+        self.transport = transport
+        self.client = transport.client
+        self.config = transport.config
+        self.spec = spec
+        self.fanout = spec.group is None
+        self.group = spec.group or f"fan.{uuid.uuid4().hex}"
+        self.consumer = f"{transport.id}.{next(_seq)}"
+        self.wildcard = is_pattern(spec.pattern)
+        self.match = matcher(spec.pattern)
+        self.topics: dict[bytes, str] = {}  # stream key -> topic
+        self.buffer: deque[StreamDelivery] = deque()
+        self.acks: dict[bytes, list[bytes]] = {}
+        self.unsettled: dict[tuple[bytes, bytes], int] = {}
+        self.delayed: list[tuple[float, int, bytes, bytes, int]] = []
+        self.claim_every = max(0.05, spec.ack_wait / 2)
+        self.next_claim = 0.0 if spec.group else float("inf")
+        self.next_discover = float("inf")
+        self.known_count = -1
+        self.closed = False
+
+    # -- setup ------------------------------------------------------------------------------------
+
+    async def open(self) -> StreamSubscription:
+        """Create the group(s); afterwards every message published is delivered."""
+        start = "0" if self.spec.start == "earliest" else "$"
+        if self.wildcard:
+            await self.discover(start)
+        else:
+            await self.join(self.spec.pattern, start)
+        return self
+
+    async def join(self, topic: str, start: str) -> None:
+        key = self.config.key(topic).encode()
+        try:
+            await self.client.xgroup_create(key, self.group, id=start, mkstream=True)
+        except Exception as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self.topics[key] = topic
+
+    async def discover(self, start: str = "0") -> None:
+        """Join the streams in the registry that match the pattern and are not joined yet."""
+        registry = self.config.registry
+        count = await self.client.scard(registry)
+        if count != self.known_count:
+            members = await self.client.smembers(registry)
+            for raw in members:
+                topic = raw.decode()
+                if self.match(topic) and self.config.key(topic).encode() not in self.topics:
+                    await self.join(topic, start)
+            self.known_count = count
+        self.next_discover = time.monotonic() + self.config.discover
+
+    # -- settling ---------------------------------------------------------------------------------
+
+    def settle(self, key: bytes, entry_id: bytes) -> None:
+        self.unsettled.pop((key, entry_id), None)
+        self.acks.setdefault(key, []).append(entry_id)
+
+    def later(self, key: bytes, entry_id: bytes, attempt: int, delay: float) -> None:
+        heapq.heappush(self.delayed, (time.monotonic() + delay, next(_seq), key, entry_id, attempt))
+
+    async def _flush_acks(self, pipe: Any) -> None:
+        acks, self.acks = self.acks, {}
+        for key, ids in acks.items():
+            pipe.xack(key, self.group, *ids)
+
+    async def _redeliver_due(self) -> None:
+        """XCLAIM nacked entries whose delay is over back to this consumer (count + 1)."""
+        now = time.monotonic()
+        due: list[tuple[bytes, bytes, int]] = []
+        while self.delayed and self.delayed[0][0] <= now:
+            _, _, key, entry_id, attempt = heapq.heappop(self.delayed)
+            due.append((key, entry_id, attempt))
+        if not due:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for key, entry_id, _ in due:
+            pipe.xclaim(key, self.group, self.consumer, 0, [entry_id])
+        results = await pipe.execute(raise_on_error=False)
+        for (key, _, attempt), claimed in zip(due, results, strict=True):
+            if isinstance(claimed, Exception):
+                continue
+            for entry_id, fields in claimed:
+                self._push(key, entry_id, fields, attempt + 1)
+
+    async def _claim_dead(self) -> None:
+        """XAUTOCLAIM entries idle longer than ack_wait (their consumer died)."""
+        self.next_claim = time.monotonic() + self.claim_every
+        keys = list(self.topics)
+        if not keys:
+            return
+        idle = int(self.spec.ack_wait * 1000)
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.xautoclaim(key, self.group, self.consumer, idle, "0-0", count=self.spec.prefetch)
+        results = await pipe.execute(raise_on_error=False)
+        claimed: list[tuple[bytes, list[Any]]] = []
+        for key, result in zip(keys, results, strict=True):
+            if isinstance(result, Exception) or not result[1]:
+                continue
+            claimed.append((key, result[1]))
+        if not claimed:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for key, entries in claimed:
+            pipe.xpending_range(
+                key, self.group, entries[0][0], entries[-1][0], len(entries) + 10, self.consumer
+            )
+        pending = await pipe.execute(raise_on_error=False)
+        for (key, entries), info in zip(claimed, pending, strict=True):
+            counts = (
+                {}
+                if isinstance(info, Exception)
+                else {p["message_id"]: p["times_delivered"] for p in info}
+            )
+            for entry_id, fields in entries:
+                if fields is None:
+                    self.settle(key, entry_id)  # trimmed away while pending
+                    continue
+                self._push(key, entry_id, fields, max(2, counts.get(entry_id, 2)))
+
+    def _push(self, key: bytes, entry_id: bytes, fields: Any, attempt: int) -> None:
+        delivery = StreamDelivery(self, key, entry_id, fields, attempt)
+        self.unsettled[(key, entry_id)] = attempt
+        self.buffer.append(delivery)
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    async def __anext__(self) -> Delivery:
+        delay = 0.05
+        while not self.buffer:
+            if self.closed:
+                raise StopAsyncIteration
+            try:
+                await self._fill()
+                delay = 0.05
+            except Exception as exc:
+                if is_connection_error(exc):
+                    log.warning(
+                        "Redis stream read on %r failed: %r; retrying", self.spec.pattern, exc
+                    )
+                elif "NOGROUP" in str(exc):
+                    log.warning(
+                        "group %r vanished on %r (Redis restarted?); recreating",
+                        self.group,
+                        self.spec.pattern,
+                    )
+                    await self._rejoin()
+                else:
+                    raise TransportError(
+                        f"Redis stream read on {self.spec.pattern!r} failed: {exc!r}"
+                    ) from None
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+        return self.buffer.popleft()
+
+    async def _rejoin(self) -> None:
+        try:
+            for key, topic in list(self.topics.items()):
+                del self.topics[key]
+                await self.join(topic, "0")
+        except Exception as exc:
+            log.debug("rejoining failed: %r", exc)
+            if not self.wildcard:
+                self.topics[self.config.key(self.spec.pattern).encode()] = self.spec.pattern
+
+    async def _fill(self) -> None:
+        now = time.monotonic()
+        if self.delayed and self.delayed[0][0] <= now:
+            await self._redeliver_due()
+            if self.buffer:
+                return
+        if now >= self.next_discover:
+            await self.discover()
+        if now >= self.next_claim:
+            await self._claim_dead()
+            if self.buffer:
+                return
+        wait = min(self.config.block, self.next_discover - now, self.next_claim - now)
+        if self.delayed:
+            wait = min(wait, self.delayed[0][0] - now)
+        block = max(1, int(wait * 1000))
+        if not self.topics:
+            await asyncio.sleep(block / 1000)
+            return
+        streams = dict.fromkeys(self.topics, ">")
+        if self.acks:
+            pipe = self.client.pipeline(transaction=False)
+            await self._flush_acks(pipe)
+            pipe.xreadgroup(
+                self.group, self.consumer, streams, count=self.spec.prefetch, block=block
+            )
+            results = await pipe.execute()
+            result = results[-1]
+        else:
+            result = await self.client.xreadgroup(
+                self.group, self.consumer, streams, count=self.spec.prefetch, block=block
+            )
+        if not result:
+            return
+        push = self._push
+        for key, entries in result:
+            for entry_id, fields in entries:
+                push(key, entry_id, fields, 1)
+
+    # -- closing ----------------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.transport._subscriptions.discard(self)
+        for delivery in self.buffer:
+            delivery._settled = True
+        self.buffer.clear()
+        try:
+            if self.fanout:
+                pipe = self.client.pipeline(transaction=False)
+                for key in self.topics:
+                    pipe.xgroup_destroy(key, self.group)
+                await pipe.execute(raise_on_error=False)
+                return
+            pipe = self.client.pipeline(transaction=False)
+            await self._flush_acks(pipe)
+            # Unsettled entries: mark them long idle, so that the next claim round of any member
+            # takes them (JUSTID: the heir's claim counts the redelivery, not this).
+            left = list(self.unsettled) + [(k, i) for _, _, k, i, _ in self.delayed]
+            for key, entry_id in left:
+                pipe.xclaim(
+                    key, self.group, self.consumer, 0, [entry_id], idle=_IDLE_FOREVER, justid=True
+                )
+            await pipe.execute(raise_on_error=False)
+        except Exception as exc:
+            log.debug("closing stream subscription %r: %r", self.spec.pattern, exc)
+        finally:
+            self.unsettled.clear()
+            self.delayed.clear()

@@ -1,0 +1,237 @@
+"""The Redis transport: one class, two modes (see :mod:`.streams` and :mod:`.pubsub`).
+
+Streams is the default because AMB's users are agents handing each other work: a task published
+while its worker restarts must wait for it, a worker that crashes mid-task must not lose the task,
+and a group of workers must share the load. Only Streams gives that (consumer groups, acks,
+redelivery, retention). Pub/sub is for events where the newest value is all that matters and
+latency is everything: choose it with ``?mode=pubsub`` or ``mode="pubsub"``.
+
+In Streams mode the request/reply inbox (``_INBOX.*`` topics) still rides on pub/sub: a reply is
+worthless once its requester gave up, and a stream per bus would be left behind in Redis forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import Any
+
+from amb_core.errors import ConfigurationError, NotConnectedError
+from amb_core.inbox import INBOX_PREFIX
+from amb_core.message import Message
+from amb_core.transport import Capabilities, Subscription, SubscriptionSpec, Transport
+from amb_core.wire import encode, pack
+
+from .config import RedisConfig
+from .errors import RedisAuthenticationError, RedisConnectError, is_auth_error, scrub
+from .pubsub import PubSubHub
+from .streams import BODY, StreamSubscription, entry_fields
+
+__all__ = ["PUBSUB_CAPABILITIES", "STREAMS_CAPABILITIES", "RedisBroker", "RedisTransport"]
+
+log = logging.getLogger("amb.redis")
+
+STREAMS_CAPABILITIES = Capabilities(
+    persistent=True,
+    consumer_groups=True,
+    at_least_once=True,
+    ordered=True,
+    replay=True,
+    headers=True,
+)
+PUBSUB_CAPABILITIES = Capabilities(ordered=True, native_wildcards=True)
+_EPHEMERAL = INBOX_PREFIX + "."
+
+
+class RedisTransport(Transport):
+    """AMB over Redis (redis-py's asyncio client).
+
+    :param url: ``redis://[user:password@]host[:port][/db][?mode=streams|pubsub&...]``; ``rediss://``
+        for TLS, ``unix:///path`` for a socket. See :class:`~amb_redis.config.RedisConfig` for the
+        options; keyword arguments win over the URL's.
+    """
+
+    scheme = "redis"
+    event_loops = frozenset({"asyncio"})
+
+    def __init__(self, url: str = "redis://localhost:6379", **options: Any) -> None:
+        self.config = RedisConfig.parse(url, **options)
+        self.capabilities = (
+            STREAMS_CAPABILITIES if self.config.mode == "streams" else PUBSUB_CAPABILITIES
+        )
+        self.id = uuid.uuid4().hex[:12]
+        self.client: Any = None
+        self._pipeliner: Any = None
+        self._hub: PubSubHub | None = None
+        self._known: set[str] = set()
+        self._subscriptions: set[Subscription] = set()
+        self._closed = False
+        self._warned_groups = False
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> RedisTransport:
+        """Build from a URL (``MessageBus.from_url`` calls this)."""
+        return cls(url, **options)
+
+    @property
+    def description(self) -> str:
+        return f"RedisTransport {self.config.description}"
+
+    def _scrub(self, text: str) -> str:
+        return scrub(text, self.config.password)
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Connect and PING within ``connect_timeout``.
+
+        :raises RedisConnectError: refused, unknown host, TLS failure or timeout.
+        :raises RedisAuthenticationError: bad user name or password.
+        """
+        import redis.asyncio as aioredis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
+        from ._pipeline import Pipeliner
+
+        if self.client is not None and not self._closed:
+            return
+        try:
+            client = aioredis.Redis.from_url(
+                self.config.url,
+                socket_connect_timeout=self.config.connect_timeout,
+                retry=Retry(NoBackoff(), 1),
+                max_connections=1000,
+            )
+        except (ValueError, TypeError) as exc:
+            raise ConfigurationError(
+                self._scrub(f"bad Redis URL {self.description}: {exc}")
+            ) from None
+        try:
+            await asyncio.wait_for(client.ping(), self.config.connect_timeout)
+        except Exception as exc:
+            await client.aclose()
+            if is_auth_error(exc):
+                raise RedisAuthenticationError(
+                    self._scrub(f"Redis refused the credentials for {self.description}: {exc}")
+                ) from None
+            text = str(exc) or type(exc).__name__
+            raise RedisConnectError(
+                self._scrub(f"cannot reach {self.description}: {text}")
+            ) from None
+        self.client = client
+        self._pipeliner = Pipeliner(
+            client, self.config.batch, self.config.publish_timeout, self._scrub
+        )
+        self._closed = False
+
+    async def aclose(self) -> None:
+        """Close the subscriptions and connections. Idempotent; quiet when Redis is gone."""
+        if self._closed or self.client is None:
+            self._closed = True
+            return
+        self._closed = True
+        for sub in list(self._subscriptions):
+            try:
+                await sub.aclose()
+            except Exception as exc:
+                log.debug("closing a subscription: %r", exc)
+        self._subscriptions.clear()
+        if self._hub is not None:
+            await self._hub.aclose()
+            self._hub = None
+        if self._pipeliner is not None:
+            await self._pipeliner.aclose()
+        try:
+            await self.client.aclose()
+        except Exception as exc:
+            log.debug("closing the Redis client: %r", exc)
+
+    def _check(self) -> None:
+        if self._closed or self.client is None:
+            raise NotConnectedError(f"{self.description} is not connected")
+
+    # -- publish ----------------------------------------------------------------------------------
+
+    async def publish(self, message: Message) -> None:
+        """XADD (Streams) or PUBLISH (pub/sub); concurrent publishes share pipelines.
+
+        :raises RedisPublishError: when Redis refused it or stayed unreachable for publish_timeout.
+        :raises ConfigurationError: for a payload the wire format cannot carry, or a header
+            named ``body`` in Streams mode.
+        :raises NotConnectedError: before connect or after close.
+        """
+        if self._closed or self.client is None:
+            self._check()
+        topic = message.topic
+        config = self.config
+        if config.mode == "pubsub" or topic.startswith(_EPHEMERAL):
+            await self._pipeliner.call("PUBLISH", config.key(topic), pack(message))
+            return
+        body, headers = encode(message)
+        if BODY in headers:
+            raise ConfigurationError(f"a header may not be named {BODY!r} on Redis Streams")
+        if topic not in self._known:
+            await self._pipeliner.call("SADD", config.registry, topic)
+            self._known.add(topic)
+        key = config.key(topic)
+        if config.maxlen > 0:
+            await self._pipeliner.call(
+                "XADD", key, "MAXLEN", "~", config.maxlen, "*", *entry_fields(body, headers)
+            )
+        else:
+            await self._pipeliner.call("XADD", key, "*", *entry_fields(body, headers))
+
+    async def publish_raw(
+        self, topic: str, body: bytes, headers: dict[str, str] | None = None
+    ) -> None:
+        """Write bytes as another program would (XADD ``body`` + headers, or a bare PUBLISH)."""
+        self._check()
+        if self.config.mode == "pubsub" or topic.startswith(_EPHEMERAL):
+            await self.client.publish(self.config.key(topic), body)
+            return
+        await self.client.sadd(self.config.registry, topic)
+        await self.client.execute_command(
+            "XADD", self.config.key(topic), "*", *entry_fields(body, headers or {})
+        )
+
+    # -- subscribe --------------------------------------------------------------------------------
+
+    async def subscribe(self, spec: SubscriptionSpec) -> Subscription:
+        """Open a subscription; when this returns, later publishes are delivered.
+
+        In pub/sub mode a ``group`` cannot be honoured (Redis pub/sub has no groups): the
+        subscription is a fan-out one and a warning is logged once.
+
+        :raises TransportError: when Redis refuses.
+        :raises NotConnectedError: before connect or after close.
+        """
+        self._check()
+        if self.config.mode == "pubsub" or spec.pattern.startswith(_EPHEMERAL):
+            if spec.group is not None and not self._warned_groups:
+                self._warned_groups = True
+                log.warning(
+                    "Redis pub/sub has no consumer groups: group %r on %r receives every message "
+                    "(use mode=streams for groups)",
+                    spec.group,
+                    spec.pattern,
+                )
+            if self._hub is None:
+                self._hub = PubSubHub(self.client, self.config)
+            return await self._hub.add(spec)
+        sub = StreamSubscription(self, spec)
+        try:
+            await sub.open()
+        except Exception as exc:
+            from amb_core.errors import TransportError
+
+            raise TransportError(
+                self._scrub(f"subscribing to {spec.pattern!r} failed: {exc!r}")
+            ) from None
+        self._subscriptions.add(sub)
+        return sub
+
+
+RedisBroker = RedisTransport
+"""The seed's name: ``MessageBus(RedisBroker(url="redis://localhost:6379"))``."""
