@@ -1,0 +1,65 @@
+"""URLs and options: parsing, precedence, errors, and no password in any text."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from amb_core import MessageBus
+from amb_core.errors import ConfigurationError
+from amb_redis import RedisBroker, RedisConfig, RedisTransport
+
+pytestmark = pytest.mark.redis
+
+
+def test_defaults_are_streams() -> None:
+    config = RedisConfig.parse("redis://localhost:6379")
+    assert (config.mode, config.namespace, config.maxlen) == ("streams", "amb", 100_000)
+    assert RedisTransport().capabilities.consumer_groups
+
+
+def test_amb_options_leave_the_url_and_kwargs_win() -> None:
+    config = RedisConfig.parse(
+        "redis://h:1/2?mode=pubsub&maxlen=5&socket_timeout=3&namespace=x", namespace="y"
+    )
+    assert (config.mode, config.maxlen, config.namespace) == ("pubsub", 5, "y")
+    assert config.url == "redis://h:1/2?socket_timeout=3"
+    assert config.key("a.b") == "y:a.b" and config.registry == "y::topics"
+
+
+@pytest.mark.parametrize(
+    ("url", "options"),
+    [
+        ("http://h", {}),
+        ("redis://h?mode=kafka", {}),
+        ("redis://h?maxlen=many", {}),
+        ("redis://h", {"namespace": "a:b"}),
+        ("redis://h", {"discover": 0}),
+        ("redis://h", {"colour": "blue"}),
+    ],
+)
+def test_bad_options_raise_configuration_error(url: str, options: dict[str, object]) -> None:
+    with pytest.raises(ConfigurationError):
+        RedisConfig.parse(url, **options)
+
+
+def test_password_is_redacted_everywhere(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    transport = RedisTransport("rediss://user:hunter2@example.com:6380/0?mode=pubsub")
+    texts = [transport.description, repr(transport), repr(transport.config)]
+    assert all("hunter2" not in t and "***" in t for t in texts), texts
+    assert "rediss://" in transport.description
+    with pytest.raises(ConfigurationError) as caught:
+        RedisConfig.parse("http://user:hunter2@h")
+    assert "hunter2" not in str(caught.value)
+
+
+def test_from_url_and_the_seed_spelling() -> None:
+    bus = MessageBus.from_url("redis://localhost:6379?mode=pubsub")
+    assert isinstance(bus.transport, RedisTransport)
+    assert bus.transport.config.mode == "pubsub"
+    assert RedisBroker is RedisTransport
+    assert isinstance(MessageBus(RedisBroker(url="redis://localhost:6379")).transport, RedisBroker)
+    for url in ("rediss://localhost:6380", "unix:///tmp/redis.sock"):
+        assert isinstance(MessageBus.from_url(url).transport, RedisTransport)
