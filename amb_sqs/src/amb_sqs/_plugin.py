@@ -1,0 +1,12 @@
+"""The ``amb`` entry point of amb-sqs: registers the ``sqs://`` scheme."""
+
+from __future__ import annotations
+
+from amb_core.plugins import TransportRegistry, hookimpl
+
+from .transport import SQSTransport
+
+
+@hookimpl
+def amb_register_transports(registry: TransportRegistry) -> None:
+    registry.add("sqs", SQSTransport, distribution="amb-sqs")

@@ -1,0 +1,168 @@
+"""The ``sqs://`` URL: where the endpoint is and how the bus maps onto SNS and SQS.
+
+::
+
+    sqs://[REGION]?region=us-east-1&endpoint=http://127.0.0.1:5000&namespace=amb&fifo=false
+                   &wait=5&pollers=2&redrive_margin=3&fanout_retention=3600&profile=NAME
+
+Credentials are never read from the URL: they come from the standard AWS chain (environment,
+shared config/credentials files and ``profile``, container or instance roles). A URL carrying
+``user:password@``, ``aws_access_key_id`` or ``aws_secret_access_key`` is refused, and every
+description of the configuration is redacted.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+import attrs
+
+from amb_core.errors import ConfigurationError
+from amb_core.urls import query_options, redact_url
+
+__all__ = ["SQSConfig", "parse_url"]
+
+_NAMESPACE = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
+_CREDENTIAL_KEYS = frozenset(
+    {"aws_access_key_id", "aws_secret_access_key", "aws_session_token", "access_key", "secret_key"}
+)
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ConfigurationError(f"option {name!r} must be true or false, not {value!r}")
+
+
+def _number(name: str, value: Any, kind: type[int] | type[float], low: float, high: float) -> Any:
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"option {name!r} must be a number, not {value!r}") from None
+    if not low <= number <= high:
+        raise ConfigurationError(f"option {name!r} must be between {low:g} and {high:g}")
+    return number
+
+
+@attrs.frozen(slots=True)
+class SQSConfig:
+    """Everything the transport needs, validated.
+
+    :param region: AWS region (default: the AWS chain's, e.g. ``AWS_DEFAULT_REGION``).
+    :param endpoint: an endpoint override for both SQS and SNS (moto, LocalStack, a VPC endpoint).
+    :param namespace: names the SNS topic and prefixes every queue; buses on one namespace talk.
+    :param fifo: FIFO topic and queues: ordered per key, exactly-once publish within 5 minutes.
+    :param wait: long-poll seconds per receive (0-20); also bounds how long closing a group waits.
+    :param pollers: concurrent receive calls per subscription (each takes up to 10 messages).
+    :param redrive_margin: SQS moves a message to the DLQ queue after the bus's ``max_attempts``
+        plus this many receives (deliveries whose consumer died count too).
+    :param fanout_retention: seconds a fan-out queue keeps messages (a crashed subscriber's queue
+        stops growing past this).
+    :param profile: a named profile of the shared AWS config files.
+    :param connect_timeout: seconds to reach the endpoint before a typed ``ConnectError``.
+    :param pool: the HTTP connection pool size of each client.
+    """
+
+    region: str | None = None
+    endpoint: str | None = None
+    namespace: str = "amb"
+    fifo: bool = False
+    wait: int = 5
+    pollers: int = 2
+    redrive_margin: int = 3
+    fanout_retention: int = 3600
+    profile: str | None = None
+    connect_timeout: float = 5.0
+    pool: int = 50
+
+    @property
+    def description(self) -> str:
+        endpoint = redact_url(self.endpoint) if self.endpoint else "aws"
+        mode = " fifo" if self.fifo else ""
+        return f"SQSTransport {endpoint} region={self.region or 'default'} namespace={self.namespace}{mode}"
+
+    @classmethod
+    def create(cls, **options: Any) -> SQSConfig:
+        """Validate keyword options (as from a URL query or from code).
+
+        :raises ConfigurationError: for unknown or malformed options, or credentials.
+        """
+        leaked = _CREDENTIAL_KEYS & {k.lower() for k in options}
+        if leaked:
+            raise ConfigurationError(
+                "SQS credentials are not taken from the URL or code; use the standard AWS chain "
+                f"(environment, shared files, profile=, roles); got {sorted(leaked)}"
+            )
+        known = {f.name for f in attrs.fields(cls)} | {"endpoint_url"}
+        unknown = set(options) - known
+        if unknown:
+            raise ConfigurationError(
+                f"unknown SQS options: {sorted(unknown)}; known: {sorted(known)}"
+            )
+        if "endpoint_url" in options:
+            options["endpoint"] = options.pop("endpoint_url")
+        values: dict[str, Any] = {}
+        for name, value in options.items():
+            if value is None:
+                continue
+            if name == "fifo":
+                values[name] = _bool(name, value)
+            elif name == "wait":
+                values[name] = _number(name, value, int, 0, 20)
+            elif name == "pollers":
+                values[name] = _number(name, value, int, 1, 32)
+            elif name == "redrive_margin":
+                values[name] = _number(name, value, int, 1, 100)
+            elif name == "fanout_retention":
+                values[name] = _number(name, value, int, 60, 1_209_600)
+            elif name == "connect_timeout":
+                values[name] = _number(name, value, float, 0.1, 300)
+            elif name == "pool":
+                values[name] = _number(name, value, int, 1, 1000)
+            else:
+                values[name] = str(value) or None
+        namespace = values.get("namespace", "amb")
+        if not _NAMESPACE.match(namespace):
+            raise ConfigurationError(
+                f"namespace {namespace!r} must be 1-40 letters, digits, '-' or '_' "
+                "(it names the SNS topic and prefixes queue names)"
+            )
+        endpoint = values.get("endpoint")
+        if endpoint and not urlsplit(endpoint).scheme.startswith("http"):
+            raise ConfigurationError(f"endpoint must be an http(s) URL: {redact_url(endpoint)}")
+        return cls(**values)
+
+
+def parse_url(url: str, **overrides: Any) -> SQSConfig:
+    """The configuration of an ``sqs://`` URL; keyword ``overrides`` win over the query.
+
+    :raises ConfigurationError: for another scheme, credentials in the URL, or bad options.
+    """
+    safe = redact_url(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise ConfigurationError(f"malformed SQS URL {safe}: {exc}") from None
+    if parts.scheme.lower() != "sqs":
+        raise ConfigurationError(f"not an sqs:// URL: {safe}")
+    if "@" in parts.netloc:
+        raise ConfigurationError(
+            f"SQS URLs carry no credentials ({safe}); they come from the standard AWS chain"
+        )
+    options: dict[str, Any] = dict(query_options(url))
+    if parts.hostname and "region" not in options:
+        options["region"] = parts.hostname
+    options.update(overrides)
+    try:
+        return SQSConfig.create(**options)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{exc} (URL {safe})") from None

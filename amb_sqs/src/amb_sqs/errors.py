@@ -1,0 +1,97 @@
+"""SQS/SNS errors, and the one place where botocore exceptions become AMB's typed errors.
+
+Callers catch AMB's categories (``ConnectError``, ``AuthenticationError``, ``PublishError``...);
+``except SQSError`` narrows to this backend. Driver exceptions never escape raw, and no message built
+here contains a credential: botocore's texts name the access key id at most, never the secret.
+"""
+
+from __future__ import annotations
+
+from amb_core.errors import (
+    AMBError,
+    AuthenticationError,
+    ConfigurationError,
+    ConnectError,
+    PublishError,
+    TransportError,
+)
+
+__all__ = [
+    "SQSAuthenticationError",
+    "SQSConnectError",
+    "SQSError",
+    "SQSPublishError",
+    "translate",
+]
+
+AUTH_CODES = frozenset(
+    {
+        "InvalidClientTokenId",
+        "SignatureDoesNotMatch",
+        "UnrecognizedClientException",
+        "AccessDenied",
+        "AccessDeniedException",
+        "AuthorizationError",
+        "InvalidAccessKeyId",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "MissingAuthenticationToken",
+        "IncompleteSignature",
+        "InvalidSecurity",
+    }
+)
+
+
+class SQSError(TransportError):
+    """Base of the SQS backend's errors."""
+
+
+class SQSConnectError(SQSError, ConnectError):
+    """The SQS or SNS endpoint could not be reached."""
+
+
+class SQSAuthenticationError(SQSConnectError, AuthenticationError):
+    """AWS refused the credentials (or none could be found in the standard chain)."""
+
+
+class SQSPublishError(SQSError, PublishError):
+    """SNS did not take a message."""
+
+
+def error_code(exc: BaseException) -> str:
+    """The AWS error code of a botocore ``ClientError`` (``""`` for anything else)."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        return str(response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+def translate(exc: BaseException, action: str, where: str, *, publishing: bool = False) -> AMBError:
+    """A typed AMB error for a driver exception raised while doing ``action`` against ``where``
+    (a redacted description)."""
+    from botocore import exceptions as be
+
+    text = f"{action} on {where} failed: {type(exc).__name__}: {exc}"
+    if isinstance(exc, AMBError):
+        return exc
+    if isinstance(exc, (be.NoCredentialsError, be.PartialCredentialsError)):
+        return SQSAuthenticationError(f"{text} (credentials come from the standard AWS chain)")
+    if isinstance(exc, be.NoRegionError):
+        return ConfigurationError(f"{text} (give ?region= in the URL or set AWS_DEFAULT_REGION)")
+    if error_code(exc) in AUTH_CODES:
+        return SQSAuthenticationError(text)
+    if isinstance(
+        exc,
+        (
+            be.EndpointConnectionError,
+            be.ConnectTimeoutError,
+            be.ConnectionClosedError,
+            be.ReadTimeoutError,
+            OSError,
+            TimeoutError,
+        ),
+    ):
+        return SQSConnectError(text)
+    if publishing:
+        return SQSPublishError(text)
+    return SQSError(text)

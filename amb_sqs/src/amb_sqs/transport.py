@@ -1,0 +1,626 @@
+"""The SQS transport: pub/sub the AWS way, SNS fan-out into SQS queues.
+
+Publishing sends to the namespace's one SNS topic, with the AMB topic in the ``amb-topic`` message
+attribute. Every subscription is an SQS queue subscribed to that SNS topic with raw delivery and a
+filter policy on ``amb-topic`` (see :mod:`amb_sqs.naming`):
+
+- a consumer group shares one durable queue, so its members compete for messages, and the queue keeps
+  collecting while no member runs (``persistent``);
+- a fan-out subscriber gets a queue of its own, deleted (with its SNS subscription) when it closes.
+
+Settling: ``ack`` deletes the message (batched: deletes issued together go in one
+``DeleteMessageBatch``); ``nack(delay)`` sets the message's visibility timeout to ``delay``, so SQS
+redelivers it then (``native_delay``); ``ApproximateReceiveCount`` is the attempt number. Every queue
+has a redrive policy to the namespace's DLQ queue after ``max_attempts + redrive_margin`` receives:
+the bus dead-letters failing messages itself after ``max_attempts``, so SQS's redrive only catches
+messages whose consumers kept dying mid-handler (see :meth:`SQSTransport.sweep_dead_letters`).
+
+Throughput: concurrent publishes are batched into ``PublishBatch`` calls of up to 10 (a few batches in
+flight at once), each subscription runs ``pollers`` long-poll receive loops of up to 10 messages, and
+deliveries are handed over through a deque, not a stream hop per message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+from amb_core.errors import ConfigurationError, NotConnectedError, UnsupportedError
+from amb_core.message import Message
+from amb_core.transport import Capabilities, Delivery, Subscription, SubscriptionSpec, Transport
+from amb_core.wire import H_KEY
+
+from .codec import MAX_SIZE, from_sqs, to_sns
+from .config import SQSConfig, parse_url
+from .errors import SQSPublishError, error_code, translate
+from .naming import (
+    dlq_queue_name,
+    fallback_topic,
+    fanout_queue_name,
+    filter_policy,
+    group_queue_name,
+    topic_name,
+)
+
+__all__ = ["SQSBroker", "SQSTransport"]
+
+log = logging.getLogger("amb.sqs")
+_BATCH = 10
+_PUBLISH_FLIGHTS = 4
+_NOT_FOUND = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"})
+_RECEIVE_BACKOFF = (0.1, 0.25, 0.5, 1.0, 2.0)
+
+
+class _SQSDelivery(Delivery):
+    __slots__ = ("_handle", "_sub")
+
+    def __init__(
+        self, sub: _SQSSubscription, handle: str, message: Message, attempt: int, error: Any
+    ) -> None:
+        self.message = message
+        self.attempt = attempt
+        self.error = error
+        self._sub = sub
+        self._handle = handle
+
+    async def ack(self) -> None:
+        sub = self._sub
+        if sub.outstanding.pop(self._handle, None) is not None:
+            sub.queue_ack(self._handle)
+
+    async def nack(self, delay: float | None = None) -> None:
+        sub = self._sub
+        if sub.outstanding.pop(self._handle, None) is None:
+            return
+        seconds = min(43_200, max(0, math.ceil(delay or 0)))
+        await sub.change_visibility([self._handle], seconds)
+
+
+class _SQSSubscription(Subscription):
+    """One SQS queue read by ``pollers`` long-poll loops into a local deque."""
+
+    def __init__(
+        self,
+        transport: SQSTransport,
+        spec: SubscriptionSpec,
+        queue_url: str,
+        subscription_arn: str | None,
+        owned: bool,
+    ) -> None:
+        self.transport = transport
+        self.spec = spec
+        self.queue_url = queue_url
+        self.subscription_arn = subscription_arn
+        self.owned = owned  # a fan-out queue: deleted on close
+        self.topic = fallback_topic(spec.pattern)
+        self.visibility = max(1, math.ceil(spec.ack_wait))
+        self.buffer: deque[_SQSDelivery] = deque()
+        self.limit = max(_BATCH, min(spec.prefetch, 10 * transport.config.pollers))
+        self.outstanding: dict[str, _SQSDelivery] = {}
+        self.closed = False
+        self.error: BaseException | None = None
+        self._ready = asyncio.Event()
+        self._space = asyncio.Event()
+        self._space.set()
+        self._acks: list[str] = []
+        self._ack_task: asyncio.Task[None] | None = None
+        self._pollers = [
+            asyncio.ensure_future(self._poll()) for _ in range(transport.config.pollers)
+        ]
+
+    # -- receiving -------------------------------------------------------------------------------
+
+    async def _poll(self) -> None:
+        transport = self.transport
+        sqs = transport.sqs
+        failures = 0
+        while not self.closed:
+            if len(self.buffer) >= self.limit:
+                self._space.clear()
+                await self._space.wait()
+                continue
+            try:
+                response = await sqs.receive_message(
+                    QueueUrl=self.queue_url,
+                    MaxNumberOfMessages=_BATCH,
+                    WaitTimeSeconds=transport.config.wait,
+                    VisibilityTimeout=self.visibility,
+                    MessageAttributeNames=["All"],
+                    MessageSystemAttributeNames=["ApproximateReceiveCount"],
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if self.closed:
+                    return
+                if error_code(exc) in _NOT_FOUND:
+                    self.error = translate(exc, "receive", transport.description)
+                    self._ready.set()
+                    return
+                delay = _RECEIVE_BACKOFF[min(failures, len(_RECEIVE_BACKOFF) - 1)]
+                failures += 1
+                log.warning(
+                    "receive from %s failed (%s); retrying in %.2fs",
+                    transport.description,
+                    translate(exc, "receive", transport.description),
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                continue
+            failures = 0
+            records = response.get("Messages")
+            if not records:
+                continue
+            if self.closed:  # received while closing: give them straight back
+                await self.change_visibility([r["ReceiptHandle"] for r in records], 0)
+                return
+            for record in records:
+                attempt = int(record.get("Attributes", {}).get("ApproximateReceiveCount", 1))
+                message, error = from_sqs(record, self.topic, attempt)
+                self.buffer.append(
+                    _SQSDelivery(self, record["ReceiptHandle"], message, attempt, error)
+                )
+            self._ready.set()
+
+    async def __anext__(self) -> Delivery:
+        buffer = self.buffer
+        while not buffer:
+            if self.closed:
+                raise StopAsyncIteration
+            if self.error is not None:
+                raise self.error
+            self._ready.clear()
+            await self._ready.wait()
+        delivery = buffer.popleft()
+        if not self._space.is_set() and len(buffer) < self.limit:
+            self._space.set()
+        self.outstanding[delivery._handle] = delivery
+        return delivery
+
+    # -- settling --------------------------------------------------------------------------------
+
+    def queue_ack(self, handle: str) -> None:
+        self._acks.append(handle)
+        if self._ack_task is None or self._ack_task.done():
+            self._ack_task = asyncio.ensure_future(self._flush_acks())
+
+    async def _flush_acks(self) -> None:
+        await asyncio.sleep(0)  # let acks issued in the same tick join the batch
+        sqs = self.transport.sqs
+        while self._acks:
+            batch, self._acks[:] = self._acks[:_BATCH], self._acks[_BATCH:]
+            entries = [{"Id": str(i), "ReceiptHandle": h} for i, h in enumerate(batch)]
+            try:
+                response = await sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=entries)
+                failed = response.get("Failed") or []
+            except Exception as exc:
+                failed = entries
+                log.warning("deleting acknowledged messages failed: %s", exc)
+            if failed:
+                log.warning(
+                    "%d acknowledged messages were not deleted on %s; they will be redelivered",
+                    len(failed),
+                    self.transport.description,
+                )
+
+    async def change_visibility(self, handles: list[str], seconds: int) -> None:
+        sqs = self.transport.sqs
+        for start in range(0, len(handles), _BATCH):
+            entries = [
+                {"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": seconds}
+                for i, h in enumerate(handles[start : start + _BATCH])
+            ]
+            try:
+                await sqs.change_message_visibility_batch(QueueUrl=self.queue_url, Entries=entries)
+            except Exception as exc:  # it comes back after its visibility timeout anyway
+                log.warning("returning messages on %s failed: %s", self.transport.description, exc)
+
+    # -- closing ---------------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._ready.set()
+        self._space.set()
+        self.transport._subscriptions.discard(self)
+        if self.owned:
+            for task in self._pollers:
+                task.cancel()
+        # A group's queue lives on: let the current long polls finish so that no message they
+        # return is stranded invisible, then hand back what this member held unsettled.
+        done, pending = await asyncio.wait(
+            self._pollers,
+            timeout=self.transport.config.wait + self.transport.config.connect_timeout,
+        )
+        for task in pending:
+            task.cancel()
+        for task in done:
+            if not task.cancelled() and task.exception() is not None:
+                log.debug("poller ended with %r", task.exception())
+        if self._ack_task is not None:
+            with contextlib.suppress(Exception):
+                await self._ack_task
+        if self._acks:
+            await self._flush_acks()
+        if self.owned:
+            await self.transport._drop_queue(self.queue_url, self.subscription_arn)
+            return
+        left = [d._handle for d in self.buffer] + list(self.outstanding)
+        self.buffer.clear()
+        self.outstanding.clear()
+        if left:
+            await self.change_visibility(left, 0)
+
+
+class SQSTransport(Transport):
+    """AMB over Amazon SQS and SNS (aiobotocore).
+
+    :param url: ``sqs://...`` (see :mod:`amb_sqs.config` and ``docs/backends/sqs.md``).
+    :param options: override the URL's query options (``region``, ``endpoint``, ``namespace``,
+        ``fifo``, ``wait``, ``pollers``, ``redrive_margin``, ``fanout_retention``, ``profile``...).
+    """
+
+    scheme = "sqs"
+    event_loops = frozenset({"asyncio"})
+
+    def __init__(self, url: str = "sqs://", **options: Any) -> None:
+        self.config: SQSConfig = parse_url(url, **options)
+        self.capabilities = Capabilities(
+            persistent=True,
+            consumer_groups=True,
+            at_least_once=True,
+            ordered=self.config.fifo,
+            native_delay=True,
+            headers=True,
+            max_message_size=MAX_SIZE,
+        )
+        self._stack: contextlib.AsyncExitStack | None = None
+        self.sns: Any = None
+        self.sqs: Any = None
+        self.topic_arn = ""
+        self.dlq_url = ""
+        self.dlq_arn = ""
+        self._closed = False
+        self._subscriptions: set[_SQSSubscription] = set()
+        self._pending: deque[tuple[dict[str, Any], asyncio.Future[None]]] = deque()
+        self._flights = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._group_lock = asyncio.Lock()
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> SQSTransport:
+        return cls(url, **options)
+
+    @property
+    def description(self) -> str:
+        return self.config.description
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        if self.sqs is not None:
+            return
+        from aiobotocore.config import AioConfig
+        from aiobotocore.session import get_session
+
+        config = self.config
+        session = get_session()
+        if config.profile:
+            session.set_config_variable("profile", config.profile)
+        client_config = AioConfig(
+            connect_timeout=config.connect_timeout,
+            read_timeout=config.wait + 10,
+            retries={"max_attempts": 2, "mode": "standard"},
+            max_pool_connections=config.pool,
+        )
+        stack = contextlib.AsyncExitStack()
+        try:
+            for service in ("sqs", "sns"):
+                client = await stack.enter_async_context(
+                    session.create_client(
+                        service,
+                        region_name=config.region,
+                        endpoint_url=config.endpoint,
+                        config=client_config,
+                    )
+                )
+                setattr(self, service, client)
+            bound = config.connect_timeout * 3 + 1
+            await asyncio.wait_for(self._declare_namespace(), bound)
+        except BaseException as exc:
+            self.sqs = self.sns = None
+            with contextlib.suppress(Exception):
+                await stack.aclose()
+            if isinstance(exc, asyncio.TimeoutError):
+                exc = TimeoutError(f"no answer within {bound:g}s")
+            if isinstance(exc, Exception):
+                raise translate(exc, "connect", self.description) from None
+            raise
+        self._stack = stack
+        self._closed = False
+
+    async def _declare_namespace(self) -> None:
+        """Create (idempotently) the namespace's SNS topic and its native DLQ queue."""
+        config = self.config
+        attributes = {"FifoTopic": "true"} if config.fifo else {}
+        created = await self.sns.create_topic(
+            Name=topic_name(config.namespace, config.fifo), Attributes=attributes
+        )
+        self.topic_arn = created["TopicArn"]
+        dlq_attributes = {"MessageRetentionPeriod": "1209600"}
+        if config.fifo:
+            dlq_attributes["FifoQueue"] = "true"
+        self.dlq_url, self.dlq_arn = await self._ensure_queue(
+            dlq_queue_name(config.namespace, config.fifo), dlq_attributes
+        )
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for sub in list(self._subscriptions):
+            with contextlib.suppress(Exception):
+                await sub.aclose()
+        while self._pending:
+            _, future = self._pending.popleft()
+            if not future.done():
+                future.set_exception(NotConnectedError(f"{self.description} closed"))
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            with contextlib.suppress(Exception):
+                await stack.aclose()
+        self.sqs = self.sns = None
+
+    def _check(self) -> None:
+        if self.sqs is None or self._closed:
+            raise NotConnectedError(f"{self.description} is not connected")
+
+    # -- publishing ------------------------------------------------------------------------------
+
+    def _entry(self, message: Message) -> dict[str, Any]:
+        text, attributes = to_sns(message)
+        entry: dict[str, Any] = {"Message": text, "MessageAttributes": attributes}
+        if self.config.fifo:
+            key = message.key or message.headers.get(H_KEY) or message.topic
+            entry["MessageGroupId"] = key[:128]
+            entry["MessageDeduplicationId"] = message.id[:128]
+        return entry
+
+    async def publish(self, message: Message) -> None:
+        self._check()
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((self._entry(message), future))
+        if self._flights < _PUBLISH_FLIGHTS:
+            self._spawn_flush()
+        await future
+
+    async def publish_many(self, messages: Iterable[Message]) -> None:
+        self._check()
+        loop = asyncio.get_running_loop()
+        futures = []
+        for message in messages:
+            future: asyncio.Future[None] = loop.create_future()
+            self._pending.append((self._entry(message), future))
+            futures.append(future)
+        while self._flights < _PUBLISH_FLIGHTS and self._flights * _BATCH < len(self._pending):
+            self._spawn_flush()
+        await asyncio.gather(*futures)
+
+    def _spawn_flush(self) -> None:
+        self._flights += 1
+        task = asyncio.ensure_future(self._flush_publishes())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _flush_publishes(self) -> None:
+        """Send pending publishes in batches of up to 10 until none is left."""
+        try:
+            pending = self._pending
+            while pending and self.sns is not None:
+                batch = [pending.popleft() for _ in range(min(_BATCH, len(pending)))]
+                entries = []
+                for i, (entry, _) in enumerate(batch):
+                    entries.append({**entry, "Id": str(i)})
+                try:
+                    response = await self.sns.publish_batch(
+                        TopicArn=self.topic_arn, PublishBatchRequestEntries=entries
+                    )
+                except Exception as exc:
+                    error = translate(exc, "publish", self.description, publishing=True)
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(error)
+                    continue
+                failed = {f["Id"]: f for f in response.get("Failed") or []}
+                for i, (_, future) in enumerate(batch):
+                    if future.done():
+                        continue
+                    failure = failed.get(str(i))
+                    if failure is None:
+                        future.set_result(None)
+                    else:
+                        future.set_exception(
+                            SQSPublishError(
+                                f"SNS refused a message on {self.description}: "
+                                f"{failure.get('Code')}: {failure.get('Message')}"
+                            )
+                        )
+        finally:
+            self._flights -= 1
+
+    # -- subscribing -----------------------------------------------------------------------------
+
+    async def subscribe(self, spec: SubscriptionSpec) -> Subscription:
+        self._check()
+        if spec.start == "earliest" and spec.group is None:
+            raise UnsupportedError(
+                "SQS cannot replay: a new fan-out subscriber only sees messages published after it"
+            )
+        config = self.config
+        max_receive = (spec.max_attempts or 5) + config.redrive_margin
+        attributes = {
+            "VisibilityTimeout": str(max(1, math.ceil(spec.ack_wait))),
+            "RedrivePolicy": json.dumps(
+                {"deadLetterTargetArn": self.dlq_arn, "maxReceiveCount": str(max_receive)}
+            ),
+        }
+        if config.fifo:
+            attributes["FifoQueue"] = "true"
+        try:
+            if spec.group is None:
+                name = fanout_queue_name(config.namespace, config.fifo)
+                attributes["MessageRetentionPeriod"] = str(config.fanout_retention)
+                url, arn = await self._ensure_queue(name, attributes, create_only=True)
+                try:
+                    sub_arn: str = await self._subscribe_queue(arn, spec.pattern, url)
+                except BaseException:
+                    await self._drop_queue(url, None)
+                    raise
+                owned = True
+            else:
+                name = group_queue_name(config.namespace, spec.group, spec.pattern, config.fifo)
+                async with self._group_lock:
+                    url, arn = await self._ensure_queue(name, attributes)
+                    found = await self._find_subscription(arn)
+                    if found is None:
+                        found = await self._subscribe_queue(arn, spec.pattern, url)
+                    sub_arn = found
+                owned = False
+        except ConfigurationError:
+            raise
+        except Exception as exc:
+            raise translate(exc, f"subscribe to {spec.pattern!r}", self.description) from None
+        sub = _SQSSubscription(self, spec, url, sub_arn, owned)
+        self._subscriptions.add(sub)
+        return sub
+
+    async def _ensure_queue(
+        self, name: str, attributes: dict[str, str], *, create_only: bool = False
+    ) -> tuple[str, str]:
+        """The URL and ARN of queue ``name``, created when missing (an existing queue keeps its
+        attributes, so that members with other settings do not fight over them)."""
+        url = None
+        if not create_only:
+            try:
+                url = (await self.sqs.get_queue_url(QueueName=name))["QueueUrl"]
+            except Exception as exc:
+                if error_code(exc) not in _NOT_FOUND:
+                    raise
+        if url is None:
+            url = (await self.sqs.create_queue(QueueName=name, Attributes=attributes))["QueueUrl"]
+        got = await self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+        return url, got["Attributes"]["QueueArn"]
+
+    async def _subscribe_queue(self, queue_arn: str, pattern: str, queue_url: str) -> str:
+        """Let the SNS topic deliver into the queue (queue policy), then subscribe it raw and
+        filtered."""
+        policy = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"Service": "sns.amazonaws.com"},
+                    "Action": "sqs:SendMessage",
+                    "Resource": queue_arn,
+                    "Condition": {"ArnEquals": {"aws:SourceArn": self.topic_arn}},
+                }
+            ],
+        }
+        await self.sqs.set_queue_attributes(
+            QueueUrl=queue_url, Attributes={"Policy": json.dumps(policy)}
+        )
+        response = await self.sns.subscribe(
+            TopicArn=self.topic_arn,
+            Protocol="sqs",
+            Endpoint=queue_arn,
+            Attributes={"RawMessageDelivery": "true", "FilterPolicy": filter_policy(pattern)},
+            ReturnSubscriptionArn=True,
+        )
+        return str(response["SubscriptionArn"])
+
+    async def _find_subscription(self, queue_arn: str) -> str | None:
+        kwargs: dict[str, Any] = {"TopicArn": self.topic_arn}
+        while True:
+            page = await self.sns.list_subscriptions_by_topic(**kwargs)
+            for sub in page.get("Subscriptions", []):
+                if sub.get("Endpoint") == queue_arn:
+                    return str(sub["SubscriptionArn"])
+            token = page.get("NextToken")
+            if not token:
+                return None
+            kwargs["NextToken"] = token
+
+    async def _drop_queue(self, queue_url: str, subscription_arn: str | None) -> None:
+        """Unsubscribe and delete a queue; never raises (a dead endpoint must not break close)."""
+        if self.sqs is None:
+            return
+        if subscription_arn:
+            try:
+                await self.sns.unsubscribe(SubscriptionArn=subscription_arn)
+            except Exception as exc:
+                log.warning("unsubscribing %s failed: %s", queue_url, exc)
+        try:
+            await self.sqs.delete_queue(QueueUrl=queue_url)
+        except Exception as exc:
+            log.warning("deleting queue %s failed: %s", queue_url, exc)
+
+    async def delete_group(self, pattern: str, group: str) -> None:
+        """Remove a consumer group's queue and its SNS subscription, with the messages waiting in
+        it. Groups are durable, so nothing else removes them."""
+        self._check()
+        name = group_queue_name(self.config.namespace, group, pattern, self.config.fifo)
+        try:
+            url = (await self.sqs.get_queue_url(QueueName=name))["QueueUrl"]
+        except Exception as exc:
+            if error_code(exc) in _NOT_FOUND:
+                return
+            raise translate(exc, "delete group", self.description) from None
+        got = await self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+        await self._drop_queue(url, await self._find_subscription(got["Attributes"]["QueueArn"]))
+
+    # -- the native dead-letter queue ------------------------------------------------------------
+
+    async def sweep_dead_letters(self, idle: float = 1.0) -> list[Message]:
+        """Take every message SQS's redrive policy moved to the namespace's DLQ queue (its
+        consumers kept dying before settling it) and return them, deleted from that queue.
+
+        Reading stops after ``idle`` seconds without a new one.
+        """
+        self._check()
+        found: list[Message] = []
+        deadline = time.monotonic() + idle
+        while time.monotonic() < deadline:
+            response = await self.sqs.receive_message(
+                QueueUrl=self.dlq_url,
+                MaxNumberOfMessages=_BATCH,
+                WaitTimeSeconds=min(self.config.wait, max(0, math.ceil(idle))),
+                MessageAttributeNames=["All"],
+                MessageSystemAttributeNames=["ApproximateReceiveCount"],
+            )
+            records = response.get("Messages") or []
+            if not records:
+                continue
+            deadline = time.monotonic() + idle
+            for record in records:
+                message, _ = from_sqs(record, "dlq.foreign", 1)
+                found.append(message)
+            await self.sqs.delete_message_batch(
+                QueueUrl=self.dlq_url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": r["ReceiptHandle"]}
+                    for i, r in enumerate(records)
+                ],
+            )
+        return found
+
+
+SQSBroker = SQSTransport
+"""The seed's name for the SQS transport."""

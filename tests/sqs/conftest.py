@@ -1,0 +1,97 @@
+"""The SQS/SNS endpoint for these tests: ``AMB_SQS_URL`` when set, else a throwaway moto server.
+
+moto's in-process mock does not work with aiobotocore, so the fixture runs moto's server mode on a
+free port for the session. Credentials come from the standard AWS chain: with moto, dummy ones are
+put in the environment (moto accepts any); with ``AMB_SQS_URL``, the real chain is used untouched.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from urllib.parse import urlencode
+
+import pytest
+
+from amb_core.testing.servers import ServerProcess, find_binary, skip_or_fail
+
+DUMMY_AWS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing-secret",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+def moto_ready(port: int) -> bool:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/moto-api/", timeout=2) as response:
+        return bool(response.status == 200)
+
+
+def start_moto(env: dict[str, str] | None = None) -> ServerProcess:
+    """A moto server on a free port (``env`` adds variables, e.g. to turn IAM checks on)."""
+    binary = find_binary("moto_server")
+    argv = [binary] if binary else [sys.executable, "-m", "moto.server"]
+    server = ServerProcess([*argv, "-H", "127.0.0.1", "-p", "{port}"], moto_ready, name="moto")
+    if env:
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            return server.start()
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+    return server.start()
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[ServerProcess | None]:
+    """The session's moto server (``None`` when ``AMB_SQS_URL`` points elsewhere)."""
+    if os.environ.get("AMB_SQS_URL"):
+        yield None
+        return
+    for key, value in DUMMY_AWS.items():
+        os.environ.setdefault(key, value)
+    try:
+        import moto.server  # noqa: F401
+    except ImportError:
+        skip_or_fail("moto[server] is not installed and AMB_SQS_URL is not set")
+    try:
+        server = start_moto()
+    except RuntimeError as exc:
+        skip_or_fail(f"moto server did not start: {exc}")
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def sqs_base_url(moto_server: ServerProcess | None) -> str:
+    """``sqs://`` URL of the endpoint, without a namespace."""
+    url = os.environ.get("AMB_SQS_URL")
+    if url:
+        return url
+    assert moto_server is not None
+    endpoint = f"http://127.0.0.1:{moto_server.port}"
+    return "sqs://?" + urlencode({"region": "us-east-1", "endpoint": endpoint, "wait": "1"})
+
+
+def with_namespace(base: str, namespace: str, **options: str) -> str:
+    sep = "&" if "?" in base else "?"
+    return base + sep + urlencode({"namespace": namespace, **options})
+
+
+@pytest.fixture
+def sqs_url(sqs_base_url: str) -> str:
+    """A URL with a namespace of its own (its own SNS topic), so tests never see each other."""
+    return with_namespace(sqs_base_url, f"t{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture
+def namespace_url(sqs_base_url: str) -> Callable[..., str]:
+    """``make(**options)``: a URL with a fresh namespace and extra query options."""
+    return lambda **options: with_namespace(sqs_base_url, f"t{uuid.uuid4().hex[:12]}", **options)
