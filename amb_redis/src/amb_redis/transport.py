@@ -54,6 +54,7 @@ class RedisTransport(Transport):
 
     scheme = "redis"
     event_loops = frozenset({"asyncio"})
+    capabilities = STREAMS_CAPABILITIES  # the default mode's; an instance in pub/sub mode overrides
 
     def __init__(self, url: str = "redis://localhost:6379", **options: Any) -> None:
         self.config = RedisConfig.parse(url, **options)
