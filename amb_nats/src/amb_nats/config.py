@@ -1,0 +1,126 @@
+"""URL parsing for the NATS backend: what ``nats://`` and ``tls://`` URLs may say.
+
+::
+
+    nats://[user:password@|token@]host[:port][,host2[:port]...][?option=value&...]
+    tls://...            the same over TLS (the system's CA store)
+
+Options (query string or keyword arguments): ``mode`` (``core``, the default, or ``jetstream``),
+``name`` (client name shown by the server), ``connect_timeout`` (seconds, default 5: the bound on
+``connect()``), ``stream_prefix`` (JetStream stream names, default ``AMB``), ``max_age`` (seconds a
+JetStream stream keeps messages, default 86400), ``max_bytes`` (per stream, default unlimited),
+``storage`` (``file`` or ``memory``), ``replicas`` (default 1), ``token``, ``user``, ``password``.
+
+Credentials are kept only in :attr:`NATSConfig.servers` (handed to the driver) and never appear in
+:attr:`NATSConfig.description`, a repr, an error or a log line.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import attrs
+
+from amb_core.errors import ConfigurationError
+from amb_core.urls import query_options, redact_url
+
+__all__ = ["NATSConfig", "parse_url"]
+
+Mode = Literal["core", "jetstream"]
+_SCHEMES = {"nats", "tls", "nats+tls", "ws", "wss"}
+
+
+@attrs.frozen(repr=False)
+class NATSConfig:
+    """Everything the transport needs to connect, credentials included (never shown)."""
+
+    servers: tuple[str, ...]
+    mode: Mode = "core"
+    name: str | None = None
+    connect_timeout: float = 5.0
+    stream_prefix: str = "AMB"
+    max_age: float = 86400.0
+    max_bytes: int = -1
+    storage: Literal["file", "memory"] = "file"
+    replicas: int = 1
+    token: str | None = None
+    user: str | None = None
+    password: str | None = None
+
+    @property
+    def description(self) -> str:
+        """Servers with credentials replaced by ``***``, and the mode."""
+        shown = ",".join(redact_url(s) for s in self.servers)
+        return f"NATSTransport {shown} mode={self.mode}"
+
+    def __repr__(self) -> str:
+        return f"<NATSConfig {self.description}>"
+
+
+def _number(options: dict[str, Any], name: str, kind: type[float] | type[int], default: Any) -> Any:
+    raw = options.pop(name, None)
+    if raw is None:
+        return default
+    try:
+        return kind(raw)
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"NATS option {name!r} must be a number, got {raw!r}") from None
+
+
+def _split_servers(url: str) -> tuple[str, ...]:
+    """``nats://u:p@a:1,b:2/?x`` -> ``("nats://u:p@a:1", "nats://u:p@b:2")`` without the query."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ConfigurationError(f"not a NATS URL: {redact_url(url)!r}")
+    scheme = scheme.lower()
+    if scheme not in _SCHEMES:
+        raise ConfigurationError(f"unsupported NATS URL scheme {scheme!r}")
+    if scheme == "nats+tls":
+        scheme = "tls"
+    netloc = rest.split("?", 1)[0].split("/", 1)[0]
+    userinfo, at, hosts = netloc.rpartition("@")
+    prefix = f"{userinfo}@" if at else ""
+    servers = tuple(f"{scheme}://{prefix}{host}" for host in (hosts or "127.0.0.1:4222").split(","))
+    for server in servers:
+        try:
+            urlsplit(server).port  # noqa: B018 - validates the port
+        except ValueError:
+            raise ConfigurationError(f"bad NATS server address {redact_url(server)!r}") from None
+    return servers
+
+
+def parse_url(url: str, **overrides: Any) -> NATSConfig:
+    """Read a URL (and keyword overrides, which win) into a :class:`NATSConfig`.
+
+    :raises ConfigurationError: for an unknown scheme, mode or option, or a bad number.
+    """
+    options: dict[str, Any] = {**query_options(url), **overrides}
+    servers = _split_servers(url)
+    mode = str(options.pop("mode", "core")).lower()
+    if mode in ("js", "jetstream"):
+        mode = "jetstream"
+    if mode not in ("core", "jetstream"):
+        raise ConfigurationError(f"NATS mode must be 'core' or 'jetstream', got {mode!r}")
+    storage = str(options.pop("storage", "file")).lower()
+    if storage not in ("file", "memory"):
+        raise ConfigurationError(f"NATS storage must be 'file' or 'memory', got {storage!r}")
+    config = NATSConfig(
+        servers=servers,
+        mode=mode,  # type: ignore[arg-type]
+        name=options.pop("name", None),
+        connect_timeout=_number(options, "connect_timeout", float, 5.0),
+        stream_prefix=str(options.pop("stream_prefix", "AMB")),
+        max_age=_number(options, "max_age", float, 86400.0),
+        max_bytes=_number(options, "max_bytes", int, -1),
+        storage=storage,  # type: ignore[arg-type]
+        replicas=_number(options, "replicas", int, 1),
+        token=options.pop("token", None),
+        user=options.pop("user", None),
+        password=options.pop("password", None),
+    )
+    if options:
+        raise ConfigurationError(f"unknown NATS option(s): {', '.join(sorted(options))}")
+    if not config.stream_prefix.replace("_", "").replace("-", "").isalnum():
+        raise ConfigurationError("stream_prefix may hold letters, digits, '_' and '-' only")
+    return config

@@ -1,0 +1,63 @@
+"""NATS errors, as subclasses of AMB's categories, and the one place driver exceptions are translated.
+
+``except amb_core.errors.TransportError`` catches them alike with every other backend's;
+``except NATSError`` narrows to this backend. No nats-py exception escapes the transport raw.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from amb_core.errors import (
+    AuthenticationError,
+    ConnectError,
+    NotConnectedError,
+    PublishError,
+    TransportError,
+)
+
+__all__ = [
+    "NATSAuthenticationError",
+    "NATSConnectError",
+    "NATSError",
+    "NATSPublishError",
+    "is_auth_error",
+    "translate_publish_error",
+]
+
+
+class NATSError(TransportError):
+    """Any failure of the NATS server or of the connection to it."""
+
+
+class NATSConnectError(NATSError, ConnectError):
+    """The NATS server could not be reached in time."""
+
+
+class NATSAuthenticationError(NATSConnectError, AuthenticationError):
+    """The NATS server refused the credentials (token, user/password)."""
+
+
+class NATSPublishError(NATSError, PublishError):
+    """The NATS server (or JetStream) did not take a message."""
+
+
+def is_auth_error(exc: BaseException) -> bool:
+    """True for the server's 'Authorization Violation' / 'Authentication' errors."""
+    text = str(exc).lower()
+    return (
+        "authorization" in text or "authentication" in text or "auth" in type(exc).__name__.lower()
+    )
+
+
+def translate_publish_error(exc: Exception, subject: str, where: str) -> TransportError:
+    """A typed AMB error for a failed publish; the subject is named, never the URL."""
+    import nats.errors
+
+    if isinstance(exc, (nats.errors.ConnectionClosedError,)):
+        return NotConnectedError(f"{where}: the NATS connection is closed")
+    if isinstance(exc, (asyncio.TimeoutError, nats.errors.TimeoutError)):
+        return NATSPublishError(f"{where}: no acknowledgement for {subject!r} in time")
+    return NATSPublishError(
+        f"{where}: publishing to {subject!r} failed: {type(exc).__name__}: {exc}"
+    )

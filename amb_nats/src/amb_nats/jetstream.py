@@ -1,0 +1,226 @@
+"""JetStream: streams created or bound as needed, pull consumers, explicit ack, nak with delay.
+
+Consumer groups are durable pull consumers (they outlive their members: the ``persistent``
+capability); a fan-out subscriber gets an ephemeral pull consumer that is deleted when it closes
+(and by the server after a minute without pulls if the process died). ``max_deliver`` is the bus's
+``max_attempts`` plus one: the bus dead-letters on its own count at the last attempt, and the spare
+delivery covers a consumer that died during that last attempt. ``ack_wait`` is the spec's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import nats.errors
+import nats.js.errors
+from nats.js import api
+
+from amb_core.errors import NotConnectedError, TransportError
+from amb_core.transport import Delivery, Subscription, SubscriptionSpec, decode_delivery
+
+from .errors import NATSError
+from .naming import consumer_name, namespace_of, stream_name, stream_subjects
+
+if TYPE_CHECKING:
+    from nats.aio.msg import Msg
+    from nats.js.client import JetStreamContext
+
+    from .config import NATSConfig
+
+__all__ = ["JetStreamSubscription", "Streams", "open_pull"]
+
+log = logging.getLogger("amb.nats")
+POLL = 5.0  # seconds one pull request lingers on the server waiting for messages
+_STREAM_NAME_IN_USE = 10058
+MSG_ID_HEADER = "Nats-Msg-Id"
+
+
+class Streams:
+    """Creates (or binds to) the stream of each namespace once per transport."""
+
+    def __init__(self, js: JetStreamContext, config: NATSConfig) -> None:
+        self._js = js
+        self._config = config
+        self._known: dict[str, str] = {}
+        self._lock = asyncio.Lock()
+
+    def forget(self, namespace: str) -> None:
+        self._known.pop(namespace, None)
+
+    async def ensure(self, subject: str) -> str:
+        """The stream name for ``subject``'s namespace, creating the stream when missing."""
+        namespace = namespace_of(subject)
+        name = self._known.get(namespace)
+        if name is not None:
+            return name
+        async with self._lock:
+            name = self._known.get(namespace)
+            if name is None:
+                name = await self._create(namespace)
+                self._known[namespace] = name
+        return name
+
+    async def _create(self, namespace: str) -> str:
+        cfg = self._config
+        name = stream_name(cfg.stream_prefix, namespace)
+        config = api.StreamConfig(
+            name=name,
+            subjects=stream_subjects(namespace),
+            retention=api.RetentionPolicy.LIMITS,
+            storage=api.StorageType.FILE if cfg.storage == "file" else api.StorageType.MEMORY,
+            max_age=cfg.max_age,
+            max_bytes=cfg.max_bytes,
+            num_replicas=cfg.replicas,
+        )
+        try:
+            await self._js.add_stream(config)
+        except nats.js.errors.BadRequestError as exc:
+            if exc.err_code != _STREAM_NAME_IN_USE:  # the stream exists with other settings: bind
+                raise NATSError(
+                    f"cannot create JetStream stream {name!r}: {exc.description}"
+                ) from None
+        except nats.errors.ConnectionClosedError:
+            raise NotConnectedError("the NATS connection is closed") from None
+        except Exception as exc:
+            raise NATSError(f"cannot create JetStream stream {name!r}: {exc!r}") from None
+        return name
+
+
+class _JSDelivery(Delivery):
+    __slots__ = ("_msg", "_owner", "_settled")
+
+    def __init__(self, owner: JetStreamSubscription, msg: Msg, attempt: int) -> None:
+        headers = msg.headers
+        if headers and MSG_ID_HEADER in headers:  # JetStream's dedup id is not a user header
+            headers = {k: v for k, v in headers.items() if k != MSG_ID_HEADER}
+        message, error = decode_delivery(msg.data, headers, msg.subject, attempt)
+        self.message = message
+        self.attempt = attempt
+        self.error = error
+        self._msg = msg
+        self._owner = owner
+        self._settled = False
+
+    async def ack(self) -> None:
+        if self._settled:
+            return
+        self._settled = True
+        self._owner.unsettled.pop(id(self), None)
+        try:
+            await self._msg.ack()
+        except Exception as exc:
+            raise NATSError(f"ack failed: {exc!r}") from None
+
+    async def nack(self, delay: float | None = None) -> None:
+        if self._settled:
+            return
+        self._settled = True
+        self._owner.unsettled.pop(id(self), None)
+        try:
+            await self._msg.nak(delay=delay if delay else None)
+        except Exception as exc:
+            raise NATSError(f"nak failed: {exc!r}") from None
+
+
+class JetStreamSubscription(Subscription):
+    """A pull consumer read in batches of ``prefetch``; settles each delivery explicitly."""
+
+    def __init__(
+        self, psub: Any, js: JetStreamContext, stream: str, consumer: str, durable: bool, batch: int
+    ) -> None:
+        self._psub = psub
+        self._js = js
+        self.stream = stream
+        self.consumer = consumer
+        self._durable = durable
+        self._batch = max(1, batch)
+        self._buffer: deque[Msg] = deque()
+        self.unsettled: dict[int, _JSDelivery] = {}
+        self._closed = False
+
+    async def __anext__(self) -> Delivery:
+        buffer = self._buffer
+        while not buffer:
+            if self._closed:
+                raise StopAsyncIteration
+            try:
+                msgs = await self._psub.fetch(self._batch, timeout=POLL)
+            except (asyncio.TimeoutError, nats.errors.TimeoutError):
+                continue
+            except nats.errors.ConnectionClosedError:
+                if self._closed:
+                    raise StopAsyncIteration from None
+                raise NotConnectedError("the NATS connection is closed") from None
+            except Exception as exc:
+                if self._closed:
+                    raise StopAsyncIteration from None
+                raise NATSError(
+                    f"pulling from {self.stream}/{self.consumer} failed: {exc!r}"
+                ) from None
+            buffer.extend(msgs)
+        msg = buffer.popleft()
+        try:
+            attempt = msg.metadata.num_delivered or 1
+        except Exception:
+            attempt = 1
+        delivery = _JSDelivery(self, msg, attempt)
+        self.unsettled[id(delivery)] = delivery
+        return delivery
+
+    async def aclose(self) -> None:
+        """Give back what was taken but not settled (nak now rather than after ack_wait),
+        unsubscribe (before any drain: nats-py's drain hangs on an open pull subscription),
+        and delete the consumer when it is an ephemeral fan-out one."""
+        if self._closed:
+            return
+        self._closed = True
+        left = [d._msg for d in self.unsettled.values()] + list(self._buffer)
+        self.unsettled.clear()
+        self._buffer.clear()
+        for msg in left:
+            try:
+                await msg.nak()
+            except Exception:
+                break  # the connection is gone; ack_wait will redeliver
+        try:
+            await self._psub.unsubscribe()
+        except Exception as exc:
+            log.debug("unsubscribe failed: %r", exc)
+        if not self._durable:
+            try:
+                await asyncio.wait_for(self._js.delete_consumer(self.stream, self.consumer), 2.0)
+            except Exception as exc:  # the server drops it after inactive_threshold anyway
+                log.debug("deleting ephemeral consumer %s failed: %r", self.consumer, exc)
+
+
+async def open_pull(
+    js: JetStreamContext, streams: Streams, spec: SubscriptionSpec
+) -> JetStreamSubscription:
+    """Create or bind the consumer for ``spec`` and return its subscription."""
+    stream = await streams.ensure(spec.pattern)
+    durable = spec.group is not None
+    name = consumer_name(spec.group, spec.pattern) if spec.group is not None else None
+    config = api.ConsumerConfig(
+        ack_policy=api.AckPolicy.EXPLICIT,
+        deliver_policy=api.DeliverPolicy.ALL if spec.start == "earliest" else api.DeliverPolicy.NEW,
+        ack_wait=spec.ack_wait,
+        max_deliver=spec.max_attempts + 1 if spec.max_attempts else -1,
+        max_ack_pending=max(1000, spec.prefetch * 10),
+        inactive_threshold=None if durable else 60.0,
+    )
+    try:
+        psub = await js.pull_subscribe(spec.pattern, durable=name, stream=stream, config=config)
+    except nats.errors.ConnectionClosedError:
+        raise NotConnectedError("the NATS connection is closed") from None
+    except nats.js.errors.NotFoundError:
+        streams.forget(namespace_of(spec.pattern))
+        raise NATSError(f"JetStream stream {stream!r} vanished; retry") from None
+    except TransportError:
+        raise
+    except Exception as exc:
+        raise NATSError(f"cannot open a JetStream consumer on {stream!r}: {exc!r}") from None
+    consumer = name if name is not None else str(getattr(psub, "_consumer", ""))
+    return JetStreamSubscription(psub, js, stream, consumer, durable, spec.prefetch)

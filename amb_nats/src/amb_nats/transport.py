@@ -1,0 +1,394 @@
+"""The NATS transport: one nats-py connection, in core NATS or JetStream mode.
+
+*Core* mode is NATS itself: subjects with native ``*``/``>`` wildcards (AMB's topic grammar *is*
+NATS's subject grammar), queue groups as consumer groups, and native request/reply through nats-py's
+shared response inbox, which reports "no responders" at once. It is at-most-once and says so.
+
+*JetStream* mode publishes into streams (one per namespace, see :mod:`amb_nats.naming`) and waits for
+the server's acknowledgement, with the message id as ``Nats-Msg-Id`` so that a retried publish is
+stored once; subscriptions are pull consumers with explicit ack (see :mod:`amb_nats.jetstream`).
+Replies and the bus's inbox (``_INBOX.*`` subjects) travel over core NATS in both modes: they are
+ephemeral by nature, and a request sent into a stream would be answered by JetStream's own ack.
+
+Connection loss after connect is handled by nats-py: it reconnects forever (every half second) and
+re-subscribes; core publishes made meanwhile are buffered, JetStream publishes fail typed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+
+from amb_core.errors import (
+    DecodeError,
+    MessageTooLargeError,
+    NoRespondersError,
+    NotConnectedError,
+    RequestTimeoutError,
+)
+from amb_core.message import Message
+from amb_core.transport import Capabilities, Subscription, SubscriptionSpec, Transport
+from amb_core.wire import decode, encode
+
+from .config import NATSConfig, parse_url
+from .core import CoreSubscription
+from .errors import (
+    NATSAuthenticationError,
+    NATSConnectError,
+    NATSError,
+    is_auth_error,
+    translate_publish_error,
+)
+from .jetstream import MSG_ID_HEADER, Streams, open_pull
+from .naming import INBOX_PREFIX
+
+__all__ = ["NATSBroker", "NATSTransport"]
+
+log = logging.getLogger("amb.nats")
+_DEFAULT_MAX_PAYLOAD = 1024 * 1024
+
+CORE_CAPABILITIES = Capabilities(
+    consumer_groups=True,
+    ordered=True,
+    native_wildcards=True,
+    native_request_reply=True,
+    headers=True,
+    max_message_size=_DEFAULT_MAX_PAYLOAD,
+)
+JETSTREAM_CAPABILITIES = Capabilities(
+    persistent=True,
+    consumer_groups=True,
+    at_least_once=True,
+    ordered=True,
+    native_wildcards=True,
+    native_delay=True,
+    replay=True,
+    headers=True,
+    max_message_size=_DEFAULT_MAX_PAYLOAD,
+)
+
+
+def _is_inbox(subject: str) -> bool:
+    return subject.startswith(INBOX_PREFIX) and subject[
+        len(INBOX_PREFIX) : len(INBOX_PREFIX) + 1
+    ] in (
+        ".",
+        "",
+    )
+
+
+class NATSTransport(Transport):
+    """AMB over NATS. ``mode="core"`` (default) or ``mode="jetstream"``.
+
+    :param config: a parsed :class:`~amb_nats.config.NATSConfig`; usually built by :meth:`from_url`.
+    """
+
+    scheme: ClassVar[str] = "nats"
+    event_loops: ClassVar[frozenset[str]] = frozenset({"asyncio"})
+
+    def __init__(self, config: NATSConfig) -> None:
+        self.config = config
+        self.capabilities = (
+            JETSTREAM_CAPABILITIES if config.mode == "jetstream" else CORE_CAPABILITIES
+        )
+        self._jetstream = config.mode == "jetstream"
+        self._nc: Any = None
+        self._js: Any = None
+        self._streams: Streams | None = None
+        self._subscriptions: set[Subscription] = set()
+        self._connected_once = False
+
+    @classmethod
+    def from_url(cls, url: str = "nats://127.0.0.1:4222", **options: Any) -> NATSTransport:
+        """``nats://[user:pass@|token@]host[:port][,host2...][?mode=jetstream&...]``; ``tls://`` too.
+
+        :raises ConfigurationError: for a bad URL or option (see :mod:`amb_nats.config`).
+        """
+        return cls(parse_url(url, **options))
+
+    @property
+    def description(self) -> str:
+        return self.config.description
+
+    @property
+    def mode(self) -> str:
+        return self.config.mode
+
+    # -- connection -------------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        if self._nc is not None and not self._nc.is_closed:
+            return
+        cfg = self.config
+        nc = Client()
+        loop = asyncio.get_running_loop()
+        verdict: asyncio.Future[BaseException] = loop.create_future()
+        refused: set[int] = set()
+        last: list[BaseException] = []
+
+        async def error_cb(exc: Exception) -> None:
+            if self._connected_once:
+                if self._nc is None:
+                    return
+                log.warning("NATS connection error on %s: %s", self.description, type(exc).__name__)
+                return
+            last[:] = [exc]
+            if verdict.done():
+                return
+            if is_auth_error(exc):
+                verdict.set_result(exc)
+            elif isinstance(exc, OSError):
+                refused.add(len(refused))
+                if len(refused) >= len(cfg.servers):
+                    verdict.set_result(exc)
+
+        async def disconnected_cb() -> None:
+            if self._connected_once and self._nc is not None:
+                log.warning("NATS disconnected from %s; reconnecting", self.description)
+
+        async def reconnected_cb() -> None:
+            log.warning("NATS reconnected to %s", self.description)
+
+        options: dict[str, Any] = {
+            "servers": list(cfg.servers),
+            "connect_timeout": min(2.0, cfg.connect_timeout),
+            "allow_reconnect": True,
+            "max_reconnect_attempts": -1,
+            "reconnect_time_wait": 0.5,
+            "error_cb": error_cb,
+            "disconnected_cb": disconnected_cb,
+            "reconnected_cb": reconnected_cb,
+        }
+        for key in ("name", "token", "user", "password"):
+            value = getattr(cfg, key)
+            if value is not None:
+                options[key] = value
+        task: asyncio.Future[Any] = asyncio.ensure_future(nc.connect(**options))
+        pending: set[asyncio.Future[Any]] = {task, verdict}
+        try:
+            done, _ = await asyncio.wait(
+                pending, timeout=cfg.connect_timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        except BaseException:
+            task.cancel()
+            raise
+        if task not in done or task.exception() is not None:
+            task.cancel()
+            try:
+                await task
+            except BaseException:
+                pass
+            try:
+                await nc.close()
+            except Exception:
+                pass
+            error = verdict.result() if verdict.done() else (last[0] if last else None)
+            if not task.cancelled() and task.done() and task.exception() is not None:
+                error = task.exception()
+            if error is not None and is_auth_error(error):
+                raise NATSAuthenticationError(
+                    f"{self.description}: the server refused the credentials"
+                ) from None
+            why = f"{type(error).__name__}" if error is not None else "timed out"
+            raise NATSConnectError(
+                f"{self.description}: cannot connect within {cfg.connect_timeout:g}s ({why})"
+            ) from None
+        self._connected_once = True
+        self._nc = nc
+        if nc.max_payload:
+            self.capabilities = _with_limit(self.capabilities, nc.max_payload)
+        if self._jetstream:
+            self._js = nc.jetstream()
+            try:
+                await self._js.account_info()
+            except Exception as exc:
+                await nc.close()
+                self._nc = None
+                raise NATSConnectError(
+                    f"{self.description}: JetStream is not available ({type(exc).__name__})"
+                ) from None
+            self._streams = Streams(self._js, cfg)
+
+    async def aclose(self) -> None:
+        nc, self._nc = self._nc, None
+        for sub in list(self._subscriptions):
+            try:
+                await asyncio.wait_for(sub.aclose(), 5.0)
+            except Exception as exc:
+                log.debug("closing a subscription failed: %r", exc)
+        self._subscriptions.clear()
+        if nc is None or nc.is_closed:
+            return
+        try:
+            if nc.is_connected:
+                await nc.flush(timeout=2)
+        except Exception:
+            pass
+        try:
+            await asyncio.wait_for(nc.close(), 5.0)
+        except Exception as exc:
+            log.debug("closing the NATS connection failed: %r", exc)
+
+    def _client(self) -> Any:
+        nc = self._nc
+        if nc is None or nc.is_closed:
+            raise NotConnectedError(f"{self.description} is not connected")
+        return nc
+
+    # -- publishing -------------------------------------------------------------------------------
+
+    async def publish(self, message: Message) -> None:
+        nc = self._nc
+        if nc is None:
+            nc = self._client()
+        body, headers = encode(message)
+        topic = message.topic
+        if self._jetstream and not _is_inbox(topic):
+            await self._js_publish(topic, body, headers, message.id)
+            return
+        try:
+            await nc.publish(topic, body, headers=headers)
+        except nats.errors.MaxPayloadError:
+            raise MessageTooLargeError(len(body), nc.max_payload, topic) from None
+        except Exception as exc:
+            raise translate_publish_error(exc, topic, self.description) from None
+
+    async def _js_publish(
+        self, topic: str, body: bytes, headers: dict[str, str], msg_id: str
+    ) -> None:
+        nc = self._client()
+        if len(body) > nc.max_payload:
+            raise MessageTooLargeError(len(body), nc.max_payload, topic)
+        streams = self._streams
+        assert streams is not None
+        headers[MSG_ID_HEADER] = msg_id  # the server stores a retried publish once
+        await streams.ensure(topic)
+        try:
+            await self._js.publish(topic, body, headers=headers)
+        except nats.js.errors.NoStreamResponseError:
+            # The stream was deleted behind our back: create it again, once.
+            streams.forget(topic.split(".", 1)[0])
+            await streams.ensure(topic)
+            try:
+                await self._js.publish(topic, body, headers=headers)
+            except Exception as exc:
+                raise translate_publish_error(exc, topic, self.description) from None
+        except nats.errors.MaxPayloadError:
+            raise MessageTooLargeError(len(body), nc.max_payload, topic) from None
+        except Exception as exc:
+            raise translate_publish_error(exc, topic, self.description) from None
+
+    async def publish_many(self, messages: Iterable[Message]) -> None:
+        """Core: buffered publishes, flushed once. JetStream: up to 256 acknowledgements awaited
+        concurrently instead of one round trip per message."""
+        if not self._jetstream:
+            for message in messages:
+                await self.publish(message)
+            return
+        batch: list[Message] = []
+        for message in messages:
+            batch.append(message)
+            if len(batch) >= 256:
+                await asyncio.gather(*(self.publish(m) for m in batch))
+                batch.clear()
+        if batch:
+            await asyncio.gather(*(self.publish(m) for m in batch))
+
+    async def publish_raw(
+        self, topic: str, body: bytes, headers: dict[str, str] | None = None
+    ) -> None:
+        """Send bytes as another program would (no AMB metadata); for tests and tools."""
+        nc = self._client()
+        if self._jetstream:
+            assert self._streams is not None
+            await self._streams.ensure(topic)
+            await self._js.publish(topic, body, headers=headers)
+        else:
+            await nc.publish(topic, body, headers=headers)
+
+    # -- request / reply --------------------------------------------------------------------------
+
+    async def request(self, message: Message, timeout: float) -> Message:
+        """Core NATS request through nats-py's shared inbox.
+
+        :raises NoRespondersError: when no subscriber listens (reported by the server at once).
+        :raises RequestTimeoutError: when no reply arrives within ``timeout``.
+        """
+        if self._jetstream:
+            return await super().request(message, timeout)
+        nc = self._client()
+        body, headers = encode(message)
+        topic = message.topic
+        try:
+            reply = await nc.request(topic, body, timeout=timeout, headers=headers)
+        except nats.errors.NoRespondersError:
+            raise NoRespondersError(topic) from None
+        except (nats.errors.TimeoutError, asyncio.TimeoutError):
+            raise RequestTimeoutError(topic, timeout) from None
+        except nats.errors.MaxPayloadError:
+            raise MessageTooLargeError(len(body), nc.max_payload, topic) from None
+        except Exception as exc:
+            raise translate_publish_error(exc, topic, self.description) from None
+        try:
+            return decode(reply.data, reply.headers, reply.subject)
+        except DecodeError as exc:
+            raise DecodeError(f"the reply to a request on {topic!r} is unreadable: {exc}") from None
+
+    # -- subscribing ------------------------------------------------------------------------------
+
+    async def subscribe(self, spec: SubscriptionSpec) -> Subscription:
+        nc = self._client()
+        if self._jetstream and not _is_inbox(spec.pattern):
+            assert self._streams is not None
+            sub: Subscription = await open_pull(self._js, self._streams, spec)
+        else:
+            core = CoreSubscription(
+                max(spec.prefetch * 100, 10_000), native_reply=not self._jetstream
+            )
+            try:
+                core.attach(
+                    await nc.subscribe(spec.pattern, queue=spec.group or "", cb=core.on_message)
+                )
+                await nc.flush(timeout=5)  # the server has the interest when this returns
+            except nats.errors.ConnectionClosedError:
+                raise NotConnectedError(f"{self.description} is not connected") from None
+            except Exception as exc:
+                await core.aclose()
+                raise NATSError(f"subscribing to {spec.pattern!r} failed: {exc!r}") from None
+            sub = core
+        self._subscriptions.add(sub)
+        return _Tracked(sub, self._subscriptions)
+
+
+class _Tracked(Subscription):
+    """Forgets the subscription in the transport's set when it closes."""
+
+    __slots__ = ("_inner", "_owner")
+
+    def __init__(self, inner: Subscription, owner: set[Subscription]) -> None:
+        self._inner = inner
+        self._owner = owner
+        self.__anext__ = inner.__anext__  # type: ignore[method-assign]
+
+    async def __anext__(self) -> Any:  # replaced per instance by the inner one (no extra hop)
+        return await self._inner.__anext__()
+
+    async def aclose(self) -> None:
+        self._owner.discard(self._inner)
+        await self._inner.aclose()
+
+
+def _with_limit(caps: Capabilities, limit: int) -> Capabilities:
+    import attrs
+
+    return attrs.evolve(caps, max_message_size=limit)
+
+
+NATSBroker = NATSTransport
+"""The seed's name for the NATS transport."""
