@@ -1,0 +1,189 @@
+"""URLs, options, registration, credentials redaction, and typed connect failures."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from amb_core import MessageBus
+from amb_core.errors import (
+    AuthenticationError,
+    ConfigurationError,
+    ConnectError,
+    MessageTooLargeError,
+    NoRespondersError,
+    UnsupportedError,
+)
+from amb_core.message import Message
+from amb_core.testing.conformance import wait_until
+from amb_core.testing.servers import ServerProcess, free_port
+from amb_core.transport import SubscriptionSpec
+from amb_nats import NATSAuthenticationError, NATSBroker, NATSConnectError, NATSTransport, parse_url
+
+from .conftest import start_nats
+
+pytestmark = pytest.mark.nats
+
+
+def test_defaults_and_modes() -> None:
+    core = parse_url("nats://example.org")
+    assert core.servers == ("nats://example.org",) and core.mode == "core"
+    js = parse_url("nats://h:4223?mode=jetstream&stream_prefix=APP&max_age=60&storage=memory")
+    assert (js.mode, js.stream_prefix, js.max_age, js.storage) == (
+        "jetstream",
+        "APP",
+        60.0,
+        "memory",
+    )
+    assert parse_url("nats://h", mode="js").mode == "jetstream", "keyword options win"
+    assert parse_url("nats://a:1,b:2").servers == ("nats://a:1", "nats://b:2")
+
+
+def test_tls_and_credentials_are_accepted_and_redacted() -> None:
+    tls = NATSTransport.from_url("tls://alice:s3cret@nats.example.org:4443")
+    assert tls.config.servers == ("tls://alice:s3cret@nats.example.org:4443",)
+    assert "s3cret" not in tls.description and "s3cret" not in repr(tls)
+    assert "s3cret" not in repr(tls.config)
+    token = NATSTransport.from_url("nats://T0KENVALUE@nats.example.org")
+    assert "T0KENVALUE" not in repr(token) and "***@" in repr(token)
+    query = NATSTransport.from_url("nats://h?token=abc123&user=u&password=pw9")
+    assert (query.config.token, query.config.user, query.config.password) == ("abc123", "u", "pw9")
+    assert "abc123" not in repr(query) and "pw9" not in repr(query)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "nats://h?mode=kafka",
+        "nats://h?bogus=1",
+        "nats://h?max_age=soon",
+        "nats://h?storage=tape",
+        "nats://h?stream_prefix=a.b",
+        "http://h",
+        "nats://h:notaport",
+    ],
+)
+def test_bad_urls_raise_configuration_error(url: str) -> None:
+    with pytest.raises(ConfigurationError):
+        NATSTransport.from_url(url)
+
+
+def test_registered_for_nats_and_tls_urls() -> None:
+    assert NATSBroker is NATSTransport
+    for url in ("nats://127.0.0.1:4222", "tls://127.0.0.1:4222"):
+        assert isinstance(MessageBus.from_url(url).transport, NATSTransport)
+
+
+def test_jetstream_patterns_must_name_their_namespace() -> None:
+    from amb_nats.naming import consumer_name, namespace_of, stream_name
+
+    assert namespace_of("orders.eu.created") == "orders"
+    assert namespace_of("dlq.orders.eu") == "dlq.orders"
+    assert stream_name("AMB", "dlq.orders") == "AMB_dlq__orders"
+    assert consumer_name("work ers", "a.*") != consumer_name("work ers", "a.>")
+    for bad in ("*.created", ">", "dlq.*.x", "dlq.>"):
+        with pytest.raises(UnsupportedError):
+            namespace_of(bad)
+
+
+@pytest.mark.anyio
+async def test_refused_connection_is_typed_and_fast() -> None:
+    transport = NATSTransport.from_url(f"nats://bob:hunter2@127.0.0.1:{free_port()}")
+    started = time.monotonic()
+    with pytest.raises(NATSConnectError) as caught:
+        await transport.connect()
+    assert time.monotonic() - started < 4
+    assert isinstance(caught.value, ConnectError)
+    assert not isinstance(caught.value, AuthenticationError)
+    assert "hunter2" not in str(caught.value)
+
+
+@pytest.fixture(scope="module")
+def locked_server() -> Iterator[ServerProcess]:
+    server = start_nats(
+        ["--user", "bob", "--pass", "right-pass"], auth='"user":"bob","pass":"right-pass",'
+    )
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="module")
+def token_server() -> Iterator[ServerProcess]:
+    server = start_nats(["--auth", "tok-123"], auth='"auth_token":"tok-123",')
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.mark.anyio
+async def test_bad_password_is_an_authentication_error_without_the_password(
+    locked_server: ServerProcess,
+) -> None:
+    port = locked_server.port
+    for url in (f"nats://bob:wrong-pass@127.0.0.1:{port}", f"nats://127.0.0.1:{port}"):
+        started = time.monotonic()
+        with pytest.raises(NATSAuthenticationError) as caught:
+            await NATSTransport.from_url(url).connect()
+        assert time.monotonic() - started < 4
+        assert isinstance(caught.value, AuthenticationError)
+        assert "wrong-pass" not in str(caught.value)
+    async with MessageBus.from_url(f"nats://bob:right-pass@127.0.0.1:{port}") as bus:
+        got: list[Message] = []
+        await bus.subscribe("auth.ok", got.append)
+        await bus.publish("auth.ok", 1)
+        await wait_until(lambda: bool(got), 5, "the message")
+        assert [m.payload for m in got] == [1]
+
+
+@pytest.mark.anyio
+async def test_token_auth(token_server: ServerProcess) -> None:
+    port = token_server.port
+    with pytest.raises(AuthenticationError) as caught:
+        await NATSTransport.from_url(f"nats://bad-token@127.0.0.1:{port}").connect()
+    assert "bad-token" not in str(caught.value)
+    for url in (f"nats://tok-123@127.0.0.1:{port}", f"nats://127.0.0.1:{port}?token=tok-123"):
+        transport = NATSTransport.from_url(url)
+        await transport.connect()
+        await transport.aclose()
+
+
+@pytest.mark.anyio
+async def test_no_responders_is_typed_and_immediate(nats_url: str) -> None:
+    async with MessageBus.from_url(nats_url) as bus:
+        started = time.monotonic()
+        with pytest.raises(NoRespondersError) as caught:
+            await bus.request("nobody.listens.here", 1, timeout=10)
+        assert time.monotonic() - started < 1
+        assert "nobody.listens.here" in str(caught.value)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", ["core", "jetstream"])
+async def test_oversized_message_is_typed(nats_url: str, stream_prefix: str, mode: str) -> None:
+    transport = NATSTransport.from_url(nats_url, mode=mode, stream_prefix=stream_prefix)
+    await transport.connect()
+    try:
+        limit = transport.capabilities.max_message_size
+        assert limit
+        with pytest.raises(MessageTooLargeError):
+            await transport.publish(Message("big.one", b"x" * (limit + 1)))
+    finally:
+        await transport.aclose()
+
+
+@pytest.mark.anyio
+async def test_jetstream_refuses_a_pattern_without_namespace(
+    nats_url: str, stream_prefix: str
+) -> None:
+    transport = NATSTransport.from_url(nats_url, mode="jetstream", stream_prefix=stream_prefix)
+    await transport.connect()
+    try:
+        with pytest.raises(UnsupportedError):
+            await transport.subscribe(SubscriptionSpec("*.created"))
+    finally:
+        await transport.aclose()
