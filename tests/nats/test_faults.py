@@ -1,0 +1,257 @@
+"""Faults against real nats-servers: restarts under load, a consumer killed mid-handler, foreign
+bytes from another client, publish dedup, and the JetStream settings tied to the bus's policy."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from amb_core import MessageBus
+from amb_core.deadletter import H_DLQ_REASON, RetryPolicy
+from amb_core.errors import AMBError, PublishError, RequestError
+from amb_core.message import Message
+from amb_core.testing.conformance import wait_until
+from amb_core.testing.servers import ServerProcess
+from amb_core.transport import SubscriptionSpec
+from amb_nats import NATSTransport
+from amb_nats.naming import consumer_name
+
+pytestmark = [pytest.mark.nats, pytest.mark.anyio]
+HERE = Path(__file__).parent
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+async def restart(server: ServerProcess, down: float = 0.3) -> None:
+    """Stop the server, keep it down a moment, start it on the same port and data directory."""
+    await anyio.to_thread.run_sync(server.stop)
+    await anyio.sleep(down)
+    await anyio.to_thread.run_sync(server.start)
+
+
+async def test_core_bus_survives_a_restart_and_requests_fail_typed(
+    nats_server: ServerProcess,
+) -> None:
+    url = f"nats://127.0.0.1:{nats_server.port}"
+    topic = unique("restart")
+    async with MessageBus.from_url(url) as server_bus, MessageBus.from_url(url) as client:
+        got: list[Message] = []
+        await server_bus.subscribe(f"{topic}.events", got.append)
+        await server_bus.subscribe(f"{topic}.echo", lambda m: m.payload)
+        assert (await client.request(f"{topic}.echo", 1, timeout=5)).payload == 1
+        stop = anyio.Event()
+        sent = 0
+
+        async def load() -> None:
+            nonlocal sent
+            while not stop.is_set():
+                await client.publish(f"{topic}.events", sent)
+                sent += 1
+                await anyio.sleep(0.001)
+
+        failures: list[BaseException] = []
+
+        async def ask_during_outage() -> None:
+            started = time.monotonic()
+            try:
+                await client.request(f"{topic}.echo", 2, timeout=1.0)
+            except RequestError as exc:  # RequestTimeoutError or NoRespondersError: typed
+                failures.append(exc)
+            assert time.monotonic() - started < 3, "a request in flight does not hang"
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(load)
+            await anyio.sleep(0.2)
+            await anyio.to_thread.run_sync(nats_server.stop)
+            tg.start_soon(ask_during_outage)
+            await anyio.sleep(0.5)
+            await anyio.to_thread.run_sync(nats_server.start)
+            before = len(got)
+            await wait_until(lambda: len(got) > before + 10, 15, "messages after the restart")
+            stop.set()
+        assert len(failures) == 1 and isinstance(failures[0], AMBError)
+
+        async def answered() -> bool:
+            try:
+                return (await client.request(f"{topic}.echo", 3, timeout=1)).payload == 3
+            except RequestError:
+                return False
+
+        deadline = time.monotonic() + 15
+        while not await answered():
+            assert time.monotonic() < deadline, "requests work again after the restart"
+            await anyio.sleep(0.1)
+
+
+async def test_jetstream_loses_no_acknowledged_message_across_a_restart(
+    nats_server: ServerProcess,
+) -> None:
+    url = f"nats://127.0.0.1:{nats_server.port}?mode=jetstream"
+    topic = unique("durable")
+    group = f"{topic}-g"
+    acknowledged: list[int] = []
+    refused = 0
+    async with MessageBus.from_url(url) as bus:
+        # The group exists before the publishing starts, so it must see every stored message.
+        first = await bus.subscribe(f"{topic}.orders", lambda m: None, group=group)
+        await first.cancel()
+        stop = anyio.Event()
+
+        async def load() -> None:
+            nonlocal refused
+            i = 0
+            while not stop.is_set():
+                try:
+                    await bus.publish(f"{topic}.orders", i)
+                    acknowledged.append(i)
+                except PublishError:
+                    refused += 1
+                    await anyio.sleep(0.05)
+                except AMBError:
+                    refused += 1
+                    await anyio.sleep(0.05)
+                i += 1
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(load)
+            await anyio.sleep(0.3)
+            await restart(nats_server)
+            count = len(acknowledged)
+            await wait_until(lambda: len(acknowledged) > count + 20, 20, "publishes after restart")
+            stop.set()
+    assert acknowledged, "some publishes were acknowledged"
+    async with MessageBus.from_url(url) as reader:
+        got: list[Any] = []
+        await reader.subscribe(f"{topic}.orders", lambda m: got.append(m.payload), group=group)
+        await wait_until(
+            lambda: set(acknowledged) <= set(got), 20, "every acknowledged message after restart"
+        )
+
+
+def _spawn_consumer(url: str, prefix: str, topic: str, group: str) -> subprocess.Popen[str]:
+    script = str(HERE / "_consumer.py")
+    return subprocess.Popen(
+        [sys.executable, script, url, prefix, topic, group], stdout=subprocess.PIPE, text=True
+    )
+
+
+async def test_consumer_killed_mid_handler_is_redelivered_after_ack_wait(
+    nats_url: str, stream_prefix: str
+) -> None:
+    topic, group = unique("kill"), unique("killers")
+    proc = _spawn_consumer(nats_url, stream_prefix, f"{topic}.job", group)
+    try:
+        assert proc.stdout is not None
+        ready = await anyio.to_thread.run_sync(proc.stdout.readline)
+        assert ready.strip() == "READY"
+        url = f"{nats_url}{'&' if '?' in nats_url else '?'}mode=jetstream"
+        async with MessageBus.from_url(url, stream_prefix=stream_prefix) as bus:
+            await bus.publish(f"{topic}.job", "precious")
+            line = await anyio.to_thread.run_sync(proc.stdout.readline)
+            assert line.strip() == "STARTED precious"
+            proc.send_signal(signal.SIGKILL)
+            await anyio.to_thread.run_sync(proc.wait, 10)
+            got: list[Message] = []
+            started = time.monotonic()
+            await bus.subscribe(f"{topic}.job", got.append, group=group, ack_wait=1.0)
+            await wait_until(lambda: bool(got), 15, "the redelivery")
+            assert got[0].payload == "precious" and got[0].attempt >= 2
+            assert time.monotonic() - started < 10
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.parametrize("mode", ["core", "jetstream"])
+async def test_foreign_bytes_from_another_client_go_to_the_dlq(
+    nats_url: str, stream_prefix: str, mode: str
+) -> None:
+    import nats
+
+    topic = unique("foreign")
+    transport = NATSTransport.from_url(nats_url, mode=mode, stream_prefix=stream_prefix)
+    async with MessageBus(transport) as bus:
+        handled: list[Message] = []
+        dead: list[Message] = []
+        await bus.subscribe(f"{topic}.in", handled.append)
+        await bus.subscribe(f"dlq.{topic}.>", dead.append)
+        other = await nats.connect(nats_url)
+        try:
+            if mode == "jetstream":
+                js = other.jetstream()
+                await js.publish(f"{topic}.in", b"\x00\x01 not json")
+                await js.publish(f"{topic}.in", b'{"from": "go"}', headers={"trace": "t"})
+            else:
+                await other.publish(f"{topic}.in", b"\x00\x01 not json")
+                await other.publish(f"{topic}.in", b'{"from": "go"}', headers={"trace": "t"})
+                await other.flush()
+        finally:
+            await other.close()
+        await wait_until(lambda: len(dead) == 1 and len(handled) == 1, 10, "dlq and handler")
+        assert dead[0].headers[H_DLQ_REASON] == "undecodable"
+        assert dead[0].payload == b"\x00\x01 not json"
+        assert handled[0].payload == {"from": "go"} and handled[0].headers == {"trace": "t"}
+
+
+async def test_jetstream_dedups_a_republished_message_id(nats_url: str, stream_prefix: str) -> None:
+    topic = unique("dedup")
+    transport = NATSTransport.from_url(nats_url, mode="jetstream", stream_prefix=stream_prefix)
+    async with MessageBus(transport) as bus:
+        got: list[Message] = []
+        await bus.subscribe(f"{topic}.x", got.append)
+        message = Message(f"{topic}.x", {"n": 1})
+        await transport.publish(message)
+        await transport.publish(message)  # a retry after a lost acknowledgement
+        await transport.publish(Message(f"{topic}.x", {"n": 2}))
+        await wait_until(lambda: len(got) >= 2, 10, "two messages")
+        await anyio.sleep(0.3)
+        assert [m.payload for m in got] == [{"n": 1}, {"n": 2}]
+
+
+async def test_consumer_settings_follow_the_bus_policy(nats_url: str, stream_prefix: str) -> None:
+    topic = unique("policy")
+    transport = NATSTransport.from_url(nats_url, mode="jetstream", stream_prefix=stream_prefix)
+    await transport.connect()
+    try:
+        spec = SubscriptionSpec(f"{topic}.*", group="workers", max_attempts=4, ack_wait=7.5)
+        sub = await transport.subscribe(spec)
+        info = await transport._js.consumer_info(
+            f"{stream_prefix}_{topic}", consumer_name("workers", f"{topic}.*")
+        )
+        assert info.config.max_deliver == 5, "the bus's attempts plus one spare"
+        assert info.config.ack_wait == 7.5
+        assert info.config.filter_subject == f"{topic}.*"
+        stream = await transport._js.stream_info(f"{stream_prefix}_{topic}")
+        assert stream.config.subjects == [topic, f"{topic}.>"]
+        await sub.aclose()
+    finally:
+        await transport.aclose()
+
+
+async def test_nack_delay_is_scheduled_by_the_server(nats_url: str, stream_prefix: str) -> None:
+    topic = unique("delay")
+    transport = NATSTransport.from_url(nats_url, mode="jetstream", stream_prefix=stream_prefix)
+    retry = RetryPolicy(max_attempts=2, initial_delay=0.5, max_delay=0.5, jitter=0)
+    async with MessageBus(transport, retry=retry) as bus:
+        seen: list[float] = []
+
+        async def flaky(message: Message) -> None:
+            seen.append(time.monotonic())
+            if message.attempt == 1:
+                raise RuntimeError("later")
+
+        await bus.subscribe(f"{topic}.t", flaky)
+        await bus.publish(f"{topic}.t", 1)
+        await wait_until(lambda: len(seen) == 2, 10, "the retry")
+        assert seen[1] - seen[0] >= 0.45
