@@ -43,3 +43,29 @@ class TestSQSConformance(TransportConformance):
 
     async def inject_foreign(self, transport: Transport, topic: str, body: bytes) -> None:
         await inject_sns(transport, topic, body)
+
+
+class TestSQSFifoConformance(TestSQSConformance):
+    """FIFO topic and queues: per-key order (the ``ordered`` capability) on top of the rest."""
+
+    many = 200
+
+    @pytest.fixture
+    def make_transport(self, sqs_url: str) -> Callable[[], Transport]:
+        return lambda: SQSTransport(sqs_url, fifo=True)
+
+    async def inject_foreign(self, transport: Transport, topic: str, body: bytes) -> None:
+        assert isinstance(transport, SQSTransport)
+        attributes = {"amb-topic": {"DataType": "String", "StringValue": topic}}
+        try:
+            text = body.decode()
+        except UnicodeDecodeError:
+            text = base64.b64encode(body).decode()
+            attributes["amb-body-encoding"] = {"DataType": "String", "StringValue": "base64"}
+        await transport.sns.publish(
+            TopicArn=transport.topic_arn,
+            Message=text,
+            MessageAttributes=attributes,
+            MessageGroupId="foreign",
+            MessageDeduplicationId=base64.b16encode(body).decode()[:128],
+        )

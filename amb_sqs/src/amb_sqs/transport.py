@@ -111,9 +111,8 @@ class _SQSSubscription(Subscription):
         self._space.set()
         self._acks: list[str] = []
         self._ack_task: asyncio.Task[None] | None = None
-        self._pollers = [
-            asyncio.ensure_future(self._poll()) for _ in range(transport.config.pollers)
-        ]
+        pollers = 1 if transport.config.fifo else transport.config.pollers
+        self._pollers = [asyncio.ensure_future(self._poll()) for _ in range(pollers)]
 
     # -- receiving -------------------------------------------------------------------------------
 
@@ -121,10 +120,16 @@ class _SQSSubscription(Subscription):
         transport = self.transport
         sqs = transport.sqs
         failures = 0
+        fifo = transport.config.fifo
         while not self.closed:
             if len(self.buffer) >= self.limit:
                 self._space.clear()
                 await self._space.wait()
+                continue
+            if fifo and not self._settled():
+                # A FIFO queue holds back a message group while any of its messages is in
+                # flight: receiving now would only long-poll for nothing.
+                await asyncio.sleep(0.002)
                 continue
             try:
                 response = await sqs.receive_message(
@@ -185,6 +190,10 @@ class _SQSSubscription(Subscription):
         return delivery
 
     # -- settling --------------------------------------------------------------------------------
+
+    def _settled(self) -> bool:
+        task = self._ack_task
+        return not (self.buffer or self.outstanding or self._acks or (task and not task.done()))
 
     def queue_ack(self, handle: str) -> None:
         self._acks.append(handle)
