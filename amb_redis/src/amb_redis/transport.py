@@ -104,6 +104,7 @@ class RedisTransport(Transport):
                 socket_connect_timeout=self.config.connect_timeout,
                 retry=Retry(NoBackoff(), 1),
                 max_connections=1000,
+                protocol=2,  # the same replies on redis-py 5 to 8; no per-message push handling
             )
         except (ValueError, TypeError) as exc:
             raise ConfigurationError(
