@@ -23,7 +23,6 @@ from typing import Any, ClassVar
 
 import nats.errors
 import nats.js.errors
-from nats.aio.client import Client
 
 from amb_core.errors import (
     DecodeError,
@@ -36,6 +35,7 @@ from amb_core.message import Message
 from amb_core.transport import Capabilities, Subscription, SubscriptionSpec, Transport
 from amb_core.wire import decode, encode
 
+from ._client import make_client
 from .config import NATSConfig, parse_url
 from .core import CoreSubscription
 from .errors import (
@@ -126,7 +126,7 @@ class NATSTransport(Transport):
         if self._nc is not None and not self._nc.is_closed:
             return
         cfg = self.config
-        nc = Client()
+        nc = make_client()
         loop = asyncio.get_running_loop()
         verdict: asyncio.Future[BaseException] = loop.create_future()
         refused: set[int] = set()
