@@ -39,7 +39,7 @@ from amb_core.wire import H_KEY
 
 from .codec import MAX_SIZE, from_sqs, to_sns
 from .config import SQSConfig, parse_url
-from .errors import SQSPublishError, error_code, translate
+from .errors import SQSError, SQSPublishError, error_code, translate
 from .naming import (
     dlq_queue_name,
     fallback_topic,
@@ -439,9 +439,18 @@ class SQSTransport(Transport):
                 for i, (entry, _) in enumerate(batch):
                     entries.append({**entry, "Id": str(i)})
                 try:
-                    response = await self.sns.publish_batch(
-                        TopicArn=self.topic_arn, PublishBatchRequestEntries=entries
-                    )
+                    try:
+                        response = await self.sns.publish_batch(
+                            TopicArn=self.topic_arn, PublishBatchRequestEntries=entries
+                        )
+                    except Exception as exc:
+                        if error_code(exc) != "NotFound":
+                            raise
+                        # The topic is gone (deleted, or an emulator restarted): declare again.
+                        await self._declare_namespace()
+                        response = await self.sns.publish_batch(
+                            TopicArn=self.topic_arn, PublishBatchRequestEntries=entries
+                        )
                 except Exception as exc:
                     error = translate(exc, "publish", self.description, publishing=True)
                     for _, future in batch:
@@ -473,6 +482,19 @@ class SQSTransport(Transport):
             raise UnsupportedError(
                 "SQS cannot replay: a new fan-out subscriber only sees messages published after it"
             )
+        try:
+            return await self._subscribe(spec)
+        except SQSError as exc:
+            if not isinstance(exc.__cause__, Exception) or error_code(exc.__cause__) != "NotFound":
+                raise
+        # The namespace's topic is gone (deleted, or an emulator restarted): declare it again.
+        try:
+            await self._declare_namespace()
+        except Exception as exc:
+            raise translate(exc, "declare namespace", self.description) from None
+        return await self._subscribe(spec)
+
+    async def _subscribe(self, spec: SubscriptionSpec) -> Subscription:
         config = self.config
         max_receive = (spec.max_attempts or 5) + config.redrive_margin
         attributes = {
@@ -506,7 +528,8 @@ class SQSTransport(Transport):
         except ConfigurationError:
             raise
         except Exception as exc:
-            raise translate(exc, f"subscribe to {spec.pattern!r}", self.description) from None
+            error = translate(exc, f"subscribe to {spec.pattern!r}", self.description)
+            raise error from exc if error_code(exc) == "NotFound" else None
         sub = _SQSSubscription(self, spec, url, sub_arn, owned)
         self._subscriptions.add(sub)
         return sub

@@ -1,0 +1,182 @@
+"""Faults against a real endpoint: refused connections and refused credentials fail fast and typed
+with secrets redacted, a consumer SIGKILLed mid-handler gets its message redelivered, bytes another
+program sent straight to a queue take the dead-letter path, and an endpoint restart is survived."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+import pytest
+
+from amb_core import Message, MessageBus
+from amb_core.deadletter import H_DLQ_REASON
+from amb_core.errors import AuthenticationError, ConnectError, MessageTooLargeError
+from amb_core.testing.conformance import FAST_RETRY, wait_until
+from amb_core.testing.servers import ServerProcess, free_port
+from amb_sqs import SQSAuthenticationError, SQSConnectError, SQSTransport
+from amb_sqs.naming import group_queue_name
+
+from .conftest import start_moto, with_namespace
+
+pytestmark = [pytest.mark.sqs, pytest.mark.anyio]
+TIMEOUT = 30.0
+
+
+@pytest.fixture
+def own_moto(moto_server: ServerProcess | None) -> Iterator[ServerProcess]:
+    """A moto server owned by one test (to restart it); needs the local moto, not AMB_SQS_URL."""
+    if moto_server is None:
+        pytest.skip("uses a fixture-owned moto server; AMB_SQS_URL points elsewhere")
+    server = start_moto()
+    yield server
+    server.close()
+
+
+def moto_url(server: ServerProcess, namespace: str = "faults", **options: str) -> str:
+    base = f"sqs://?region=us-east-1&endpoint=http://127.0.0.1:{server.port}&wait=1"
+    return with_namespace(base, namespace, **options)
+
+
+async def test_refused_endpoint_is_a_typed_error_in_bounded_time() -> None:
+    url = f"sqs://?region=us-east-1&endpoint=http://127.0.0.1:{free_port()}&connect_timeout=1"
+    started = time.monotonic()
+    with pytest.raises(ConnectError) as caught:
+        await MessageBus(SQSTransport(url)).connect()
+    assert time.monotonic() - started < 10
+    assert isinstance(caught.value, SQSConnectError)
+    assert "127.0.0.1" in str(caught.value)
+
+
+async def test_bad_credentials_are_typed_and_redacted(
+    moto_server: ServerProcess | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if moto_server is None:
+        pytest.skip("needs the local moto server with IAM checks on")
+    secret = "s3cr3t-never-in-logs"
+    server = start_moto({"INITIAL_NO_AUTH_ACTION_COUNT": "0"})  # moto checks signatures
+    try:
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAFAKEFAKEFAKE")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+        transport = SQSTransport(moto_url(server))
+        started = time.monotonic()
+        with pytest.raises(AuthenticationError) as caught:
+            await transport.connect()
+        assert time.monotonic() - started < 10
+        assert isinstance(caught.value, SQSAuthenticationError)
+        assert secret not in str(caught.value) and secret not in repr(transport)
+    finally:
+        server.close()
+
+
+async def test_missing_credentials_are_an_authentication_error(
+    sqs_base_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.delenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", raising=False)
+    with pytest.raises(AuthenticationError, match="standard AWS chain"):
+        await SQSTransport(with_namespace(sqs_base_url, "nocreds")).connect()
+
+
+async def test_message_over_256_kib_is_refused_at_publish(sqs_url: str) -> None:
+    async with MessageBus(SQSTransport(sqs_url)) as bus:
+        with pytest.raises(MessageTooLargeError) as caught:
+            await bus.publish("big.one", "x" * 262_144)
+        assert caught.value.limit == 262_144 and caught.value.topic == "big.one"
+        await bus.publish("big.one", "x" * 200_000)  # under the limit: taken
+
+
+async def test_foreign_messages_sent_to_the_queue_go_to_the_dlq_path(sqs_url: str) -> None:
+    async with MessageBus(SQSTransport(sqs_url), retry=FAST_RETRY) as bus:
+        transport = bus.transport
+        assert isinstance(transport, SQSTransport)
+        handled: list[Message] = []
+        await bus.subscribe("orders.new", handled.append, group="shop")
+        dead: list[Message] = []
+        await bus.subscribe("dlq.orders.>", dead.append)
+        name = group_queue_name(transport.config.namespace, "shop", "orders.new", False)
+        queue = (await transport.sqs.get_queue_url(QueueName=name))["QueueUrl"]
+        await transport.sqs.send_message(QueueUrl=queue, MessageBody="<xml>not json</xml>")
+        await transport.sqs.send_message(QueueUrl=queue, MessageBody='{"sku": 7}')
+        await wait_until(lambda: len(dead) == 1 and len(handled) == 1, TIMEOUT, "both")
+        assert dead[0].headers[H_DLQ_REASON] == "undecodable"
+        assert dead[0].payload == b"<xml>not json</xml>"
+        assert handled[0].payload == {"sku": 7} and handled[0].topic == "orders.new"
+        await transport.delete_group("orders.new", "shop")
+
+
+CONSUMER = textwrap.dedent(
+    """
+    import asyncio, sys
+    from amb_core import MessageBus
+    from amb_sqs import SQSTransport
+
+    async def main(url):
+        async with MessageBus(SQSTransport(url)) as bus:
+            async def hang(message):
+                print("started", message.payload, flush=True)
+                await asyncio.sleep(3600)
+            await bus.subscribe("jobs.run", hang, group="workers", ack_wait=1)
+            print("ready", flush=True)
+            await asyncio.sleep(3600)
+
+    asyncio.run(main(sys.argv[1]))
+    """
+)
+
+
+async def test_consumer_killed_mid_handler_gets_its_message_redelivered(sqs_url: str) -> None:
+    proc = subprocess.Popen(  # noqa: ASYNC220 - read from a worker thread below
+        [sys.executable, "-c", CONSUMER, sqs_url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ),
+    )
+    try:
+        assert proc.stdout is not None
+        line = await anyio.to_thread.run_sync(proc.stdout.readline)
+        assert line.strip() == "ready", proc.stderr.read() if proc.stderr else line
+        async with MessageBus(SQSTransport(sqs_url)) as bus:
+            await bus.publish("jobs.run", "precious")
+            line = await anyio.to_thread.run_sync(proc.stdout.readline)
+            assert line.strip() == "started precious"
+            proc.kill()
+            proc.wait()
+            got: list[Message] = []
+            await bus.subscribe("jobs.run", got.append, group="workers", ack_wait=1)
+            await wait_until(lambda: len(got) == 1, TIMEOUT, "the redelivery")
+            assert got[0].payload == "precious" and got[0].attempt >= 2
+            transport = bus.transport
+            assert isinstance(transport, SQSTransport)
+            await transport.delete_group("jobs.run", "workers")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+async def test_endpoint_restart_is_survived(own_moto: ServerProcess) -> None:
+    """moto keeps its state in memory, so a restart loses topic and queues: the transport declares
+    them again, and the subscriber reopens its subscription by itself."""
+    async with MessageBus(SQSTransport(moto_url(own_moto)), retry=FAST_RETRY) as bus:
+        got: list[Any] = []
+        await bus.subscribe("svc.ping", lambda m: got.append(m.payload), group="pingers")
+        await bus.publish("svc.ping", 1)
+        await wait_until(lambda: got == [1], TIMEOUT, "before the restart")
+        await anyio.to_thread.run_sync(own_moto.restart)
+
+        with anyio.fail_after(TIMEOUT):  # published until the reopened subscription has one
+            while 2 not in got:
+                await bus.publish("svc.ping", 2)
+                await anyio.sleep(0.3)
