@@ -60,6 +60,16 @@ def start_redis(*, durable: bool = False) -> ServerProcess:
     return ServerProcess(argv, redis_ping, name="redis").start()
 
 
+@pytest.fixture(autouse=True)
+def _asyncio_only(request: pytest.FixtureRequest) -> None:
+    """redis-py runs on asyncio only: skip async tests under ``--amb-loop trio``."""
+    if (
+        "anyio_backend" in request.fixturenames
+        and request.getfixturevalue("anyio_backend") == "trio"
+    ):
+        pytest.skip("redis-py runs on asyncio only")
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     """The URL of the Redis the tests share."""
