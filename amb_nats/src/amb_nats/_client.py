@@ -77,17 +77,16 @@ class _FastHeadersClient(Client):
     @staticmethod
     def _parse_header_lines(raw: bytes) -> dict[str, str]:
         out: dict[str, str] = {}
-        for line in raw.split(_CRLF):
-            name, sep, value = line.partition(b":")
+        valid = _FastHeadersClient._valid_keys
+        for line in raw.decode("utf-8", "replace").split("\r\n"):
+            name, sep, value = line.partition(":")
             if not sep:
                 continue
-            try:
-                key = name.strip().decode("ascii")
-            except UnicodeDecodeError:
-                continue
-            if " " in key or "\t" in key or not key.isprintable():
-                continue
-            out[key] = value.strip().decode("utf-8", "replace")
+            if name not in valid:
+                name = name.strip()
+                if not name or not name.isascii() or not name.isprintable() or " " in name:
+                    continue
+            out[name] = value.strip()
         return out
 
 

@@ -33,7 +33,7 @@ from amb_core.errors import (
 )
 from amb_core.message import Message
 from amb_core.transport import Capabilities, Subscription, SubscriptionSpec, Transport
-from amb_core.wire import decode, encode
+from amb_core.wire import H_TOPIC, decode, encode
 
 from ._client import make_client
 from .config import NATSConfig, parse_url
@@ -161,6 +161,8 @@ class NATSTransport(Transport):
             "allow_reconnect": True,
             "max_reconnect_attempts": -1,
             "reconnect_time_wait": 0.5,
+            # The bus checks every topic against AMB's grammar, which is stricter than NATS's.
+            "skip_subject_validation": True,
             "error_cb": error_cb,
             "disconnected_cb": disconnected_cb,
             "reconnected_cb": reconnected_cb,
@@ -248,6 +250,7 @@ class NATSTransport(Transport):
         if nc is None:
             nc = self._client()
         body, headers = encode(message)
+        del headers[H_TOPIC]  # the subject is the topic (wire format: amb-topic defaults to it)
         topic = message.topic
         if self._jetstream and not _is_inbox(topic):
             await self._js_publish(topic, body, headers, message.id)
@@ -324,6 +327,7 @@ class NATSTransport(Transport):
             return await super().request(message, timeout)
         nc = self._client()
         body, headers = encode(message)
+        del headers[H_TOPIC]
         topic = message.topic
         try:
             reply = await nc.request(topic, body, timeout=timeout, headers=headers)
@@ -348,19 +352,14 @@ class NATSTransport(Transport):
             assert self._streams is not None
             sub: Subscription = await open_pull(self._js, self._streams, spec)
         else:
-            core = CoreSubscription(
-                max(spec.prefetch * 100, 10_000), native_reply=not self._jetstream
-            )
             try:
-                core.attach(
-                    await nc.subscribe(spec.pattern, queue=spec.group or "", cb=core.on_message)
-                )
+                nsub = await nc.subscribe(spec.pattern, queue=spec.group or "")
                 await nc.flush(timeout=5)  # the server has the interest when this returns
             except nats.errors.ConnectionClosedError:
                 raise NotConnectedError(f"{self.description} is not connected") from None
             except Exception as exc:
-                await core.aclose()
                 raise NATSError(f"subscribing to {spec.pattern!r} failed: {exc!r}") from None
+            core = CoreSubscription(nsub, native_reply=not self._jetstream)
             sub = core
         self._subscriptions.add(sub)
         return _Tracked(sub, self._subscriptions)
