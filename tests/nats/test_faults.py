@@ -255,3 +255,26 @@ async def test_nack_delay_is_scheduled_by_the_server(nats_url: str, stream_prefi
         await bus.publish(f"{topic}.t", 1)
         await wait_until(lambda: len(seen) == 2, 10, "the retry")
         assert seen[1] - seen[0] >= 0.45
+
+
+@pytest.mark.parametrize("group", [None, "live"])
+async def test_jetstream_subscriber_keeps_reading_across_a_restart(
+    nats_server: ServerProcess, group: str | None
+) -> None:
+    url = f"nats://127.0.0.1:{nats_server.port}?mode=jetstream"
+    topic = unique("live")
+    async with MessageBus.from_url(url) as bus:
+        got: list[Any] = []
+        await bus.subscribe(f"{topic}.x", lambda m: got.append(m.payload), group=group)
+        await bus.publish(f"{topic}.x", "before")
+        await wait_until(lambda: got == ["before"], 10, "the first message")
+        await restart(nats_server)
+        deadline = time.monotonic() + 20
+        while True:  # publishes fail typed until JetStream is back
+            try:
+                await bus.publish(f"{topic}.x", "after")
+                break
+            except AMBError:
+                assert time.monotonic() < deadline, "JetStream came back"
+                await anyio.sleep(0.2)
+        await wait_until(lambda: "after" in got, 20, "a message published after the restart")

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 __all__ = ["JetStreamSubscription", "Streams", "open_pull"]
 
 log = logging.getLogger("amb.nats")
-POLL = 5.0  # seconds one pull request lingers on the server waiting for messages
+POLL = 2.0  # seconds a pull request lingers on the server (also the pause after a lost one)
 _STREAM_NAME_IN_USE = 10058
 MSG_ID_HEADER = "Nats-Msg-Id"
 
