@@ -121,6 +121,7 @@ class StreamSubscription(Subscription):
         self.next_claim = 0.0 if spec.group else float("inf")
         self.next_discover = float("inf")
         self.known_count = -1
+        self.recover = False
         self.closed = False
 
     # -- setup ------------------------------------------------------------------------------------
@@ -242,6 +243,7 @@ class StreamSubscription(Subscription):
                 delay = 0.05
             except Exception as exc:
                 if is_connection_error(exc):
+                    self.recover = True  # a read's reply may have been lost with the link
                     log.warning(
                         "Redis stream read on %r failed: %r; retrying", self.spec.pattern, exc
                     )
@@ -289,14 +291,24 @@ class StreamSubscription(Subscription):
         if not self.topics:
             await asyncio.sleep(block / 1000)
             return
+        if self.recover:
+            await self._recover_own()
+            if self.buffer:
+                return
         streams = dict.fromkeys(self.topics, ">")
         if self.acks:
+            acks = self.acks
             pipe = self.client.pipeline(transaction=False)
             await self._flush_acks(pipe)
             pipe.xreadgroup(
                 self.group, self.consumer, streams, count=self.spec.prefetch, block=block
             )
-            results = await pipe.execute()
+            try:
+                results = await pipe.execute()
+            except Exception:
+                for key, ids in acks.items():  # not sent: send with the next read
+                    self.acks.setdefault(key, []).extend(ids)
+                raise
             result = results[-1]
         else:
             result = await self.client.xreadgroup(
@@ -308,6 +320,21 @@ class StreamSubscription(Subscription):
         for key, entries in result:
             for entry_id, fields in entries:
                 push(key, entry_id, fields, 1)
+
+    async def _recover_own(self) -> None:
+        """After a lost connection, re-read this consumer's own pending entries (``XREADGROUP``
+        from id 0): Redis may have handed out entries whose reply never arrived."""
+        streams = dict.fromkeys(self.topics, "0")
+        result = await self.client.xreadgroup(self.group, self.consumer, streams, count=10_000)
+        self.recover = False
+        for key, entries in result or ():
+            for entry_id, fields in entries:
+                if (key, entry_id) in self.unsettled:
+                    continue
+                if fields is None:
+                    self.settle(key, entry_id)  # trimmed away while pending
+                else:
+                    self._push(key, entry_id, fields, 1)
 
     # -- closing ----------------------------------------------------------------------------------
 
