@@ -17,6 +17,10 @@ nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.error_on_missing_interpreters = False
 nox.options.sessions = ["lint", "typecheck", "tests", "backend", "packaging"]
 os.environ.setdefault("UV_PYTHON_DOWNLOADS", "never")  # use installed Pythons only; never fetch one
+# Install exactly what each session names (the local folders given with -e, drivers from PyPI):
+# uv would otherwise resolve the workspace's cross-member sources, which fail while a checkout holds
+# only some of the backend folders.
+os.environ.setdefault("UV_NO_SOURCES", "1")
 
 ROOT = Path(__file__).parent
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
