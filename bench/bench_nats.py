@@ -27,7 +27,7 @@ from ._report import Figure, measure, percentile, print_table
 N = 100_000
 JS_N = 10_000
 PAYLOAD = {"agent": "planner", "task": "analyze", "data": "x" * 60}  # ~100 bytes as JSON
-REQUESTS, IN_FLIGHT, RR_TOTAL = 2000, 50, 20_000
+REQUESTS, IN_FLIGHT, RR_TOTAL = 1000, 50, 10_000
 
 
 def _server_url() -> tuple[str, Any]:
@@ -100,26 +100,28 @@ async def bus_pubsub(bus: MessageBus, topic: str) -> None:
 # -- request / reply ------------------------------------------------------------------------------
 
 
-async def _latency_and_rate(ask: Any) -> tuple[float, float, float]:
-    for _ in range(200):
-        await ask()
+async def _latency(ask: Any) -> list[float]:
     latencies = []
     for _ in range(REQUESTS):
         started = time.perf_counter()
         await ask()
         latencies.append((time.perf_counter() - started) * 1e6)
+    return latencies
 
+
+async def _rate(ask: Any) -> float:
     async def worker() -> None:
         for _ in range(RR_TOTAL // IN_FLIGHT):
             await ask()
 
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(IN_FLIGHT)))
-    rate = RR_TOTAL / (time.perf_counter() - started)
-    return percentile(latencies, 0.5), percentile(latencies, 0.99), rate
+    return RR_TOTAL / (time.perf_counter() - started)
 
 
-async def raw_request_reply(url: str) -> tuple[float, float, float]:
+async def request_reply(url: str) -> dict[str, tuple[float, float, float]]:
+    """Raw and bus side by side: both set up at once, measured in alternating rounds (so that
+    load from elsewhere on the machine hits both alike); p50/p99 over all rounds, median rate."""
     nc = await nats.connect(url)
     responder = await nats.connect(url)
     body = json.dumps(PAYLOAD).encode()
@@ -130,24 +132,33 @@ async def raw_request_reply(url: str) -> tuple[float, float, float]:
     await responder.subscribe("bench.raw.echo", cb=echo)
     await responder.flush()
 
-    async def ask() -> None:
+    async def raw_ask() -> None:
         json.loads((await nc.request("bench.raw.echo", body, timeout=5)).data)
 
+    results: dict[str, tuple[list[float], list[float]]] = {"raw": ([], []), "bus": ([], [])}
     try:
-        return await _latency_and_rate(ask)
+        async with MessageBus.from_url(url) as server, MessageBus.from_url(url) as client:
+            await server.subscribe("bench.bus.echo", lambda message: message.payload)
+
+            async def bus_ask() -> None:
+                await client.request("bench.bus.echo", PAYLOAD, timeout=5)
+
+            asks = {"raw": raw_ask, "bus": bus_ask}
+            for ask in asks.values():
+                for _ in range(200):
+                    await ask()
+            for _ in range(3):
+                for name, ask in asks.items():
+                    results[name][0].extend(await _latency(ask))
+                for name, ask in asks.items():
+                    results[name][1].append(await _rate(ask))
     finally:
         await nc.close()
         await responder.close()
-
-
-async def bus_request_reply(url: str) -> tuple[float, float, float]:
-    async with MessageBus.from_url(url) as server, MessageBus.from_url(url) as client:
-        await server.subscribe("bench.bus.echo", lambda message: message.payload)
-
-        async def ask() -> None:
-            await client.request("bench.bus.echo", PAYLOAD, timeout=5)
-
-        return await _latency_and_rate(ask)
+    return {
+        name: (percentile(lat, 0.5), percentile(lat, 0.99), sorted(rates)[1])
+        for name, (lat, rates) in results.items()
+    }
 
 
 # -- JetStream ------------------------------------------------------------------------------------
@@ -215,8 +226,8 @@ async def amain() -> None:
             f"NATS core pub/sub, {N:,} messages, one subscriber, median of 3", [raw, figure], raw
         )
 
-        raw_rr = await raw_request_reply(url)
-        bus_rr = await bus_request_reply(url)
+        rr = await request_reply(url)
+        raw_rr, bus_rr = rr["raw"], rr["bus"]
         print("\n## NATS request/reply (p50 / p99 one at a time; req/s with 50 in flight)")
         for name, (p50, p99, rate) in (
             ("raw nats-py nc.request", raw_rr),

@@ -36,6 +36,7 @@ from amb_core.transport import Capabilities, Subscription, SubscriptionSpec, Tra
 from amb_core.wire import H_TOPIC, decode, encode
 
 from ._client import make_client
+from ._requests import NoResponders, ReplyInbox
 from .config import NATSConfig, parse_url
 from .core import CoreSubscription
 from .errors import (
@@ -103,6 +104,8 @@ class NATSTransport(Transport):
         self._streams: Streams | None = None
         self._subscriptions: set[Subscription] = set()
         self._connected_once = False
+        self._inbox: ReplyInbox | None = None
+        self._inbox_lock = asyncio.Lock()
 
     @classmethod
     def from_url(cls, url: str = "nats://127.0.0.1:4222", **options: Any) -> NATSTransport:
@@ -219,6 +222,7 @@ class NATSTransport(Transport):
 
     async def aclose(self) -> None:
         nc, self._nc = self._nc, None
+        self._inbox = None
         for sub in list(self._subscriptions):
             try:
                 await asyncio.wait_for(sub.aclose(), 5.0)
@@ -329,9 +333,12 @@ class NATSTransport(Transport):
         body, headers = encode(message)
         del headers[H_TOPIC]
         topic = message.topic
+        inbox = self._inbox
+        if inbox is None:
+            inbox = await self._start_inbox(nc)
         try:
-            reply = await nc.request(topic, body, timeout=timeout, headers=headers)
-        except nats.errors.NoRespondersError:
+            reply = await inbox.request(topic, body, headers, timeout)
+        except (NoResponders, nats.errors.NoRespondersError):
             raise NoRespondersError(topic) from None
         except (nats.errors.TimeoutError, asyncio.TimeoutError):
             raise RequestTimeoutError(topic, timeout) from None
@@ -343,6 +350,19 @@ class NATSTransport(Transport):
             return decode(reply.data, reply.headers, reply.subject)
         except DecodeError as exc:
             raise DecodeError(f"the reply to a request on {topic!r} is unreadable: {exc}") from None
+
+    async def _start_inbox(self, nc: Any) -> ReplyInbox:
+        async with self._inbox_lock:
+            if self._inbox is None:
+                inbox = ReplyInbox(nc)
+                try:
+                    await inbox.start()
+                except nats.errors.ConnectionClosedError:
+                    raise NotConnectedError(f"{self.description} is not connected") from None
+                except Exception as exc:
+                    raise NATSError(f"cannot open the reply inbox: {exc!r}") from None
+                self._inbox = inbox
+            return self._inbox
 
     # -- subscribing ------------------------------------------------------------------------------
 
