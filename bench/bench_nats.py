@@ -214,14 +214,21 @@ async def amain() -> None:
     url, server = _server_url()
     try:
         nc = await nats.connect(url)
-        raw = await measure(
-            "raw nats-py publish + callback", N, lambda: raw_pubsub(nc, "bench.raw")
-        )
-        await nc.close()
         async with MessageBus.from_url(url) as bus:
-            figure = await measure(
-                "MessageBus over NATS (core)", N, lambda: bus_pubsub(bus, "bench.bus")
-            )
+            raw_runs, bus_runs = [], []
+            for _ in range(3):  # alternating, so that load from elsewhere hits both alike
+                raw_runs.append(
+                    await measure(
+                        "raw nats-py publish + callback", N, lambda: raw_pubsub(nc, "bench.raw"), 1
+                    )
+                )
+                bus_runs.append(
+                    await measure(
+                        "MessageBus over NATS (core)", N, lambda: bus_pubsub(bus, "bench.bus"), 1
+                    )
+                )
+        await nc.close()
+        raw, figure = (sorted(runs, key=lambda f: f.rate)[1] for runs in (raw_runs, bus_runs))
         print_table(
             f"NATS core pub/sub, {N:,} messages, one subscriber, median of 3", [raw, figure], raw
         )
