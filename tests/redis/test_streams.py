@@ -45,20 +45,21 @@ async def test_wildcard_finds_a_new_stream_within_discover(redis_url: str, names
 
 
 async def test_fanout_group_is_removed_on_close(redis_url: str, namespace: str) -> None:
-    async with MessageBus(RedisTransport(redis_url, namespace=namespace)) as bus:
-        sub = await bus.subscribe("fan.clean", print)
-        await bus.subscribe("fan.clean", print, group="stays")
-        await bus.publish("fan.clean", 1)
-        raw = aioredis.Redis.from_url(redis_url)
-        try:
-            key = f"{namespace}:fan.clean"
+    key = f"{namespace}:fan.clean"
+    raw = aioredis.Redis.from_url(redis_url)
+    try:
+        async with MessageBus(RedisTransport(redis_url, namespace=namespace)) as bus:
+            sub = await bus.subscribe("fan.clean", print)
+            await bus.subscribe("fan.clean", print, group="stays")
+            await bus.publish("fan.clean", 1)
             names = {g["name"] for g in await raw.xinfo_groups(key)}
             assert b"stays" in names and any(n.startswith(b"fan.") for n in names)
             await sub.cancel()
-            names = {g["name"] for g in await raw.xinfo_groups(key)}
-            assert names == {b"stays"}
-        finally:
-            await raw.aclose()
+            assert {g["name"] for g in await raw.xinfo_groups(key)} == {b"stays"}
+        groups = await raw.xinfo_groups(key)
+        assert groups[0]["consumers"] == 0, "a consumer that closed cleanly leaves the group"
+    finally:
+        await raw.aclose()
 
 
 async def test_attempt_is_the_delivery_count(redis_url: str, namespace: str) -> None:

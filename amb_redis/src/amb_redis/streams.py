@@ -336,6 +336,20 @@ class StreamSubscription(Subscription):
                 else:
                     self._push(key, entry_id, fields, 1)
 
+    async def _leave(self) -> None:
+        """Remove this consumer from the group where it holds nothing pending, so that restarts
+        do not pile up consumer names (XGROUP DELCONSUMER would drop pending entries)."""
+        keys = list(self.topics)
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.xpending_range(key, self.group, "-", "+", 1, self.consumer)
+        pending = await pipe.execute(raise_on_error=False)
+        pipe = self.client.pipeline(transaction=False)
+        for key, entries in zip(keys, pending, strict=True):
+            if isinstance(entries, list) and not entries:
+                pipe.xgroup_delconsumer(key, self.group, self.consumer)
+        await pipe.execute(raise_on_error=False)
+
     # -- closing ----------------------------------------------------------------------------------
 
     async def aclose(self) -> None:
@@ -363,6 +377,8 @@ class StreamSubscription(Subscription):
                     key, self.group, self.consumer, 0, [entry_id], idle=_IDLE_FOREVER, justid=True
                 )
             await pipe.execute(raise_on_error=False)
+            if not left:
+                await self._leave()
         except Exception as exc:
             log.debug("closing stream subscription %r: %r", self.spec.pattern, exc)
         finally:
