@@ -278,3 +278,44 @@ async def test_jetstream_subscriber_keeps_reading_across_a_restart(
                 assert time.monotonic() < deadline, "JetStream came back"
                 await anyio.sleep(0.2)
         await wait_until(lambda: "after" in got, 20, "a message published after the restart")
+
+
+async def test_deliveries_running_out_unseen_are_dead_lettered(
+    nats_url: str, stream_prefix: str
+) -> None:
+    """Consumers that die during every attempt never fail a handler: the server's MAX_DELIVERIES
+    advisory feeds the dead-letter path instead (once, although every member hears it)."""
+    topic = unique("exhaust")
+    url = f"{nats_url}{'&' if '?' in nats_url else '?'}mode=jetstream"
+    transport = NATSTransport.from_url(url, stream_prefix=stream_prefix)
+    other = NATSTransport.from_url(url, stream_prefix=stream_prefix)
+    async with MessageBus.from_url(url, stream_prefix=stream_prefix) as bus:
+        dead: list[Message] = []
+        await bus.subscribe(f"dlq.{topic}.>", dead.append)
+        await transport.connect()
+        await other.connect()
+        try:
+            spec = SubscriptionSpec(f"{topic}.job", group="g", max_attempts=1, ack_wait=0.5)
+            sub = await transport.subscribe(spec)
+            # A second member hears the advisory too, and keeps pulling (the server checks the
+            # delivery limit when it would redeliver to a waiting pull).
+            member = await other.subscribe(spec)
+            sent = await bus.publish(f"{topic}.job", {"n": 1}, headers={"trace": "t"})
+            with anyio.fail_after(10):
+                first = await sub.__anext__()  # never settled: as if the consumer died
+                second = await sub.__anext__()  # the spare delivery, never settled either
+            assert (first.attempt, second.attempt) == (1, 2)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(member.__anext__)
+                await wait_until(lambda: len(dead) >= 1, 15, "the dead letter")
+                await anyio.sleep(0.5)
+                tg.cancel_scope.cancel()
+        finally:
+            await transport.aclose()
+            await other.aclose()
+    assert len(dead) == 1
+    letter = dead[0]
+    assert letter.payload == {"n": 1} and letter.headers["trace"] == "t"
+    assert letter.headers[H_DLQ_REASON] == "max_attempts"
+    assert letter.headers["amb-dlq-original-id"] == sent.id
+    assert letter.headers["amb-dlq-topic"] == f"{topic}.job"

@@ -22,6 +22,7 @@ from amb_core.errors import NotConnectedError, TransportError
 from amb_core.transport import Delivery, Subscription, SubscriptionSpec, decode_delivery
 
 from .errors import NATSError
+from .exhausted import watch_exhausted
 from .naming import consumer_name, namespace_of, stream_name, stream_subjects
 
 if TYPE_CHECKING:
@@ -140,6 +141,7 @@ class JetStreamSubscription(Subscription):
         self._buffer: deque[Msg] = deque()
         self.unsettled: dict[int, _JSDelivery] = {}
         self._closed = False
+        self.advisories: Any = None
 
     async def __anext__(self) -> Delivery:
         buffer = self._buffer
@@ -185,10 +187,13 @@ class JetStreamSubscription(Subscription):
                 await msg.nak()
             except Exception:
                 break  # the connection is gone; ack_wait will redeliver
-        try:
-            await self._psub.unsubscribe()
-        except Exception as exc:
-            log.debug("unsubscribe failed: %r", exc)
+        for sub in (self._psub, self.advisories):
+            if sub is None:
+                continue
+            try:
+                await sub.unsubscribe()
+            except Exception as exc:
+                log.debug("unsubscribe failed: %r", exc)
         if not self._durable:
             try:
                 await asyncio.wait_for(self._js.delete_consumer(self.stream, self.consumer), 2.0)
@@ -223,4 +228,10 @@ async def open_pull(
     except Exception as exc:
         raise NATSError(f"cannot open a JetStream consumer on {stream!r}: {exc!r}") from None
     consumer = name if name is not None else str(getattr(psub, "_consumer", ""))
-    return JetStreamSubscription(psub, js, stream, consumer, durable, spec.prefetch)
+    sub = JetStreamSubscription(psub, js, stream, consumer, durable, spec.prefetch)
+    if spec.max_attempts:
+        try:
+            sub.advisories = await watch_exhausted(js._nc, js, streams, stream, consumer)
+        except Exception as exc:
+            log.warning("cannot watch %s/%s for exhausted messages: %r", stream, consumer, exc)
+    return sub
