@@ -20,7 +20,8 @@ from amb_core.deadletter import H_DLQ_REASON
 from amb_core.errors import AuthenticationError, ConnectError, MessageTooLargeError
 from amb_core.testing.conformance import FAST_RETRY, wait_until
 from amb_core.testing.servers import ServerProcess, free_port
-from amb_sqs import SQSAuthenticationError, SQSConnectError, SQSTransport
+from amb_core.transport import SubscriptionSpec
+from amb_sqs import SQSAuthenticationError, SQSConnectError, SQSTransport, sweep_redriven
 from amb_sqs.naming import group_queue_name
 
 from .conftest import start_moto, with_namespace
@@ -180,3 +181,28 @@ async def test_endpoint_restart_is_survived(own_moto: ServerProcess) -> None:
             while 2 not in got:
                 await bus.publish("svc.ping", 2)
                 await anyio.sleep(0.3)
+
+
+async def test_native_redrive_reaches_the_bus_dead_letters(namespace_url: Any) -> None:
+    """A message whose consumer never settles it is moved to the DLQ queue by SQS after
+    ``max_attempts + redrive_margin`` receives; sweeping turns it into an ordinary dead letter."""
+    url = namespace_url(redrive_margin="1")
+    async with MessageBus(SQSTransport(url), retry=FAST_RETRY) as bus:
+        transport = bus.transport
+        assert isinstance(transport, SQSTransport)
+        dead: list[Message] = []
+        await bus.subscribe("dlq.pay.>", dead.append)
+        spec = SubscriptionSpec("pay.card", group="payers", max_attempts=1, ack_wait=1)
+        source = await transport.subscribe(spec)  # maxReceiveCount = 1 + 1
+        await bus.publish("pay.card", {"amount": 5})
+        with anyio.fail_after(TIMEOUT):
+            for _ in range(2):  # delivered, never settled (a consumer that keeps dying)
+                delivery = await source.__anext__()
+                await delivery.nack(0)
+        assert await sweep_redriven(bus, idle=1.5) == 1
+        await wait_until(lambda: len(dead) == 1, TIMEOUT, "the swept dead letter")
+        assert dead[0].payload == {"amount": 5}
+        assert dead[0].headers[H_DLQ_REASON] == "max_attempts"
+        assert dead[0].headers["amb-dlq-topic"] == "pay.card"
+        await source.aclose()
+        await transport.delete_group("pay.card", "payers")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .config import SQSConfig, parse_url
 from .errors import SQSAuthenticationError, SQSConnectError, SQSError, SQSPublishError
+from .redrive import sweep_redriven
 from .transport import SQSBroker, SQSTransport
 
 __all__ = [
@@ -19,5 +20,6 @@ __all__ = [
     "SQSPublishError",
     "SQSTransport",
     "parse_url",
+    "sweep_redriven",
 ]
 __version__ = "0.1.0"

@@ -55,6 +55,7 @@ log = logging.getLogger("amb.sqs")
 _BATCH = 10
 _PUBLISH_FLIGHTS = 4
 _NOT_FOUND = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"})
+_SHORT_POLL_PAUSE = 0.05
 _RECEIVE_BACKOFF = (0.1, 0.25, 0.5, 1.0, 2.0)
 
 
@@ -162,6 +163,8 @@ class _SQSSubscription(Subscription):
             failures = 0
             records = response.get("Messages")
             if not records:
+                if not transport.config.wait:  # short polling: do not spin on an empty queue
+                    await asyncio.sleep(_SHORT_POLL_PAUSE)
                 continue
             if self.closed:  # received while closing: give them straight back
                 await self.change_visibility([r["ReceiptHandle"] for r in records], 0)
@@ -288,6 +291,7 @@ class SQSTransport(Transport):
             at_least_once=True,
             ordered=self.config.fifo,
             native_delay=True,
+            native_dead_letter=True,  # redrive; proven by test_native_redrive_reaches_the_bus...
             headers=True,
             max_message_size=MAX_SIZE,
         )
@@ -642,7 +646,8 @@ class SQSTransport(Transport):
                 continue
             deadline = time.monotonic() + idle
             for record in records:
-                message, _ = from_sqs(record, "dlq.foreign", 1)
+                count = int(record.get("Attributes", {}).get("ApproximateReceiveCount", 1))
+                message, _ = from_sqs(record, "redriven.foreign", count)
                 found.append(message)
             await self.sqs.delete_message_batch(
                 QueueUrl=self.dlq_url,
