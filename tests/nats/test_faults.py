@@ -319,3 +319,15 @@ async def test_deliveries_running_out_unseen_are_dead_lettered(
     assert letter.headers[H_DLQ_REASON] == "max_attempts"
     assert letter.headers["amb-dlq-original-id"] == sent.id
     assert letter.headers["amb-dlq-topic"] == f"{topic}.job"
+
+
+async def test_jetstream_publish_many_stores_each_once(nats_url: str, stream_prefix: str) -> None:
+    topic = unique("many")
+    transport = NATSTransport.from_url(nats_url, mode="jetstream", stream_prefix=stream_prefix)
+    async with MessageBus(transport) as bus:
+        got: list[Any] = []
+        await bus.subscribe(f"{topic}.m", lambda m: got.append(m.payload), group="g")
+        await transport.publish_many(Message(f"{topic}.m", i) for i in range(600))
+        await wait_until(lambda: len(got) >= 600, 15, "600 messages")
+        await anyio.sleep(0.2)
+        assert sorted(got) == list(range(600))
