@@ -75,7 +75,7 @@ async def _publish_concurrently(publish: Any, count: int) -> None:
 
 
 async def raw_pubsub(url: str, channel: str, mode: str) -> None:
-    client = aioredis.Redis.from_url(url, max_connections=200)
+    client = aioredis.Redis.from_url(url, max_connections=200, protocol=2)
     pubsub = client.pubsub(ignore_subscribe_messages=True)
     await pubsub.subscribe(channel)
     await pubsub.get_message(timeout=1)  # the subscribe confirmation
@@ -132,7 +132,7 @@ async def bus_run(bus: MessageBus, topic: str, concurrent: bool, group: str | No
 
 
 async def raw_streams(url: str, key: str, concurrent: bool) -> None:
-    client = aioredis.Redis.from_url(url, max_connections=200)
+    client = aioredis.Redis.from_url(url, max_connections=200, protocol=2)
     group = f"g{uuid.uuid4().hex[:8]}"
     await client.xgroup_create(key, group, id="$", mkstream=True)
     done = asyncio.Event()
@@ -184,7 +184,7 @@ async def timed_requests(ask: Any, label: str) -> tuple[str, float, float, float
 
 
 async def raw_request_reply(url: str, namespace: str) -> tuple[str, float, float, float]:
-    client = aioredis.Redis.from_url(url, max_connections=200)
+    client = aioredis.Redis.from_url(url, max_connections=200, protocol=2)
     server_ps = client.pubsub(ignore_subscribe_messages=True)
     inbox_ps = client.pubsub(ignore_subscribe_messages=True)
     service, inbox = f"{namespace}:raw.echo", f"{namespace}:raw.inbox"

@@ -170,6 +170,7 @@ class PubSubHub:
         """
         delay = 0.05
         direct = False
+        can_direct = True  # False when this redis-py's read_response takes other arguments
         while True:
             try:
                 if direct:
@@ -183,11 +184,15 @@ class PubSubHub:
                 else:
                     message = await self.pubsub.get_message(timeout=1.0)
                     conn = self.pubsub.connection
-                    direct = conn is not None and conn.is_connected
+                    direct = can_direct and conn is not None and conn.is_connected
                 delay = 0.05
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                if direct and isinstance(exc, TypeError):
+                    log.debug("direct pub/sub reads unavailable (%r); using get_message", exc)
+                    direct = can_direct = False
+                    continue
                 direct = False
                 if not is_connection_error(exc):
                     log.error("Redis pub/sub reader failed: %r", exc)
