@@ -16,7 +16,7 @@ import pytest
 
 from amb_core import MessageBus
 from amb_core.deadletter import H_DLQ_REASON, RetryPolicy
-from amb_core.errors import AMBError, PublishError, RequestError
+from amb_core.errors import AMBError, PublishError, RequestError, TransportError
 from amb_core.message import Message
 from amb_core.testing.conformance import wait_until
 from amb_core.testing.servers import ServerProcess
@@ -65,7 +65,7 @@ async def test_core_bus_survives_a_restart_and_requests_fail_typed(
             started = time.monotonic()
             try:
                 await client.request(f"{topic}.echo", 2, timeout=1.0)
-            except RequestError as exc:  # RequestTimeoutError or NoRespondersError: typed
+            except AMBError as exc:  # RequestTimeoutError, NoRespondersError or NATSError: typed
                 failures.append(exc)
             assert time.monotonic() - started < 3, "a request in flight does not hang"
 
@@ -91,6 +91,44 @@ async def test_core_bus_survives_a_restart_and_requests_fail_typed(
         while not await answered():
             assert time.monotonic() < deadline, "requests work again after the restart"
             await anyio.sleep(0.1)
+
+
+async def test_request_in_flight_fails_at_once_when_the_connection_drops(
+    nats_server: ServerProcess,
+) -> None:
+    url = f"nats://127.0.0.1:{nats_server.port}"
+    topic = unique("inflight")
+    server_bus = MessageBus.from_url(url, drain_timeout=0.2)
+    async with server_bus, MessageBus.from_url(url) as client:
+        answering = anyio.Event()
+
+        async def slow(message: Message) -> Any:
+            answering.set()
+            await anyio.sleep(30)
+
+        await server_bus.subscribe(f"{topic}.slow", slow)
+        caught: list[BaseException] = []
+        failed = anyio.Event()
+
+        async def ask() -> None:
+            try:
+                await client.request(f"{topic}.slow", 1, timeout=30)
+            except AMBError as exc:
+                caught.append(exc)
+                failed.set()
+
+        started = time.monotonic()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ask)
+            with anyio.fail_after(10):
+                await answering.wait()
+            await anyio.to_thread.run_sync(nats_server.stop)
+            with anyio.fail_after(10):
+                await failed.wait()
+        assert time.monotonic() - started < 10, "not the 30 s timeout"
+        assert isinstance(caught[0], TransportError), caught
+        assert "connection was lost" in str(caught[0])
+        await anyio.to_thread.run_sync(nats_server.start)
 
 
 async def test_jetstream_loses_no_acknowledged_message_across_a_restart(

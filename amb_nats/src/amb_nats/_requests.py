@@ -15,7 +15,7 @@ import asyncio
 import itertools
 from typing import Any
 
-__all__ = ["NoResponders", "ReplyInbox"]
+__all__ = ["ConnectionLost", "NoResponders", "ReplyInbox"]
 
 _STATUS = "Status"
 _NO_RESPONDERS = "503"
@@ -23,6 +23,10 @@ _NO_RESPONDERS = "503"
 
 class NoResponders(Exception):
     """The server answered the request with status 503: nobody subscribes to the subject."""
+
+
+class ConnectionLost(Exception):
+    """The connection dropped while the request waited; its reply, if any, is lost with it."""
 
 
 class _Dispatch:
@@ -78,6 +82,13 @@ class ReplyInbox:
         if future is not None and not future.done():
             future.set_result(msg)
 
+    def fail_all(self) -> None:
+        """Fail every waiting request at once (called when the connection drops): core NATS does
+        not keep a reply for a disconnected client, so waiting out the timeout would be useless."""
+        for future in list(self._waiting.values()):
+            if not future.done():
+                future.set_exception(ConnectionLost())
+
     async def request(
         self, subject: str, body: bytes, headers: dict[str, str], timeout: float
     ) -> Any:
@@ -85,6 +96,7 @@ class ReplyInbox:
 
         :raises asyncio.TimeoutError: after ``timeout`` seconds.
         :raises NoResponders: when the server reports that nobody listens.
+        :raises ConnectionLost: when the connection drops while it waits.
         """
         token = str(next(self._tokens))
         loop = asyncio.get_running_loop()

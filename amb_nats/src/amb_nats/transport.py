@@ -36,7 +36,7 @@ from amb_core.transport import Capabilities, Subscription, SubscriptionSpec, Tra
 from amb_core.wire import H_TOPIC, decode, encode
 
 from ._client import make_client
-from ._requests import NoResponders, ReplyInbox
+from ._requests import ConnectionLost, NoResponders, ReplyInbox
 from .config import NATSConfig, parse_url
 from .core import CoreSubscription
 from .errors import (
@@ -152,6 +152,8 @@ class NATSTransport(Transport):
                     verdict.set_result(exc)
 
         async def disconnected_cb() -> None:
+            if self._inbox is not None:
+                self._inbox.fail_all()
             if self._connected_once and self._nc is not None:
                 log.warning("NATS disconnected from %s; reconnecting", self.description)
 
@@ -340,6 +342,11 @@ class NATSTransport(Transport):
             reply = await inbox.request(topic, body, headers, timeout)
         except (NoResponders, nats.errors.NoRespondersError):
             raise NoRespondersError(topic) from None
+        except ConnectionLost:
+            raise NATSError(
+                f"{self.description}: the connection was lost while a request on {topic!r} "
+                "waited for its reply"
+            ) from None
         except (nats.errors.TimeoutError, asyncio.TimeoutError):
             raise RequestTimeoutError(topic, timeout) from None
         except nats.errors.MaxPayloadError:
