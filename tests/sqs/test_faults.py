@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import anyio
+import attrs
 import pytest
 
 from amb_core import Message, MessageBus
@@ -206,3 +207,43 @@ async def test_native_redrive_reaches_the_bus_dead_letters(namespace_url: Any) -
         assert dead[0].headers["amb-dlq-topic"] == "pay.card"
         await source.aclose()
         await transport.delete_group("pay.card", "payers")
+
+
+async def test_dead_letters_are_archived_listed_and_replayed(sqs_url: str) -> None:
+    """Every dlq.* message also lands in the namespace's archive queue, which serves
+    ``start="earliest"`` on dead-letter patterns: ``bus.dead_letters`` lists and replays them.
+
+    The core only lets ``bus.dead_letters`` run on transports declaring ``replay`` (which SQS cannot
+    for ordinary topics), so this test declares it on its own transport instance."""
+    transport = SQSTransport(sqs_url)
+    transport.capabilities = attrs.evolve(transport.capabilities, replay=True)
+    async with MessageBus(transport, retry=FAST_RETRY) as bus:
+        fail = True
+        handled: list[Any] = []
+
+        async def sometimes(message: Message) -> None:
+            if fail:
+                raise RuntimeError("down")
+            handled.append(message.payload)
+
+        await bus.subscribe("job.run", sometimes)
+        watch: list[Message] = []
+        await bus.subscribe("dlq.job.>", watch.append)
+        await bus.publish("other.thing", "unrelated")
+        await bus.publish("dlq.other.thing", "an unrelated dead letter")
+        for i in range(3):
+            await bus.publish("job.run", i)
+        await wait_until(lambda: len(watch) == 3, TIMEOUT, "three dead letters")
+        listed = await bus.dead_letters.list("job.>", idle=1.5)
+        assert sorted(m.payload for m in listed) == [0, 1, 2]
+        assert sorted(m.payload for m in await bus.dead_letters.list("job.>", idle=1.5)) == [
+            0,
+            1,
+            2,
+        ], "listing only looks"
+        fail = False
+        assert await bus.dead_letters.replay("job.>", idle=1.5) == 3
+        await wait_until(lambda: sorted(handled) == [0, 1, 2], TIMEOUT, "replayed messages")
+        assert await bus.dead_letters.replay("job.>", idle=1.5) == 0, "replayed once"
+        others = await bus.dead_letters.list("other.>", idle=1.5)
+        assert [m.payload for m in others] == ["an unrelated dead letter"]

@@ -3,7 +3,7 @@
 ::
 
     sqs://[REGION]?region=us-east-1&endpoint=http://127.0.0.1:5000&namespace=amb&fifo=false
-                   &wait=5&pollers=2&redrive_margin=3&fanout_retention=3600&profile=NAME
+                   &wait=5&pollers=2&redrive_margin=3&fanout_retention=3600&profile=NAME&dlq_archive=true
 
 Credentials are never read from the URL: they come from the standard AWS chain (environment,
 shared config/credentials files and ``profile``, container or instance roles). A URL carrying
@@ -70,6 +70,8 @@ class SQSConfig:
     :param profile: a named profile of the shared AWS config files.
     :param connect_timeout: seconds to reach the endpoint before a typed ``ConnectError``.
     :param pool: the HTTP connection pool size of each client.
+    :param dlq_archive: keep every dead letter (``dlq.*``) in ``<namespace>-dlq-archive`` for 14
+        days, so that dead letters can be listed and replayed.
     """
 
     region: str | None = None
@@ -83,6 +85,7 @@ class SQSConfig:
     profile: str | None = None
     connect_timeout: float = 5.0
     pool: int = 50
+    dlq_archive: bool = True
 
     @property
     def description(self) -> str:
@@ -114,7 +117,7 @@ class SQSConfig:
         for name, value in options.items():
             if value is None:
                 continue
-            if name == "fifo":
+            if name in ("fifo", "dlq_archive"):
                 values[name] = _bool(name, value)
             elif name == "wait":
                 values[name] = _number(name, value, int, 0, 20)

@@ -6,6 +6,8 @@
   80-character limit.
 - A fan-out subscriber's queue: ``<namespace>-f-<random>``, deleted when it unsubscribes.
 - The native dead-letter queue: ``<namespace>-dlq``, shared by the namespace's queues.
+- The dead-letter archive: ``<namespace>-dlq-archive``, subscribed to every ``dlq.*`` topic, read by
+  ``bus.dead_letters`` (list and replay).
 - Filter policy on the ``amb-topic`` attribute: a literal pattern filters exactly, a wildcard one by
   its literal prefix (``a.b.*`` -> prefix ``a.b.``), and one starting with a wildcard by existence;
   the bus re-checks AMB's grammar on every delivery (a prefix filter lets ``a.b.c.d`` through).
@@ -22,6 +24,7 @@ from amb_core.topics import is_pattern, literal_prefix
 from amb_core.wire import H_TOPIC
 
 __all__ = [
+    "archive_queue_name",
     "dlq_queue_name",
     "fallback_topic",
     "fanout_queue_name",
@@ -53,6 +56,10 @@ def fanout_queue_name(namespace: str, fifo: bool) -> str:
 
 def dlq_queue_name(namespace: str, fifo: bool) -> str:
     return f"{namespace}-dlq{_suffix(fifo)}"
+
+
+def archive_queue_name(namespace: str, fifo: bool) -> str:
+    return f"{namespace}-dlq-archive{_suffix(fifo)}"
 
 
 def filter_policy(pattern: str) -> str:

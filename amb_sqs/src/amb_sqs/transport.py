@@ -29,11 +29,13 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
+from amb_core.deadletter import DLQ_PREFIX
 from amb_core.errors import ConfigurationError, NotConnectedError, UnsupportedError
 from amb_core.message import Message
+from amb_core.topics import matcher
 from amb_core.transport import Capabilities, Delivery, Subscription, SubscriptionSpec, Transport
 from amb_core.wire import H_KEY
 
@@ -41,6 +43,7 @@ from .codec import MAX_SIZE, from_sqs, to_sns
 from .config import SQSConfig, parse_url
 from .errors import SQSError, SQSPublishError, error_code, translate
 from .naming import (
+    archive_queue_name,
     dlq_queue_name,
     fallback_topic,
     fanout_queue_name,
@@ -94,12 +97,15 @@ class _SQSSubscription(Subscription):
         queue_url: str,
         subscription_arn: str | None,
         owned: bool,
+        only: Callable[[str], bool] | None = None,
     ) -> None:
         self.transport = transport
         self.spec = spec
         self.queue_url = queue_url
         self.subscription_arn = subscription_arn
         self.owned = owned  # a fan-out queue: deleted on close
+        self.only = only  # reading the dead-letter archive: deliver only these topics
+        self.held: list[str] = []  # archive messages for other patterns, released at close
         self.topic = fallback_topic(spec.pattern)
         self.visibility = max(1, math.ceil(spec.ack_wait))
         self.buffer: deque[_SQSDelivery] = deque()
@@ -179,18 +185,22 @@ class _SQSSubscription(Subscription):
 
     async def __anext__(self) -> Delivery:
         buffer = self.buffer
-        while not buffer:
-            if self.closed:
-                raise StopAsyncIteration
-            if self.error is not None:
-                raise self.error
-            self._ready.clear()
-            await self._ready.wait()
-        delivery = buffer.popleft()
-        if not self._space.is_set() and len(buffer) < self.limit:
-            self._space.set()
-        self.outstanding[delivery._handle] = delivery
-        return delivery
+        while True:
+            while not buffer:
+                if self.closed:
+                    raise StopAsyncIteration
+                if self.error is not None:
+                    raise self.error
+                self._ready.clear()
+                await self._ready.wait()
+            delivery = buffer.popleft()
+            if not self._space.is_set() and len(buffer) < self.limit:
+                self._space.set()
+            if self.only is not None and not self.only(delivery.message.topic):
+                self.held.append(delivery._handle)
+                continue
+            self.outstanding[delivery._handle] = delivery
+            return delivery
 
     # -- settling --------------------------------------------------------------------------------
 
@@ -265,7 +275,8 @@ class _SQSSubscription(Subscription):
         if self.owned:
             await self.transport._drop_queue(self.queue_url, self.subscription_arn)
             return
-        left = [d._handle for d in self.buffer] + list(self.outstanding)
+        left = [d._handle for d in self.buffer] + list(self.outstanding) + self.held
+        self.held = []
         self.buffer.clear()
         self.outstanding.clear()
         if left:
@@ -301,6 +312,7 @@ class SQSTransport(Transport):
         self.topic_arn = ""
         self.dlq_url = ""
         self.dlq_arn = ""
+        self.archive_url = ""
         self._closed = False
         self._subscriptions: set[_SQSSubscription] = set()
         self._pending: deque[tuple[dict[str, Any], asyncio.Future[None]]] = deque()
@@ -374,6 +386,14 @@ class SQSTransport(Transport):
         self.dlq_url, self.dlq_arn = await self._ensure_queue(
             dlq_queue_name(config.namespace, config.fifo), dlq_attributes
         )
+        if config.dlq_archive:
+            # Every dead letter published on dlq.* also lands here, kept 14 days, so that
+            # ``bus.dead_letters`` / ``amb dlq`` can list and replay what was published before.
+            self.archive_url, arn = await self._ensure_queue(
+                archive_queue_name(config.namespace, config.fifo), dlq_attributes
+            )
+            if await self._find_subscription(arn) is None:
+                await self._subscribe_queue(arn, DLQ_PREFIX + ">", self.archive_url)
 
     async def aclose(self) -> None:
         if self._closed:
@@ -482,6 +502,12 @@ class SQSTransport(Transport):
 
     async def subscribe(self, spec: SubscriptionSpec) -> Subscription:
         self._check()
+        if spec.start == "earliest" and spec.pattern.startswith(DLQ_PREFIX) and self.archive_url:
+            sub = _SQSSubscription(
+                self, spec, self.archive_url, None, owned=False, only=matcher(spec.pattern)
+            )
+            self._subscriptions.add(sub)
+            return sub
         if spec.start == "earliest" and spec.group is None:
             raise UnsupportedError(
                 "SQS cannot replay: a new fan-out subscriber only sees messages published after it"
