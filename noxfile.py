@@ -86,8 +86,11 @@ def backend(session: nox.Session, name: str, loop: str) -> None:
 @nox.session(python=MATRIX_PYTHON)
 def packaging(session: nox.Session) -> None:
     """Builds the wheels and installs each ``amb-core[<backend>]`` into a fresh venv."""
-    _install_core(session, "build", "uv")
-    session.run("pytest", "tests/packaging", *[f"tests/{n}" for n in PRESENT], "-m", "packaging")
+    # The backends are installed here only so that their test folders import; the checks themselves
+    # run in fresh venvs built from the wheels.
+    _install_core(session, "build", "uv", *[f"-e./amb_{name}" for name in PRESENT])
+    files = [f"tests/{name}/test_packaging.py" for name in PRESENT]
+    session.run("pytest", "tests/packaging", *[f for f in files if (ROOT / f).is_file()])
 
 
 @nox.session(python=MATRIX_PYTHON)
