@@ -369,3 +369,21 @@ async def test_jetstream_publish_many_stores_each_once(nats_url: str, stream_pre
         await wait_until(lambda: len(got) >= 600, 15, "600 messages")
         await anyio.sleep(0.2)
         assert sorted(got) == list(range(600))
+
+
+@pytest.mark.parametrize("prefix", ["", "dlq."])
+async def test_a_stream_deleted_behind_our_back_is_created_again(
+    nats_url: str, stream_prefix: str, prefix: str
+) -> None:
+    topic = f"{prefix}{unique('gone')}"
+    transport = NATSTransport.from_url(nats_url, mode="jetstream", stream_prefix=stream_prefix)
+    await transport.connect()
+    try:
+        await transport.publish(Message(f"{topic}.x", 1))
+        streams = await transport._js.streams_info()
+        (name,) = [s.config.name for s in streams if s.config.name.startswith(stream_prefix)]
+        await transport._js.delete_stream(name)
+        await transport.publish(Message(f"{topic}.x", 2))
+        assert (await transport._js.stream_info(name)).state.messages == 1
+    finally:
+        await transport.aclose()

@@ -47,7 +47,7 @@ from .errors import (
     translate_publish_error,
 )
 from .jetstream import MSG_ID_HEADER, Streams, open_pull
-from .naming import INBOX_PREFIX
+from .naming import INBOX_PREFIX, namespace_of
 
 __all__ = ["NATSBroker", "NATSTransport"]
 
@@ -282,7 +282,7 @@ class NATSTransport(Transport):
             await self._js.publish(topic, body, headers=headers)
         except nats.js.errors.NoStreamResponseError:
             # The stream was deleted behind our back: create it again, once.
-            streams.forget(topic.split(".", 1)[0])
+            streams.forget(namespace_of(topic))
             await streams.ensure(topic)
             try:
                 await self._js.publish(topic, body, headers=headers)
