@@ -113,3 +113,29 @@ async def test_pending_survives_in_the_group_for_a_later_member(
         await wait_until(lambda: len(second) == 10, 10, "the ten published while away")
         await anyio.sleep(1.0)
         assert sorted(m.payload for m in second) == list(range(20, 30))
+
+
+async def test_pubsub_group_is_fan_out_with_a_warning(
+    redis_url: str, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    transport = RedisTransport(redis_url, namespace=namespace, mode="pubsub")
+    async with MessageBus(transport) as bus:
+        one: list[Any] = []
+        two: list[Any] = []
+        await bus.subscribe("ps.g", one.append, group="g")
+        await bus.subscribe("ps.g", two.append, group="g")
+        await bus.publish("ps.g", 1)
+        await wait_until(lambda: len(one) == len(two) == 1, 5, "both members")
+    assert "no consumer groups" in caplog.text
+
+
+async def test_start_earliest_on_a_wildcard_reads_existing_streams(
+    redis_url: str, namespace: str
+) -> None:
+    async with MessageBus(RedisTransport(redis_url, namespace=namespace)) as bus:
+        for topic in ("old.a", "old.b.c"):
+            await bus.publish(topic, topic)
+        got: list[Message] = []
+        await bus.subscribe("old.>", got.append, start="earliest")
+        await wait_until(lambda: len(got) == 2, 5, "the retained messages")
+        assert sorted(m.payload for m in got) == ["old.a", "old.b.c"]

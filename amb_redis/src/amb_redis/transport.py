@@ -42,6 +42,7 @@ STREAMS_CAPABILITIES = Capabilities(
 )
 PUBSUB_CAPABILITIES = Capabilities(ordered=True, native_wildcards=True)
 _EPHEMERAL = INBOX_PREFIX + "."
+_KNOWN_LIMIT = 65536
 
 
 class RedisTransport(Transport):
@@ -176,6 +177,8 @@ class RedisTransport(Transport):
             raise ConfigurationError(f"a header may not be named {BODY!r} on Redis Streams")
         if topic not in self._known:
             await self._pipeliner.call("SADD", config.registry, topic)
+            if len(self._known) >= _KNOWN_LIMIT:  # unique topics must not grow memory
+                self._known.clear()
             self._known.add(topic)
         key = config.key(topic)
         if config.maxlen > 0:
