@@ -22,6 +22,7 @@ import asyncio
 import json
 import os
 import socket
+import sys
 import time
 import uuid
 from typing import Any
@@ -239,6 +240,51 @@ async def bus_request_reply(url: str, mode: str) -> tuple[str, float, float, flo
         )
 
 
+RESPONDER = """
+import asyncio, sys
+from amb_core import MessageBus
+from amb_redis import RedisTransport
+
+async def main():
+    async with MessageBus(RedisTransport(sys.argv[1])) as bus:
+        await bus.subscribe("bench.echo2", lambda message: message.payload, concurrency=64)
+        await bus.publish("bench.warmup", None)
+        print("READY", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+
+asyncio.run(main())
+"""
+
+
+async def bus_request_reply_two_processes(url: str, mode: str) -> tuple[str, float, float, float]:
+    """The responder in a process of its own, as agents are deployed."""
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        RESPONDER,
+        url,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert child.stdout is not None
+        line = await asyncio.wait_for(child.stdout.readline(), 30)
+        assert line.strip() == b"READY", line
+        async with MessageBus(RedisTransport(url, mode=mode)) as client:
+            return await timed_requests(
+                lambda: client.request("bench.echo2", PAYLOAD, timeout=5),
+                f"MessageBus, {mode}, responder in another process",
+            )
+    finally:
+        if child.stdin is not None:
+            child.stdin.close()
+        try:
+            await asyncio.wait_for(child.wait(), 10)
+        except asyncio.TimeoutError:
+            child.kill()
+            await child.wait()
+
+
 # -- main ----------------------------------------------------------------------------------------
 
 
@@ -318,6 +364,7 @@ async def amain(url: str, namespace: str) -> None:
     rows = [await raw_request_reply(url, namespace)]
     rows.append(await bus_request_reply(pubsub_url, "pubsub"))
     rows.append(await bus_request_reply(streams_url, "streams"))
+    rows.append(await bus_request_reply_two_processes(pubsub_url, "pubsub"))
     print(f"\n## Redis request/reply (one at a time; {CONCURRENT} in flight)")
     print(f"{'case':48} {'p50 us':>8} {'p99 us':>8} {'req/s':>10}")
     for label, p50, p99, rate in rows:
