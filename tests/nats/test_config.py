@@ -187,3 +187,16 @@ async def test_jetstream_refuses_a_pattern_without_namespace(
             await transport.subscribe(SubscriptionSpec("*.created"))
     finally:
         await transport.aclose()
+
+
+def test_delivery_count_from_ack_subjects() -> None:
+    from nats.aio.msg import Msg
+
+    from amb_nats.jetstream import delivered
+
+    v1 = "$JS.ACK.AMB_orders.workers_1a2b3c4d.3.17.9.1764050000000000000.0"
+    v2 = "$JS.ACK._.ACCHASH.AMB_orders.workers_1a2b3c4d.4.17.9.1764050000000000000.0.rnd"
+    for reply, expected in ((v1, 3), (v2, 4)):
+        assert delivered(reply) == expected
+        assert Msg.Metadata._from_reply(reply).num_delivered == expected
+    assert delivered("not.an.ack") == 1

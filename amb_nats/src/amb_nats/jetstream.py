@@ -39,6 +39,19 @@ _STREAM_NAME_IN_USE = 10058
 MSG_ID_HEADER = "Nats-Msg-Id"
 
 
+def delivered(reply: str) -> int:
+    """The delivery count from a JetStream ack subject, without building nats-py's ``Metadata``
+    (which parses a datetime per message): ``$JS.ACK.<stream>.<consumer>.<delivered>...`` (9 tokens)
+    or ``$JS.ACK.<domain>.<account>.<stream>.<consumer>.<delivered>...`` (11 or more)."""
+    tokens = reply.split(".", 7)
+    try:
+        if reply.count(".") == 8:
+            return int(tokens[4]) or 1
+        return int(tokens[6]) or 1
+    except (IndexError, ValueError):
+        return 1
+
+
 class Streams:
     """Creates (or binds to) the stream of each namespace once per transport."""
 
@@ -164,11 +177,7 @@ class JetStreamSubscription(Subscription):
                 ) from None
             buffer.extend(msgs)
         msg = buffer.popleft()
-        try:
-            attempt = msg.metadata.num_delivered or 1
-        except Exception:
-            attempt = 1
-        delivery = _JSDelivery(self, msg, attempt)
+        delivery = _JSDelivery(self, msg, delivered(msg.reply))
         self.unsettled[id(delivery)] = delivery
         return delivery
 
