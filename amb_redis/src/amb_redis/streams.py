@@ -164,6 +164,7 @@ class StreamSubscription(Subscription):
         self.acks.setdefault(key, []).append(entry_id)
 
     def later(self, key: bytes, entry_id: bytes, attempt: int, delay: float) -> None:
+        self.unsettled.pop((key, entry_id), None)  # tracked in ``delayed`` until redelivered
         heapq.heappush(self.delayed, (time.monotonic() + delay, next(_seq), key, entry_id, attempt))
 
     async def _flush_acks(self, pipe: Any) -> None:
