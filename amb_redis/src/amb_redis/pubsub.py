@@ -138,6 +138,7 @@ class PubSubHub:
                 await asyncio.wait_for(future, self.config.connect_timeout)
             except Exception as exc:
                 self.routes.pop(name, None)
+                self.confirm.pop(name, None)
                 raise TransportError(
                     f"Redis did not confirm the subscription to {spec.pattern!r}: {exc!r}"
                 ) from None
