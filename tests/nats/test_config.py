@@ -200,3 +200,52 @@ def test_delivery_count_from_ack_subjects() -> None:
         assert delivered(reply) == expected
         assert Msg.Metadata._from_reply(reply).num_delivered == expected
     assert delivered("not.an.ack") == 1
+
+
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, str]]:
+    """A nats-server that requires TLS, with a self-signed certificate for 127.0.0.1."""
+    import shutil
+    import socket
+    import subprocess
+
+    from .conftest import nats_binary
+
+    openssl, binary = shutil.which("openssl"), nats_binary()
+    if openssl is None or binary is None:
+        pytest.skip("needs openssl and nats-server")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = str(folder / "cert.pem"), str(folder / "key.pem")
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+         "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+
+    def ready(port: int) -> bool:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            return b"tls_required" in sock.recv(4096)
+
+    argv = [binary, "-a", "127.0.0.1", "-p", "{port}", "--tls", "--tlscert", cert, "--tlskey", key]
+    server = ServerProcess(argv, ready, name="nats-tls").start()
+    try:
+        yield server, cert
+    finally:
+        server.close()
+
+
+@pytest.mark.anyio
+async def test_tls_with_a_private_ca(tls_server: tuple[ServerProcess, str]) -> None:
+    server, cert = tls_server
+    async with MessageBus.from_url(f"tls://127.0.0.1:{server.port}?tls_ca={cert}") as bus:
+        got: list[Message] = []
+        await bus.subscribe("tls.check", got.append)
+        await bus.publish("tls.check", {"secure": True})
+        await wait_until(lambda: bool(got), 5, "the message over TLS")
+        assert got[0].payload == {"secure": True}
+    started = time.monotonic()
+    with pytest.raises(ConnectError):  # the self-signed certificate is not in the system store
+        await NATSTransport.from_url(f"tls://127.0.0.1:{server.port}").connect()
+    assert time.monotonic() - started < 6
+    with pytest.raises(ConfigurationError):
+        await NATSTransport.from_url(f"tls://127.0.0.1:{server.port}?tls_ca=/nonexistent").connect()

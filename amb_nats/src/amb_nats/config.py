@@ -9,7 +9,9 @@ Options (query string or keyword arguments): ``mode`` (``core``, the default, or
 ``name`` (client name shown by the server), ``connect_timeout`` (seconds, default 5: the bound on
 ``connect()``), ``stream_prefix`` (JetStream stream names, default ``AMB``), ``max_age`` (seconds a
 JetStream stream keeps messages, default 86400), ``max_bytes`` (per stream, default unlimited),
-``storage`` (``file`` or ``memory``), ``replicas`` (default 1), ``token``, ``user``, ``password``.
+``storage`` (``file`` or ``memory``), ``replicas`` (default 1), ``token``, ``user``, ``password``,
+``tls_ca`` (a CA bundle to trust instead of the system's), ``tls_cert`` and ``tls_key`` (a client
+certificate). Any ``tls_*`` option turns TLS on for a ``nats://`` URL too.
 
 Credentials are kept only in :attr:`NATSConfig.servers` (handed to the driver) and never appear in
 :attr:`NATSConfig.description`, a repr, an error or a log line.
@@ -47,6 +49,14 @@ class NATSConfig:
     token: str | None = None
     user: str | None = None
     password: str | None = None
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+
+    @property
+    def tls(self) -> bool:
+        """True when the connection uses TLS (``tls://`` or any ``tls_*`` option)."""
+        return bool(self.tls_ca or self.tls_cert) or self.servers[0].startswith("tls://")
 
     @property
     def description(self) -> str:
@@ -118,6 +128,9 @@ def parse_url(url: str, **overrides: Any) -> NATSConfig:
         token=options.pop("token", None),
         user=options.pop("user", None),
         password=options.pop("password", None),
+        tls_ca=options.pop("tls_ca", None),
+        tls_cert=options.pop("tls_cert", None),
+        tls_key=options.pop("tls_key", None),
     )
     if options:
         raise ConfigurationError(f"unknown NATS option(s): {', '.join(sorted(options))}")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
@@ -25,6 +26,7 @@ import nats.errors
 import nats.js.errors
 
 from amb_core.errors import (
+    ConfigurationError,
     DecodeError,
     MessageTooLargeError,
     NoRespondersError,
@@ -176,6 +178,8 @@ class NATSTransport(Transport):
             value = getattr(cfg, key)
             if value is not None:
                 options[key] = value
+        if cfg.tls:
+            options["tls"] = self._tls_context()
         task: asyncio.Future[Any] = asyncio.ensure_future(nc.connect(**options))
         pending: set[asyncio.Future[Any]] = {task, verdict}
         try:
@@ -221,6 +225,20 @@ class NATSTransport(Transport):
                     f"{self.description}: JetStream is not available ({type(exc).__name__})"
                 ) from None
             self._streams = Streams(self._js, cfg)
+
+    def _tls_context(self) -> ssl.SSLContext:
+        """The system's trust store, or ``tls_ca``; plus a client certificate when given.
+
+        :raises ConfigurationError: when a certificate or key file cannot be read.
+        """
+        cfg = self.config
+        try:
+            context = ssl.create_default_context(cafile=cfg.tls_ca)
+            if cfg.tls_cert:
+                context.load_cert_chain(cfg.tls_cert, cfg.tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigurationError(f"{self.description}: bad TLS files: {exc}") from None
+        return context
 
     async def aclose(self) -> None:
         nc, self._nc = self._nc, None
