@@ -7,8 +7,10 @@ put in the environment (moto accepts any); with ``AMB_SQS_URL``, the real chain 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
+import threading
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
@@ -17,6 +19,7 @@ from urllib.parse import urlencode
 import pytest
 
 from amb_core.testing.servers import ServerProcess, find_binary, skip_or_fail
+from amb_sqs import SQSTransport
 
 DUMMY_AWS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -85,13 +88,51 @@ def with_namespace(base: str, namespace: str, **options: str) -> str:
     return base + sep + urlencode({"namespace": namespace, **options})
 
 
-@pytest.fixture
-def sqs_url(sqs_base_url: str) -> str:
-    """A URL with a namespace of its own (its own SNS topic), so tests never see each other."""
-    return with_namespace(sqs_base_url, f"t{uuid.uuid4().hex[:12]}")
+_made: list[str] = []
+
+
+def delete_namespaces(urls: list[str]) -> None:
+    """Remove what tests created under these URLs' namespaces (topics, queues), in a thread with
+    its own event loop."""
+
+    async def clean() -> None:
+        for url in urls:
+            for fifo in (False, True):
+                transport = SQSTransport(url, fifo=fifo, dlq_archive=False)
+                try:
+                    await transport.connect()
+                    await transport.delete_namespace()
+                except Exception:
+                    pass
+                finally:
+                    await transport.aclose()
+
+    thread = threading.Thread(target=asyncio.run, args=(clean(),))
+    thread.start()
+    thread.join(300)
+
+
+@pytest.fixture(scope="session")
+def _cleanup_shared_endpoint(moto_server: ServerProcess | None) -> Iterator[None]:
+    """On a shared endpoint (``AMB_SQS_URL``), delete every namespace the tests made, at the end;
+    a throwaway moto server takes its state with it."""
+    yield
+    if moto_server is None and _made:
+        delete_namespaces(_made)
 
 
 @pytest.fixture
-def namespace_url(sqs_base_url: str) -> Callable[..., str]:
+def namespace_url(sqs_base_url: str, _cleanup_shared_endpoint: None) -> Callable[..., str]:
     """``make(**options)``: a URL with a fresh namespace and extra query options."""
-    return lambda **options: with_namespace(sqs_base_url, f"t{uuid.uuid4().hex[:12]}", **options)
+
+    def make(**options: str) -> str:
+        _made.append(with_namespace(sqs_base_url, f"t{uuid.uuid4().hex[:12]}", **options))
+        return _made[-1]
+
+    return make
+
+
+@pytest.fixture
+def sqs_url(namespace_url: Callable[..., str]) -> str:
+    """A URL with a namespace of its own (its own SNS topic), so tests never see each other."""
+    return namespace_url()

@@ -247,3 +247,18 @@ async def test_dead_letters_are_archived_listed_and_replayed(sqs_url: str) -> No
         assert await bus.dead_letters.replay("job.>", idle=1.5) == 0, "replayed once"
         others = await bus.dead_letters.list("other.>", idle=1.5)
         assert [m.payload for m in others] == ["an unrelated dead letter"]
+
+
+async def test_delete_namespace_removes_its_topic_and_queues(sqs_url: str) -> None:
+    async with MessageBus(SQSTransport(sqs_url)) as bus:
+        await bus.subscribe("a.b", print, group="keep")
+        await bus.subscribe("a.>", print)
+        transport = bus.transport
+        assert isinstance(transport, SQSTransport)
+        ns = transport.config.namespace
+        # group, fan-out, DLQ and archive queues
+        assert await transport.delete_namespace() == 4
+        left = await transport.sqs.list_queues(QueueNamePrefix=f"{ns}-")
+        assert left.get("QueueUrls", []) == []
+        topics = await transport.sns.list_topics()
+        assert transport.topic_arn not in [t["TopicArn"] for t in topics.get("Topics", [])]
