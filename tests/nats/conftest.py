@@ -107,3 +107,12 @@ def nats_server() -> Iterator[ServerProcess]:
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture(autouse=True)
+def _asyncio_only(request: pytest.FixtureRequest) -> None:
+    """nats-py runs on asyncio only: under ``--amb-loop trio`` the NATS tests skip (the
+    conformance classes skip by themselves through the transport's ``event_loops``)."""
+    callspec = getattr(request.node, "callspec", None)
+    if callspec is not None and callspec.params.get("anyio_backend") == "trio":
+        pytest.skip("nats-py runs on asyncio only")
