@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
+import anyio
 import pytest
 
 from amb_core import MessageBus
@@ -14,6 +15,7 @@ from amb_core.errors import (
     ConnectError,
     MessageTooLargeError,
     NoRespondersError,
+    NotConnectedError,
     UnsupportedError,
 )
 from amb_core.message import Message
@@ -249,3 +251,19 @@ async def test_tls_with_a_private_ca(tls_server: tuple[ServerProcess, str]) -> N
     assert time.monotonic() - started < 6
     with pytest.raises(ConfigurationError):
         await NATSTransport.from_url(f"tls://127.0.0.1:{server.port}?tls_ca=/nonexistent").connect()
+
+
+@pytest.mark.anyio
+async def test_connect_again_after_close(nats_url: str) -> None:
+    transport = NATSTransport.from_url(nats_url)
+    for _ in range(2):
+        await transport.connect()
+        await transport.connect()  # idempotent
+        sub = await transport.subscribe(SubscriptionSpec("again.x"))
+        await transport.publish(Message("again.x", 1))
+        with anyio.fail_after(5):
+            assert (await sub.__anext__()).message.payload == 1
+        await transport.aclose()
+        await transport.aclose()  # idempotent
+    with pytest.raises(NotConnectedError):
+        await transport.publish(Message("again.x", 2))

@@ -105,7 +105,6 @@ class NATSTransport(Transport):
         self._js: Any = None
         self._streams: Streams | None = None
         self._subscriptions: set[Subscription] = set()
-        self._connected_once = False
         self._inbox: ReplyInbox | None = None
         self._inbox_lock = asyncio.Lock()
 
@@ -133,31 +132,30 @@ class NATSTransport(Transport):
         cfg = self.config
         nc = make_client()
         loop = asyncio.get_running_loop()
+        # Until this connect() succeeds, errors decide its outcome: the first auth refusal, or every
+        # server refusing (or failing TLS) once, ends it at once instead of at connect_timeout.
         verdict: asyncio.Future[BaseException] = loop.create_future()
-        refused: set[int] = set()
-        last: list[BaseException] = []
+        refusals: list[BaseException] = []
 
         async def error_cb(exc: Exception) -> None:
-            if self._connected_once:
-                if self._nc is None:
-                    return
+            if self._nc is nc:
                 log.warning("NATS connection error on %s: %s", self.description, type(exc).__name__)
                 return
-            last[:] = [exc]
-            if verdict.done():
-                return
+            if self._nc is not None or verdict.done():
+                return  # a later failure of a connection this transport has since let go
             if is_auth_error(exc):
                 verdict.set_result(exc)
             elif isinstance(exc, OSError):
-                refused.add(len(refused))
-                if len(refused) >= len(cfg.servers):
+                refusals.append(exc)
+                if len(refusals) >= len(cfg.servers):
                     verdict.set_result(exc)
 
         async def disconnected_cb() -> None:
+            if self._nc is not nc:
+                return  # closing, or a failed connect()
             if self._inbox is not None:
                 self._inbox.fail_all()
-            if self._connected_once and self._nc is not None:
-                log.warning("NATS disconnected from %s; reconnecting", self.description)
+            log.warning("NATS disconnected from %s; reconnecting", self.description)
 
         async def reconnected_cb() -> None:
             log.warning("NATS reconnected to %s", self.description)
@@ -199,7 +197,7 @@ class NATSTransport(Transport):
                 await nc.close()
             except Exception:
                 pass
-            error = verdict.result() if verdict.done() else (last[0] if last else None)
+            error = verdict.result() if verdict.done() else (refusals[-1] if refusals else None)
             if not task.cancelled() and task.done() and task.exception() is not None:
                 error = task.exception()
             if error is not None and is_auth_error(error):
@@ -210,7 +208,6 @@ class NATSTransport(Transport):
             raise NATSConnectError(
                 f"{self.description}: cannot connect within {cfg.connect_timeout:g}s ({why})"
             ) from None
-        self._connected_once = True
         self._nc = nc
         if nc.max_payload:
             self.capabilities = _with_limit(self.capabilities, nc.max_payload)
