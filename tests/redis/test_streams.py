@@ -139,3 +139,28 @@ async def test_start_earliest_on_a_wildcard_reads_existing_streams(
         await bus.subscribe("old.>", got.append, start="earliest")
         await wait_until(lambda: len(got) == 2, 5, "the retained messages")
         assert sorted(m.payload for m in got) == ["old.a", "old.b.c"]
+
+
+@pytest.mark.parametrize("mode", ["pubsub", "streams"])
+async def test_requests_share_one_inbox_and_few_connections(
+    redis_server: ServerProcess, mode: str
+) -> None:
+    url = f"redis://127.0.0.1:{redis_server.port}?mode={mode}"
+    async with MessageBus(RedisTransport(url)) as server, MessageBus(RedisTransport(url)) as client:
+        await server.subscribe("svc.echo", lambda m: m.payload, concurrency=20)
+        await server.publish("svc.warmup", None)
+
+        async def ask(i: int) -> None:
+            assert (await client.request("svc.echo", i, timeout=10)).payload == i
+
+        async with anyio.create_task_group() as tg:
+            for i in range(200):
+                tg.start_soon(ask, i)
+        raw = aioredis.Redis(port=redis_server.port)
+        try:
+            inbox = f"amb:_INBOX.{client.id}"
+            assert await raw.pubsub_numsub(inbox) == [(inbox.encode(), 1)]
+            clients = (await raw.info("clients"))["connected_clients"]
+        finally:
+            await raw.aclose()
+        assert clients <= 12, f"{clients} connections for 200 concurrent requests"
