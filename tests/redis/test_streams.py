@@ -164,3 +164,33 @@ async def test_requests_share_one_inbox_and_few_connections(
         finally:
             await raw.aclose()
         assert clients <= 12, f"{clients} connections for 200 concurrent requests"
+
+
+async def test_silent_empty_consumers_are_swept(
+    redis_url: str, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from amb_redis import streams
+
+    monkeypatch.setattr(streams, "SWEEP_EVERY", 0.0)
+    monkeypatch.setattr(streams, "GHOST_IDLE_MS", 200)
+    key = f"{namespace}:sweep.x"
+    raw = aioredis.Redis.from_url(redis_url)
+    try:
+        await raw.xgroup_create(key, "g", id="$", mkstream=True)
+        await raw.xadd(key, {"body": b"1"})
+        await raw.xreadgroup("g", "ghost-busy", {key: ">"})  # holds one pending entry
+        await raw.xgroup_createconsumer(key, "g", "ghost-empty")
+        await anyio.sleep(0.3)
+        async with MessageBus(RedisTransport(redis_url, namespace=namespace)) as bus:
+            await bus.subscribe("sweep.x", print, group="g", ack_wait=60)
+
+            async def names() -> set[bytes]:
+                return {c["name"] for c in await raw.xinfo_consumers(key, "g")}
+
+            deadline = anyio.current_time() + 5
+            while b"ghost-empty" in await names():
+                assert anyio.current_time() < deadline, "the empty ghost was not swept"
+                await anyio.sleep(0.1)
+            assert b"ghost-busy" in await names(), "a consumer holding entries stays"
+    finally:
+        await raw.aclose()

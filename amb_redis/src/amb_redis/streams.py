@@ -44,6 +44,8 @@ log = logging.getLogger("amb.redis")
 BODY = "body"
 _IDLE_FOREVER = 2**40  # ms; XCLAIM ... IDLE: "long idle", so the next XAUTOCLAIM takes it
 _seq = itertools.count()
+SWEEP_EVERY = 60.0  # s between looks for consumers that died with nothing pending
+GHOST_IDLE_MS = 600_000  # a consumer silent this long with nothing pending is gone
 
 
 def entry_fields(body: bytes, headers: dict[str, str]) -> list[Any]:
@@ -120,6 +122,7 @@ class StreamSubscription(Subscription):
         self.claim_every = max(0.05, spec.ack_wait / 2)
         self.next_claim = 0.0 if spec.group else float("inf")
         self.next_discover = float("inf")
+        self.next_sweep = time.monotonic() + SWEEP_EVERY
         self.known_count = -1
         self.recover = False
         self.closed = False
@@ -227,6 +230,36 @@ class StreamSubscription(Subscription):
                     continue
                 self._push(key, entry_id, fields, max(2, counts.get(entry_id, 2)))
 
+    async def _sweep_ghosts(self) -> None:
+        """Delete group consumers that hold nothing and were silent for ``GHOST_IDLE_MS``: killed
+        processes, whose entries XAUTOCLAIM already moved. A live consumer reads at least every
+        ``block`` seconds; one deleted by mistake is recreated by Redis at its next read."""
+        self.next_sweep = time.monotonic() + SWEEP_EVERY
+        keys = list(self.topics)
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.xinfo_consumers(key, self.group)
+        infos = await pipe.execute(raise_on_error=False)
+        pipe = self.client.pipeline(transaction=False)
+        ghosts = 0
+        for key, consumers in zip(keys, infos, strict=True):
+            if isinstance(consumers, Exception):
+                continue
+            for consumer in consumers:
+                name = consumer["name"]
+                if isinstance(name, bytes):
+                    name = name.decode()
+                if (
+                    name != self.consumer
+                    and consumer["pending"] == 0
+                    and consumer["idle"] >= GHOST_IDLE_MS
+                ):
+                    pipe.xgroup_delconsumer(key, self.group, name)
+                    ghosts += 1
+        if ghosts:
+            await pipe.execute(raise_on_error=False)
+            log.info("removed %d silent consumer(s) from group %r", ghosts, self.group)
+
     def _push(self, key: bytes, entry_id: bytes, fields: Any, attempt: int) -> None:
         delivery = StreamDelivery(self, key, entry_id, fields, attempt)
         self.unsettled[(key, entry_id)] = attempt
@@ -283,6 +316,8 @@ class StreamSubscription(Subscription):
             await self.discover()
         if now >= self.next_claim:
             await self._claim_dead()
+            if now >= self.next_sweep:
+                await self._sweep_ghosts()
             if self.buffer:
                 return
         wait = min(self.config.block, self.next_discover - now, self.next_claim - now)
