@@ -267,3 +267,31 @@ async def test_connect_again_after_close(nats_url: str) -> None:
         await transport.aclose()  # idempotent
     with pytest.raises(NotConnectedError):
         await transport.publish(Message("again.x", 2))
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        Message("w.a", {"x": 1}),
+        Message("w.a", b"\x00raw", {"trace": "t 1", "x-empty": ""}, key="k", ttl=1.5, priority=3),
+        Message("w.a", "text", correlation_id="c", reply_to="_INBOX.x.1", sender=" bot\r\n"),
+        Message("w.a", None, {"weird\nvalue": "v"}),  # not a valid key: the generic path
+        Message("w.a", 1, {"amb-ttl": "5"}),  # a reserved name: the generic path
+    ],
+)
+def test_direct_header_block_equals_the_wire_encoder(message: Message) -> None:
+    from amb_core.wire import H_TOPIC, encode
+    from amb_nats._client import _FastHeadersClient
+    from amb_nats._wire import header_text
+
+    body, headers = encode(message)
+    del headers[H_TOPIC]
+    fast = header_text(message)
+    if fast is None:
+        assert any(k.startswith("amb-") or not k.isidentifier() for k in message.headers)
+        return
+    assert fast[0] == body
+    parsed = _FastHeadersClient._parse_header_lines(fast[1].encode())
+    assert parsed == {
+        k: v.replace("\r", " ").replace("\n", " ").strip() for k, v in headers.items()
+    }

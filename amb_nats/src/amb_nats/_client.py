@@ -14,14 +14,34 @@ import re
 from typing import Any
 
 from nats.aio.client import Client
-from nats.errors import BadHeaderError, BadSubjectError
+from nats.errors import (
+    BadHeaderError,
+    BadSubjectError,
+    ConnectionClosedError,
+    ConnectionDrainingError,
+    MaxPayloadError,
+    OutboundBufferLimitError,
+)
 
-__all__ = ["make_client"]
+__all__ = ["KEY_PATTERN", "clean_value", "known_keys", "make_client"]
 
-_KEY = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_KEY = KEY_PATTERN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _NEWLINES = str.maketrans({"\r": " ", "\n": " "})
 _KEYS_LIMIT = 4096
 _CRLF = b"\r\n"
+
+
+def clean_value(value: str) -> str:
+    """A header value as nats-py sends it: CR/LF replaced, surrounding space stripped."""
+    if "\r" in value or "\n" in value:
+        value = value.translate(_NEWLINES)
+    return value.strip()
+
+
+def known_keys() -> set[str]:
+    """Header keys already validated (shared, bounded)."""
+    valid = _FastHeadersClient._valid_keys
+    return valid if len(valid) < _KEYS_LIMIT else set()
 
 
 class _FastHeadersClient(Client):
@@ -70,6 +90,32 @@ class _FastHeadersClient(Client):
         stats = self.stats
         stats["out_msgs"] += 1
         stats["out_bytes"] += payload_size
+        await self._send_command(cmd)
+        if self._flush_queue is not None and self._flush_queue.empty():
+            await self._flush_pending()
+
+    async def publish_lines(self, subject: str, payload: bytes, lines: str) -> None:
+        """``publish`` with the header lines already written (see :mod:`amb_nats._wire`); the same
+        checks as nats-py's ``publish``, minus the subject's (AMB checks topics)."""
+        if self.is_closed:
+            raise ConnectionClosedError
+        if self.is_draining_pubs:
+            raise ConnectionDrainingError
+        size = len(payload)
+        if not self.is_connected and (
+            self._max_pending_size <= 0 or size + self._pending_data_size > self._max_pending_size
+        ):
+            raise OutboundBufferLimitError
+        if size > self._max_payload:
+            raise MaxPayloadError
+        hdr = f"NATS/1.0\r\n{lines}\r\n".encode()
+        hsize = len(hdr)
+        cmd = b"".join(
+            (f"HPUB {subject}  {hsize} {hsize + size}\r\n".encode(), hdr, payload, _CRLF)
+        )
+        stats = self.stats
+        stats["out_msgs"] += 1
+        stats["out_bytes"] += size
         await self._send_command(cmd)
         if self._flush_queue is not None and self._flush_queue.empty():
             await self._flush_pending()

@@ -39,6 +39,7 @@ from amb_core.wire import H_TOPIC, decode, encode
 
 from ._client import make_client
 from ._requests import ConnectionLost, NoResponders, ReplyInbox
+from ._wire import header_text
 from .config import NATSConfig, parse_url
 from .core import CoreSubscription
 from .errors import (
@@ -105,6 +106,7 @@ class NATSTransport(Transport):
         self._js: Any = None
         self._streams: Streams | None = None
         self._subscriptions: set[Subscription] = set()
+        self._lines = False  # the client can take pre-written header lines (amb_nats._wire)
         self._inbox: ReplyInbox | None = None
         self._inbox_lock = asyncio.Lock()
 
@@ -209,6 +211,7 @@ class NATSTransport(Transport):
                 f"{self.description}: cannot connect within {cfg.connect_timeout:g}s ({why})"
             ) from None
         self._nc = nc
+        self._lines = hasattr(nc, "publish_lines")
         if nc.max_payload:
             self.capabilities = _with_limit(self.capabilities, nc.max_payload)
         if self._jetstream:
@@ -270,14 +273,22 @@ class NATSTransport(Transport):
         nc = self._nc
         if nc is None:
             nc = self._client()
-        body, headers = encode(message)
-        del headers[H_TOPIC]  # the subject is the topic (wire format: amb-topic defaults to it)
         topic = message.topic
         if self._jetstream and not _is_inbox(topic):
+            body, headers = encode(message)
+            del headers[H_TOPIC]
             await self._js_publish(topic, body, headers, message.id)
             return
+        fast = header_text(message) if self._lines else None  # raises ConfigurationError early
+        if fast is None:
+            body, headers = encode(message)
+            del headers[H_TOPIC]  # the subject is the topic (wire format: amb-topic defaults to it)
         try:
-            await nc.publish(topic, body, headers=headers)
+            if fast is not None:
+                body = fast[0]
+                await nc.publish_lines(topic, body, fast[1])
+            else:
+                await nc.publish(topic, body, headers=headers)
         except nats.errors.MaxPayloadError:
             raise MessageTooLargeError(len(body), nc.max_payload, topic) from None
         except Exception as exc:
