@@ -20,7 +20,8 @@ def test_sqs_extra_installs_and_is_discovered(fresh_venv: Callable[[str], Path])
     backends = subprocess.run(
         [str(bin_dir / "amb"), "backends"], capture_output=True, text=True, check=True
     )
-    assert any(line.startswith("sqs") for line in backends.stdout.splitlines()), backends.stdout
+    line = next(x for x in backends.stdout.splitlines() if x.startswith("sqs"))
+    assert "amb-sqs" in line and "consumer_groups" in line, backends.stdout
     check = subprocess.run(
         [
             str(bin_dir / "python"),

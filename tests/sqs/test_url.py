@@ -85,6 +85,7 @@ def test_discovered_through_the_entry_point() -> None:
     assert caps.native_dead_letter and caps.persistent and caps.headers
     assert not caps.ordered and not caps.replay and caps.max_message_size == 262_144
     assert SQSTransport("sqs://?fifo=1").capabilities.ordered
+    assert SQSTransport.capabilities == caps, "the class declares standard mode (amb backends)"
 
 
 def test_filter_policies() -> None:

@@ -32,6 +32,8 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import attrs
+
 from amb_core.deadletter import DLQ_PREFIX
 from amb_core.errors import ConfigurationError, NotConnectedError, UnsupportedError
 from amb_core.message import Message
@@ -293,19 +295,20 @@ class SQSTransport(Transport):
 
     scheme = "sqs"
     event_loops = frozenset({"asyncio"})
+    capabilities = Capabilities(  # standard mode; FIFO mode adds ``ordered``
+        persistent=True,
+        consumer_groups=True,
+        at_least_once=True,
+        native_delay=True,
+        native_dead_letter=True,  # redrive; proven by test_native_redrive_reaches_the_bus...
+        headers=True,
+        max_message_size=MAX_SIZE,
+    )
 
     def __init__(self, url: str = "sqs://", **options: Any) -> None:
         self.config: SQSConfig = parse_url(url, **options)
-        self.capabilities = Capabilities(
-            persistent=True,
-            consumer_groups=True,
-            at_least_once=True,
-            ordered=self.config.fifo,
-            native_delay=True,
-            native_dead_letter=True,  # redrive; proven by test_native_redrive_reaches_the_bus...
-            headers=True,
-            max_message_size=MAX_SIZE,
-        )
+        if self.config.fifo:
+            self.capabilities = attrs.evolve(self.capabilities, ordered=True)
         self._stack: contextlib.AsyncExitStack | None = None
         self.sns: Any = None
         self.sqs: Any = None
@@ -399,9 +402,10 @@ class SQSTransport(Transport):
         if self._closed:
             return
         self._closed = True
-        for sub in list(self._subscriptions):
-            with contextlib.suppress(Exception):
-                await sub.aclose()
+        # Concurrently: each group subscription may wait for its current long poll.
+        await asyncio.gather(
+            *(sub.aclose() for sub in list(self._subscriptions)), return_exceptions=True
+        )
         while self._pending:
             _, future = self._pending.popleft()
             if not future.done():
