@@ -94,7 +94,9 @@ class _FastHeadersClient(Client):
         if self._flush_queue is not None and self._flush_queue.empty():
             await self._flush_pending()
 
-    async def publish_lines(self, subject: str, payload: bytes, lines: str) -> None:
+    async def publish_lines(
+        self, subject: str, payload: bytes, lines: str, reply: str = ""
+    ) -> None:
         """``publish`` with the header lines already written (see :mod:`amb_nats._wire`); the same
         checks as nats-py's ``publish``, minus the subject's (AMB checks topics)."""
         if self.is_closed:
@@ -111,7 +113,7 @@ class _FastHeadersClient(Client):
         hdr = f"NATS/1.0\r\n{lines}\r\n".encode()
         hsize = len(hdr)
         cmd = b"".join(
-            (f"HPUB {subject}  {hsize} {hsize + size}\r\n".encode(), hdr, payload, _CRLF)
+            (f"HPUB {subject} {reply} {hsize} {hsize + size}\r\n".encode(), hdr, payload, _CRLF)
         )
         stats = self.stats
         stats["out_msgs"] += 1

@@ -90,9 +90,11 @@ class ReplyInbox:
                 future.set_exception(ConnectionLost())
 
     async def request(
-        self, subject: str, body: bytes, headers: dict[str, str], timeout: float
+        self, subject: str, body: bytes, headers: dict[str, str] | str, timeout: float
     ) -> Any:
         """The reply message.
+
+        ``headers`` is a dict, or header lines already written (``amb_nats._wire``).
 
         :raises asyncio.TimeoutError: after ``timeout`` seconds.
         :raises NoResponders: when the server reports that nobody listens.
@@ -104,7 +106,10 @@ class ReplyInbox:
         waiting = self._waiting
         waiting[token] = future
         try:
-            await self._nc.publish(subject, body, reply=self.prefix + token, headers=headers)
+            if isinstance(headers, str):
+                await self._nc.publish_lines(subject, body, headers, self.prefix + token)
+            else:
+                await self._nc.publish(subject, body, reply=self.prefix + token, headers=headers)
             timer = loop.call_later(timeout, _expire, future)
             try:
                 reply = await future

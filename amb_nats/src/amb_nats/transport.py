@@ -358,8 +358,13 @@ class NATSTransport(Transport):
         if self._jetstream:
             return await super().request(message, timeout)
         nc = self._client()
-        body, headers = encode(message)
-        del headers[H_TOPIC]
+        fast = header_text(message) if self._lines else None
+        headers: dict[str, str] | str
+        if fast is not None:
+            body, headers = fast
+        else:
+            body, headers = encode(message)
+            del headers[H_TOPIC]
         topic = message.topic
         inbox = self._inbox
         if inbox is None:
