@@ -28,6 +28,16 @@ DUMMY_AWS = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _asyncio_only(request: pytest.FixtureRequest) -> None:
+    """aiobotocore runs on asyncio only: under ``--amb-loop trio`` these tests skip."""
+    if "anyio_backend" in request.fixturenames:
+        backend = request.getfixturevalue("anyio_backend")
+        name = backend if isinstance(backend, str) else backend[0]
+        if name != "asyncio":
+            pytest.skip("the SQS transport runs on asyncio only (aiobotocore)")
+
+
 def moto_ready(port: int) -> bool:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/moto-api/", timeout=2) as response:
         return bool(response.status == 200)

@@ -137,6 +137,13 @@ CONSUMER = textwrap.dedent(
 )
 
 
+async def read_line(proc: subprocess.Popen[str]) -> str:
+    """The child's next stdout line, failing the test (and killing the child) after TIMEOUT."""
+    assert proc.stdout is not None
+    with anyio.fail_after(TIMEOUT):
+        return await anyio.to_thread.run_sync(proc.stdout.readline, abandon_on_cancel=True)
+
+
 async def test_consumer_killed_mid_handler_gets_its_message_redelivered(sqs_url: str) -> None:
     proc = subprocess.Popen(  # noqa: ASYNC220 - read from a worker thread below
         [sys.executable, "-c", CONSUMER, sqs_url],
@@ -147,11 +154,11 @@ async def test_consumer_killed_mid_handler_gets_its_message_redelivered(sqs_url:
     )
     try:
         assert proc.stdout is not None
-        line = await anyio.to_thread.run_sync(proc.stdout.readline)
+        line = await read_line(proc)
         assert line.strip() == "ready", proc.stderr.read() if proc.stderr else line
         async with MessageBus(SQSTransport(sqs_url)) as bus:
             await bus.publish("jobs.run", "precious")
-            line = await anyio.to_thread.run_sync(proc.stdout.readline)
+            line = await read_line(proc)
             assert line.strip() == "started precious"
             proc.kill()
             proc.wait()
