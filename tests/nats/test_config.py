@@ -295,3 +295,13 @@ def test_direct_header_block_equals_the_wire_encoder(message: Message) -> None:
     assert parsed == {
         k: v.replace("\r", " ").replace("\n", " ").strip() for k, v in headers.items()
     }
+
+
+def test_the_seed_spelling_takes_a_url_like_every_broker() -> None:
+    by_keyword = NATSBroker(url="nats://127.0.0.1:4222?mode=jetstream", stream_prefix="X")
+    positional = NATSBroker("nats://127.0.0.1:4222", mode="jetstream")
+    assert by_keyword.mode == positional.mode == "jetstream"
+    assert by_keyword.config.stream_prefix == "X"
+    assert NATSBroker(parse_url("nats://127.0.0.1:4222")).mode == "core"
+    with pytest.raises(ConfigurationError):
+        NATSBroker(parse_url("nats://127.0.0.1:4222"), mode="jetstream")

@@ -90,13 +90,18 @@ def _is_inbox(subject: str) -> bool:
 class NATSTransport(Transport):
     """AMB over NATS. ``mode="core"`` (default) or ``mode="jetstream"``.
 
-    :param config: a parsed :class:`~amb_nats.config.NATSConfig`; usually built by :meth:`from_url`.
+    :param url: ``nats://[user:pass@|token@]host[:port][,host2...][?mode=jetstream&...]`` (see
+        :meth:`from_url`), or an already parsed :class:`~amb_nats.config.NATSConfig`.
+    :param options: the URL's options as keywords; they win over the query string.
     """
 
     scheme: ClassVar[str] = "nats"
     event_loops: ClassVar[frozenset[str]] = frozenset({"asyncio"})
 
-    def __init__(self, config: NATSConfig) -> None:
+    def __init__(self, url: str | NATSConfig = "nats://127.0.0.1:4222", **options: Any) -> None:
+        config = url if isinstance(url, NATSConfig) else parse_url(url, **options)
+        if options and isinstance(url, NATSConfig):
+            raise ConfigurationError("options go with a URL, not with a parsed NATSConfig")
         self.config = config
         self.capabilities = (
             JETSTREAM_CAPABILITIES if config.mode == "jetstream" else CORE_CAPABILITIES
@@ -116,7 +121,7 @@ class NATSTransport(Transport):
 
         :raises ConfigurationError: for a bad URL or option (see :mod:`amb_nats.config`).
         """
-        return cls(parse_url(url, **options))
+        return cls(url, **options)
 
     @property
     def description(self) -> str:
