@@ -269,3 +269,23 @@ async def test_delete_namespace_removes_its_topic_and_queues(sqs_url: str) -> No
         assert left.get("QueueUrls", []) == []
         topics = await transport.sns.list_topics()
         assert transport.topic_arn not in [t["TopicArn"] for t in topics.get("Topics", [])]
+
+
+async def test_a_handler_slower_than_ack_wait_causes_no_duplicate(sqs_url: str) -> None:
+    """The heartbeat keeps a held message invisible while its handler runs past ``ack_wait``."""
+    async with (
+        MessageBus(SQSTransport(sqs_url)) as one,
+        MessageBus(SQSTransport(sqs_url)) as two,
+    ):
+        calls: list[int] = []
+
+        async def slow(message: Message) -> None:
+            calls.append(message.attempt)
+            await anyio.sleep(2.5)
+
+        for bus in (one, two):
+            await bus.subscribe("llm.call", slow, group="thinkers", ack_wait=1)
+        await one.publish("llm.call", "long prompt")
+        await wait_until(lambda: len(calls) == 1, TIMEOUT, "the first call")
+        await anyio.sleep(3.5)
+        assert calls == [1], "no member got it again while the first was still working"

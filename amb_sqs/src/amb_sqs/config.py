@@ -3,7 +3,8 @@
 ::
 
     sqs://[REGION]?region=us-east-1&endpoint=http://127.0.0.1:5000&namespace=amb&fifo=false
-                   &wait=5&pollers=2&redrive_margin=3&fanout_retention=3600&profile=NAME&dlq_archive=true
+                   &wait=5&pollers=2&redrive_margin=3&fanout_retention=3600&profile=NAME
+                   &dlq_archive=true&heartbeat=true
 
 Credentials are never read from the URL: they come from the standard AWS chain (environment,
 shared config/credentials files and ``profile``, container or instance roles). A URL carrying
@@ -72,6 +73,8 @@ class SQSConfig:
     :param pool: the HTTP connection pool size of each client.
     :param dlq_archive: keep every dead letter (``dlq.*``) in ``<namespace>-dlq-archive`` for 14
         days, so that dead letters can be listed and replayed.
+    :param heartbeat: extend the visibility timeout of held messages every ``ack_wait / 2`` so that
+        slow handlers cause no duplicates.
     """
 
     region: str | None = None
@@ -86,6 +89,7 @@ class SQSConfig:
     connect_timeout: float = 5.0
     pool: int = 50
     dlq_archive: bool = True
+    heartbeat: bool = True
 
     @property
     def description(self) -> str:
@@ -117,7 +121,7 @@ class SQSConfig:
         for name, value in options.items():
             if value is None:
                 continue
-            if name in ("fifo", "dlq_archive"):
+            if name in ("fifo", "dlq_archive", "heartbeat"):
                 values[name] = _bool(name, value)
             elif name == "wait":
                 values[name] = _number(name, value, int, 0, 20)

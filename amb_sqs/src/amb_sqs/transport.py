@@ -122,6 +122,9 @@ class _SQSSubscription(Subscription):
         self._ack_task: asyncio.Task[None] | None = None
         pollers = 1 if transport.config.fifo else transport.config.pollers
         self._pollers = [asyncio.ensure_future(self._poll()) for _ in range(pollers)]
+        self._heartbeat = (
+            asyncio.ensure_future(self._beat()) if transport.config.heartbeat else None
+        )
 
     # -- receiving -------------------------------------------------------------------------------
 
@@ -204,6 +207,18 @@ class _SQSSubscription(Subscription):
             self.outstanding[delivery._handle] = delivery
             return delivery
 
+    async def _beat(self) -> None:
+        """Keep what this member holds invisible while it lives: every half visibility timeout,
+        extend the timeout of its prefetched and in-handler messages. A handler slower than
+        ``ack_wait`` (an LLM call) thus causes no duplicate; a dead process stops extending, and
+        its messages reappear one timeout later."""
+        period = self.visibility / 2
+        while not self.closed:
+            await asyncio.sleep(period)
+            handles = [d._handle for d in self.buffer] + list(self.outstanding) + self.held
+            if handles and not self.closed:
+                await self.change_visibility(handles, self.visibility, quiet=True)
+
     # -- settling --------------------------------------------------------------------------------
 
     def _settled(self) -> bool:
@@ -234,7 +249,9 @@ class _SQSSubscription(Subscription):
                     self.transport.description,
                 )
 
-    async def change_visibility(self, handles: list[str], seconds: int) -> None:
+    async def change_visibility(
+        self, handles: list[str], seconds: int, *, quiet: bool = False
+    ) -> None:
         sqs = self.transport.sqs
         for start in range(0, len(handles), _BATCH):
             entries = [
@@ -244,7 +261,9 @@ class _SQSSubscription(Subscription):
             try:
                 await sqs.change_message_visibility_batch(QueueUrl=self.queue_url, Entries=entries)
             except Exception as exc:  # it comes back after its visibility timeout anyway
-                log.warning("returning messages on %s failed: %s", self.transport.description, exc)
+                (log.debug if quiet else log.warning)(
+                    "changing visibility on %s failed: %s", self.transport.description, exc
+                )
 
     # -- closing ---------------------------------------------------------------------------------
 
@@ -255,6 +274,8 @@ class _SQSSubscription(Subscription):
         self._ready.set()
         self._space.set()
         self.transport._subscriptions.discard(self)
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
         if self.owned:
             for task in self._pollers:
                 task.cancel()
