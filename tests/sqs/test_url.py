@@ -77,6 +77,12 @@ def test_description_and_repr_are_redacted() -> None:
     assert "proxy:8080" in transport.description
 
 
+def test_seed_spelling() -> None:
+    broker = SQSBroker(url="sqs://?region=us-east-1&namespace=seed")
+    assert isinstance(MessageBus(broker).transport, SQSTransport)
+    assert broker.config.namespace == "seed"
+
+
 def test_discovered_through_the_entry_point() -> None:
     bus = MessageBus.from_url("sqs://?region=us-east-1&namespace=x", retry=None)
     assert isinstance(bus.transport, SQSTransport)
