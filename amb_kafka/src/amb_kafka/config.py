@@ -1,0 +1,162 @@
+"""``kafka://`` URLs and keyword options, turned into librdkafka configuration.
+
+Format: ``kafka://[user:password@]host:port[,host:port...][?option=value&...]``.
+
+AMB's own options (underscored names): ``partitions`` (for topics the bus creates, default 1),
+``replication`` (default 1), ``connect_timeout`` (seconds, default 5), ``commit_interval`` (seconds
+between commits of handled offsets, default 0.1), ``session_timeout_ms``, ``fetch_wait_max_ms``,
+``metadata_refresh_ms`` (how soon a wildcard subscription sees a new topic), ``linger_ms``,
+``security_protocol``, ``sasl_mechanism``. Any option whose name contains a dot
+(``socket.keepalive.enable=true``) goes to librdkafka unchanged, for producer and consumer alike.
+User and password in the URL become SASL credentials (``SASL_PLAINTEXT``/``PLAIN`` unless told
+otherwise); they never appear in :attr:`KafkaConfig.description`, reprs, errors or logs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import attrs
+
+from amb_core.errors import ConfigurationError
+from amb_core.urls import query_options, redact_url
+
+__all__ = ["KafkaConfig"]
+
+_INTS = {
+    "partitions": "partitions",
+    "replication": "replication",
+    "session_timeout_ms": "session_timeout_ms",
+    "fetch_wait_max_ms": "fetch_wait_max_ms",
+    "metadata_refresh_ms": "metadata_refresh_ms",
+    "linger_ms": "linger_ms",
+}
+_FLOATS = {"connect_timeout", "commit_interval"}
+_STRINGS = {"security_protocol", "sasl_mechanism", "client_id"}
+
+
+@attrs.frozen
+class KafkaConfig:
+    """Everything a :class:`~amb_kafka.transport.KafkaTransport` needs, credentials kept aside."""
+
+    url: str = attrs.field(repr=False)
+    bootstrap: str
+    username: str | None = attrs.field(default=None, repr=False)
+    password: str | None = attrs.field(default=None, repr=False)
+    partitions: int = 1
+    replication: int = 1
+    connect_timeout: float = 5.0
+    commit_interval: float = 0.1
+    session_timeout_ms: int = 10_000
+    fetch_wait_max_ms: int = 100
+    metadata_refresh_ms: int = 2_000
+    linger_ms: int = 5
+    security_protocol: str | None = None
+    sasl_mechanism: str | None = None
+    client_id: str = "amb"
+    extra: dict[str, str] = attrs.field(factory=dict, repr=False)
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> KafkaConfig:
+        """Parse ``url``; keyword ``options`` win over the query string.
+
+        :raises ConfigurationError: for a URL that is not ``kafka://`` or an option of the wrong type;
+            the message shows the URL redacted.
+        """
+        shown = redact_url(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError as exc:
+            raise ConfigurationError(f"bad Kafka URL {shown}: {exc}") from None
+        if parts.scheme.lower() != "kafka":
+            raise ConfigurationError(f"not a kafka:// URL: {shown}")
+        hosts = parts.netloc.rpartition("@")[2]
+        if not hosts:
+            raise ConfigurationError(f"Kafka URL names no broker: {shown}")
+        username = password = None
+        if "@" in parts.netloc:
+            userinfo = parts.netloc.rpartition("@")[0]
+            user, _, secret = userinfo.partition(":")
+            username, password = unquote(user), unquote(secret)
+        merged: dict[str, Any] = {**query_options(url), **options}
+        fields: dict[str, Any] = {}
+        extra: dict[str, str] = {}
+        for key, value in merged.items():
+            try:
+                if key in _INTS:
+                    fields[_INTS[key]] = int(value)
+                elif key in _FLOATS:
+                    fields[key] = float(value)
+                elif key in _STRINGS:
+                    fields[key] = str(value)
+                elif key in ("username", "sasl_username"):
+                    username = str(value)
+                elif key in ("password", "sasl_password"):
+                    password = str(value)
+                elif "." in key:
+                    extra[key] = str(value)
+                else:
+                    raise ConfigurationError(f"unknown Kafka option {key!r} in {shown}")
+            except (TypeError, ValueError) as exc:
+                if isinstance(exc, ConfigurationError):
+                    raise
+                raise ConfigurationError(
+                    f"Kafka option {key!r} is not a number in {shown}"
+                ) from None
+        return cls(
+            url=url,
+            bootstrap=hosts,
+            username=username,
+            password=password,
+            extra=extra,
+            **fields,
+        )
+
+    @property
+    def description(self) -> str:
+        """The URL with credentials replaced by ``***``."""
+        return redact_url(self.url)
+
+    def common(self) -> dict[str, Any]:
+        """librdkafka settings shared by producer, consumer and admin client."""
+        conf: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap,
+            "client.id": self.client_id,
+            "socket.connection.setup.timeout.ms": max(1000, int(self.connect_timeout * 1000)),
+            "log_level": 3,  # errors only: librdkafka's reconnect chatter is not the user's business
+        }
+        if self.username is not None:
+            conf["security.protocol"] = self.security_protocol or "SASL_PLAINTEXT"
+            conf["sasl.mechanism"] = self.sasl_mechanism or "PLAIN"
+            conf["sasl.username"] = self.username
+            conf["sasl.password"] = self.password or ""
+        elif self.security_protocol:
+            conf["security.protocol"] = self.security_protocol
+        conf.update(self.extra)
+        return conf
+
+    def producer(self) -> dict[str, Any]:
+        """Producer settings: acknowledged by all replicas, idempotent (no reordering on retry)."""
+        return {
+            **self.common(),
+            "acks": "all",
+            "enable.idempotence": True,
+            "linger.ms": self.linger_ms,
+            **self.extra,
+        }
+
+    def consumer(self, group: str) -> dict[str, Any]:
+        """Consumer settings: manual commits of handled offsets only."""
+        return {
+            **self.common(),
+            "group.id": group,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": self.session_timeout_ms,
+            "heartbeat.interval.ms": max(100, self.session_timeout_ms // 4),
+            "fetch.wait.max.ms": self.fetch_wait_max_ms,
+            "topic.metadata.refresh.interval.ms": self.metadata_refresh_ms,
+            **self.extra,
+        }

@@ -1,0 +1,45 @@
+"""Kafka errors: each inherits from a core category *and* :class:`KafkaError`.
+
+``except amb_core.errors.ConnectError`` catches a Kafka connect failure like any other backend's;
+``except amb_kafka.errors.KafkaError`` narrows to this backend. librdkafka's exceptions never escape
+raw: :func:`translate` maps them at the edge, with credentials already absent from their text.
+"""
+
+from __future__ import annotations
+
+from amb_core.errors import (
+    AuthenticationError,
+    ConnectError,
+    MessageTooLargeError,
+    PublishError,
+    TransportError,
+)
+
+__all__ = [
+    "KafkaAuthenticationError",
+    "KafkaConnectError",
+    "KafkaError",
+    "KafkaPublishError",
+    "KafkaTransportError",
+    "MessageTooLargeError",
+]
+
+
+class KafkaError(TransportError):
+    """Base of every Kafka backend error."""
+
+
+class KafkaTransportError(KafkaError):
+    """The broker failed in a way that is neither a connect nor a publish failure."""
+
+
+class KafkaConnectError(KafkaError, ConnectError):
+    """The broker could not be reached within the connect timeout."""
+
+
+class KafkaAuthenticationError(KafkaConnectError, AuthenticationError):
+    """The broker refused the SASL credentials."""
+
+
+class KafkaPublishError(KafkaError, PublishError):
+    """The broker did not take a message (its delivery report carried an error)."""

@@ -1,0 +1,401 @@
+"""A Kafka subscription: one consumer, one poll thread, per-partition order, contiguous commits.
+
+Why it is shaped this way:
+
+- **A poll thread per subscription.** ``Consumer.consume`` blocks in C, and group membership and
+  rebalance callbacks only progress while somebody polls; a thread of our own does that, hands whole
+  batches to the loop through a deque (no hop per message), and wakes the loop only when it is parked.
+- **At most one delivery in flight per partition.** The next record of a partition is handed out
+  only once the previous one is settled, so order holds per partition (per key) even when the bus
+  runs handlers concurrently, while different partitions run in parallel. It also makes commits
+  trivially contiguous: an ack of offset ``o`` means everything up to ``o`` is handled, so ``o + 1``
+  is committed (by the poll thread, every ``commit_interval``, and synchronously on revoke and close).
+- **Retries stay in the partition.** ``nack(delay)`` schedules the same record again after the bus's
+  backoff; the partition waits for it (order again), and the bus dead-letters after
+  ``max_attempts``, which acks, which commits. No record blocks a partition forever.
+- **Rebalances drop what was not handed out.** On revoke, buffered records of the revoked partitions
+  are dropped (they will be fetched again by whoever owns them next), the thread waits a bounded time
+  for deliveries in flight to be settled, then commits synchronously: no loss, and no duplicate
+  unless a handler outlives the wait.
+- **"new" without losing the first messages.** Partitions that exist at subscribe time and that the
+  group has no committed offset for get their end offset committed before joining; everything else
+  (topics a wildcard discovers later) starts at the earliest offset, which for such a topic means
+  "everything published since the subscription began".
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import re
+import threading
+import time
+import uuid
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+
+from amb_core.transport import Delivery, Subscription, SubscriptionSpec, decode_delivery
+
+from ._bridge import call_soon
+from .errors import KafkaTransportError
+
+if TYPE_CHECKING:
+    from .transport import KafkaTransport
+
+__all__ = ["KafkaSubscription", "pattern_regex"]
+
+log = logging.getLogger("amb.kafka")
+_seq = itertools.count()
+_Key = tuple[str, int]
+Message = Any  # confluent_kafka.Message; its stubs type every accessor as optional
+
+
+def pattern_regex(pattern: str) -> str | None:
+    """The Kafka regex subscription for an AMB pattern, or None when it has no wildcard.
+
+    ``*`` is one token (``[^.]+``) and ``>`` one or more (``.+``); the bus re-checks every topic
+    against AMB's grammar anyway.
+    """
+    tokens = pattern.split(".")
+    if "*" not in tokens and ">" not in tokens:
+        return None
+    parts = ["[^.]+" if t == "*" else ".+" if t == ">" else re.escape(t) for t in tokens]
+    return "^" + r"\.".join(parts) + "$"
+
+
+class _Partition:
+    """Loop-side state of one assigned partition."""
+
+    __slots__ = ("busy", "gone", "key", "queued", "records")
+
+    def __init__(self, key: _Key) -> None:
+        self.key = key
+        self.records: deque[Message] = deque()
+        self.busy = False  # a delivery is out (or a retry is scheduled)
+        self.queued = False  # in the ready deque
+        self.gone = False  # revoked: acks no longer commit
+
+
+class _KafkaDelivery(Delivery):
+    __slots__ = ("_part", "_record", "_settled", "_sub")
+
+    def __init__(
+        self, sub: KafkaSubscription, part: _Partition, record: Message, attempt: int
+    ) -> None:
+        headers = record.headers()
+        decoded = (
+            {k: v.decode("utf-8", "replace") if v is not None else "" for k, v in headers}
+            if headers
+            else None
+        )
+        message, error = decode_delivery(record.value() or b"", decoded, record.topic(), attempt)
+        self.message = message
+        self.attempt = attempt
+        self.error = error
+        self._sub = sub
+        self._part = part
+        self._record = record
+        self._settled = False
+
+    async def ack(self) -> None:
+        if not self._settled:
+            self._settled = True
+            self._sub._acked(self._part, self._record)
+
+    async def nack(self, delay: float | None = None) -> None:
+        if not self._settled:
+            self._settled = True
+            self._sub._retry(self._part, self._record, self.attempt + 1, delay or 0.0)
+
+
+class KafkaSubscription(Subscription):
+    """See the module docstring. Made by :meth:`KafkaTransport.subscribe`."""
+
+    def __init__(self, transport: KafkaTransport, spec: SubscriptionSpec) -> None:
+        self._transport = transport
+        self._spec = spec
+        self._config = transport.config
+        self._fanout = spec.group is None
+        self.group = spec.group or f"amb-fanout-{uuid.uuid4().hex}"
+        self._regex = pattern_regex(spec.pattern)
+        self._token = transport._token
+        self._incoming: deque[Message] = deque()  # poll thread -> loop, whole batches
+        self._parts: dict[_Key, _Partition] = {}
+        self._ready: deque[_Partition] = deque()
+        self._retries: list[tuple[float, int, _Partition, Message, int]] = []
+        self._commits: dict[_Key, int] = {}  # loop -> thread, under _lock
+        self._lock = threading.Lock()
+        self._held = 0
+        self._high = max(1000, spec.prefetch * 10)
+        self._parked = False
+        self._wakeup: anyio.Event | None = None
+        self._closed = False
+        self._stopping = False
+        self._error: Exception | None = None
+        self._consumer: Consumer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- setup (in a worker thread) --------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Create the consumer, fix the start position, subscribe, start polling.
+
+        :raises KafkaTransportError: when the broker refuses.
+        """
+        try:
+            await anyio.to_thread.run_sync(self._start_blocking)
+        except KafkaException as exc:
+            raise KafkaTransportError(
+                f"subscribing to {self._spec.pattern!r} failed: {exc.args[0]}"
+            ) from None
+        self._thread = threading.Thread(
+            target=self._poll_loop, name=f"amb-kafka-{self._spec.pattern}", daemon=True
+        )
+        self._thread.start()
+
+    def _start_blocking(self) -> None:
+        consumer = Consumer(self._config.consumer(self.group))
+        try:
+            if self._spec.start == "new":
+                self._commit_ends(consumer)
+            consumer.subscribe(
+                [self._regex or self._spec.pattern],
+                on_assign=self._on_assign,
+                on_revoke=self._on_revoke,
+                on_lost=self._on_lost,
+            )
+        except BaseException:
+            consumer.close()
+            raise
+        self._consumer = consumer
+
+    def _commit_ends(self, consumer: Any) -> None:
+        """Commit the end offset of every existing partition this group has no position in."""
+        timeout = self._config.connect_timeout
+        metadata = consumer.list_topics(timeout=timeout)
+        match = re.compile(self._regex).match if self._regex else self._spec.pattern.__eq__
+        ends = []
+        for name, topic in metadata.topics.items():
+            if topic.error is None and match(name):
+                for p in topic.partitions:
+                    _, high = consumer.get_watermark_offsets(
+                        TopicPartition(name, p), timeout=timeout
+                    )
+                    ends.append(TopicPartition(name, p, high))
+        if ends and not self._fanout:
+            known = consumer.committed(ends, timeout=timeout)
+            fresh = {(tp.topic, tp.partition) for tp in known if tp.offset < 0}
+            ends = [tp for tp in ends if (tp.topic, tp.partition) in fresh]
+        if ends:
+            try:
+                consumer.commit(offsets=ends, asynchronous=False)
+            except KafkaException as exc:  # a live group owns these partitions: keep its position
+                log.debug("start offsets for group %s not set: %s", self.group, exc)
+
+    # -- the poll thread -------------------------------------------------------------------------
+
+    def _poll_loop(self) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        interval = self._config.commit_interval
+        next_commit = time.monotonic() + interval
+        paused = False
+        try:
+            while not self._stopping:
+                records = consumer.consume(500, 0.1)
+                if records:
+                    good = [r for r in records if r.error() is None]
+                    for r in records:
+                        error = r.error()
+                        if error is not None and error.code() != KafkaError._PARTITION_EOF:
+                            log.warning("consumer %s: %s", self.group, error)
+                    if good:
+                        self._incoming.extend(good)
+                        if self._parked:
+                            call_soon(self._token, self._wake)
+                if time.monotonic() >= next_commit:
+                    self._commit(consumer, asynchronous=True)
+                    next_commit = time.monotonic() + interval
+                backlog = len(self._incoming) + self._held
+                if not paused and backlog > self._high:
+                    consumer.pause(consumer.assignment())
+                    paused = True
+                elif paused and backlog < self._high // 2:
+                    consumer.resume(consumer.assignment())
+                    paused = False
+        except Exception as exc:  # a fatal consumer error: surface it on __anext__
+            log.error("consumer %s failed: %r", self.group, exc)
+            self._error = KafkaTransportError(f"consumer of {self._spec.pattern!r} failed: {exc}")
+            if self._parked:
+                call_soon(self._token, self._wake)
+        finally:
+            self._commit(consumer, asynchronous=False)
+            try:
+                consumer.close()  # leaves the group: partitions move to the other members at once
+            except Exception as exc:
+                log.debug("closing consumer %s: %r", self.group, exc)
+
+    def _commit(self, consumer: Any, *, asynchronous: bool, keys: Any = None) -> None:
+        with self._lock:
+            if keys is None:
+                pending, self._commits = self._commits, {}
+            else:
+                pending = {k: self._commits.pop(k) for k in keys if k in self._commits}
+        if not pending:
+            return
+        offsets = [TopicPartition(t, p, o) for (t, p), o in pending.items()]
+        try:
+            consumer.commit(offsets=offsets, asynchronous=asynchronous)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError._NO_OFFSET:
+                log.warning("commit for group %s failed: %s", self.group, exc.args[0])
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.debug("group %s assigned %s", self.group, partitions)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        keys = [(tp.topic, tp.partition) for tp in partitions]
+        if not self._stopping:
+            busy: list[_Partition] = []
+            if not call_soon(self._token, self._drop, keys, busy):
+                busy = []
+            deadline = time.monotonic() + min(self._spec.ack_wait, 30.0)
+            while any(p.busy for p in busy) and time.monotonic() < deadline:
+                time.sleep(0.005)
+            for part in busy:
+                part.gone = True
+        self._commit(consumer, asynchronous=False, keys=keys)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        keys = [(tp.topic, tp.partition) for tp in partitions]
+        if not self._stopping:
+            call_soon(self._token, self._drop, keys, [])
+        with self._lock:
+            for key in keys:
+                self._commits.pop(key, None)
+
+    # -- loop side -------------------------------------------------------------------------------
+
+    def _wake(self) -> None:
+        if self._wakeup is not None:
+            self._wakeup.set()
+
+    def _drop(self, keys: list[_Key], busy: list[_Partition]) -> None:
+        """On the loop: forget revoked partitions' buffered records; report those in flight."""
+        self._distribute()
+        for key in keys:
+            part = self._parts.pop(key, None)
+            if part is None:
+                continue
+            self._held -= len(part.records)
+            part.records.clear()
+            if part.busy and any(r[2] is part for r in self._retries):
+                self._retries = [r for r in self._retries if r[2] is not part]
+                heapq.heapify(self._retries)
+                part.busy = False  # its retry will be fetched again from the committed offset
+                part.gone = True
+            elif part.busy:
+                busy.append(part)
+            else:
+                part.gone = True
+        if keys:
+            self._ready = deque(p for p in self._ready if not p.gone and p.key in self._parts)
+
+    def _distribute(self) -> None:
+        incoming = self._incoming
+        parts = self._parts
+        ready = self._ready
+        while incoming:
+            record = incoming.popleft()
+            key = (record.topic(), record.partition())
+            part = parts.get(key)
+            if part is None:
+                part = parts[key] = _Partition(key)
+            part.records.append(record)
+            self._held += 1
+            if not part.busy and not part.queued:
+                part.queued = True
+                ready.append(part)
+
+    def _acked(self, part: _Partition, record: Message) -> None:
+        part.busy = False
+        if part.gone:
+            return
+        with self._lock:
+            self._commits[part.key] = record.offset() + 1
+        if part.records and not part.queued:
+            part.queued = True
+            self._ready.append(part)
+            self._wake()
+
+    def _retry(self, part: _Partition, record: Message, attempt: int, delay: float) -> None:
+        if part.gone:
+            part.busy = False
+            return
+        heapq.heappush(self._retries, (time.monotonic() + delay, next(_seq), part, record, attempt))
+        self._wake()
+
+    def _take(self) -> Delivery | None:
+        if self._incoming:
+            self._distribute()
+        retries = self._retries
+        if retries and retries[0][0] <= time.monotonic():
+            _, _, part, record, attempt = heapq.heappop(retries)
+            if not part.gone:
+                return _KafkaDelivery(self, part, record, attempt)
+            part.busy = False
+        ready = self._ready
+        while ready:
+            part = ready.popleft()
+            part.queued = False
+            if part.busy or part.gone or not part.records:
+                continue
+            part.busy = True
+            self._held -= 1
+            return _KafkaDelivery(self, part, part.records.popleft(), 1)
+        return None
+
+    async def __anext__(self) -> Delivery:
+        while True:
+            if self._closed:
+                raise StopAsyncIteration
+            delivery = self._take()
+            if delivery is not None:
+                return delivery
+            if self._error is not None:
+                error, self._error = self._error, None
+                raise error
+            await self._park()
+
+    async def _park(self) -> None:
+        self._wakeup = event = anyio.Event()
+        self._parked = True
+        try:
+            if self._incoming or self._closed:
+                return
+            timeout = 1.0
+            if self._retries:
+                timeout = max(0.0, min(timeout, self._retries[0][0] - time.monotonic()))
+            with anyio.move_on_after(timeout):
+                await event.wait()
+        finally:
+            self._parked = False
+            self._wakeup = None
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._wake()
+        self._stopping = True
+        thread = self._thread
+        if thread is not None:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(thread.join)
+        self._transport._forget(self)
+        if self._fanout:
+            self._transport._delete_group(self.group)

@@ -1,0 +1,314 @@
+"""The Kafka transport: AMB topics are Kafka topics, groups are consumer groups.
+
+- ``publish`` awaits the broker's delivery report, so a message the broker did not take raises
+  :class:`~amb_kafka.errors.KafkaPublishError` instead of vanishing. Delivery reports are collected by
+  a producer thread that polls librdkafka and hands each poll's reports to the loop in one hop, so
+  concurrent publishes share the hop and librdkafka's batching (``linger_ms``).
+- Topics the bus publishes or subscribes to are created explicitly (``partitions``, ``replication``),
+  so that their shape does not depend on the broker's auto-create defaults.
+- ``connect`` probes the cluster with a metadata request bounded by ``connect_timeout``: librdkafka
+  itself would retry forever.
+- Subscriptions: see :mod:`amb_kafka.subscription`.
+
+It runs on asyncio and trio: every blocking driver call is in a thread, and threads come back to the
+loop through anyio tokens (:mod:`amb_kafka._bridge`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+import anyio
+from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+from amb_core.errors import NotConnectedError
+from amb_core.message import Message
+from amb_core.transport import Capabilities, Subscription, SubscriptionSpec, Transport
+from amb_core.wire import encode
+
+from ._bridge import LoopToken, call_soon, current_token
+from .config import KafkaConfig
+from .errors import (
+    KafkaAuthenticationError,
+    KafkaConnectError,
+    KafkaPublishError,
+    KafkaTransportError,
+    MessageTooLargeError,
+)
+from .subscription import KafkaSubscription
+
+__all__ = ["KafkaBroker", "KafkaTransport"]
+
+log = logging.getLogger("amb.kafka")
+_AUTH_CODES = frozenset(
+    {
+        KafkaError._AUTHENTICATION,
+        KafkaError.SASL_AUTHENTICATION_FAILED,
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+    }
+)
+_TOO_LARGE = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE})
+
+
+class _Pending:
+    """One publish waiting for its delivery report."""
+
+    __slots__ = ("error", "event", "pump", "size")
+
+    def __init__(self, pump: _ProducerPump, size: int) -> None:
+        self.event = anyio.Event()
+        self.error: Any = None
+        self.pump = pump
+        self.size = size
+
+    def report(self, error: Any, record: Any) -> None:  # in the producer thread, inside poll()
+        self.pump.reports.append((self, error))
+
+
+class _ProducerPump:
+    """Polls the producer for delivery reports and resolves the waiting publishes in batches."""
+
+    def __init__(self, producer: Producer, token: LoopToken) -> None:
+        self.producer = producer
+        self.token = token
+        self.reports: list[tuple[_Pending, Any]] = []
+        self.stopping = False
+        self.thread = threading.Thread(target=self._run, name="amb-kafka-producer", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stopping:
+            self.producer.poll(0.05)
+            self._hand_over()
+        self.producer.flush(5.0)
+        self._hand_over()
+
+    def _hand_over(self) -> None:
+        if self.reports:
+            batch, self.reports = self.reports, []
+            if not call_soon(self.token, _resolve, batch):
+                self.stopping = True
+
+    def stop(self) -> None:
+        self.stopping = True
+        self.thread.join()
+
+
+def _resolve(batch: list[tuple[_Pending, Any]]) -> None:
+    for pending, error in batch:
+        pending.error = error
+        pending.event.set()
+
+
+class KafkaTransport(Transport):
+    """Kafka through confluent-kafka. Build it from a URL (see :mod:`amb_kafka.config`).
+
+    :param url: ``kafka://[user:password@]host:port[,host:port][?options]``.
+    :param options: the URL's options as keywords (they win over the query string).
+    """
+
+    scheme = "kafka"
+    event_loops = frozenset({"asyncio", "trio"})
+    capabilities = Capabilities(
+        persistent=True,
+        consumer_groups=True,
+        at_least_once=True,
+        ordered=True,
+        native_wildcards=True,
+        replay=True,
+        headers=True,
+    )
+
+    def __init__(self, url: str = "kafka://localhost:9092", **options: Any) -> None:
+        self.config = KafkaConfig.from_url(url, **options)
+        self._admin: AdminClient | None = None
+        self._producer: Producer | None = None
+        self._pump: _ProducerPump | None = None
+        self._token: LoopToken = None
+        self._topics: set[str] = set()
+        self._subscriptions: set[KafkaSubscription] = set()
+        self._closed = False
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> KafkaTransport:
+        """The transport for ``url`` (the plugin registry calls this)."""
+        return cls(url, **options)
+
+    @property
+    def description(self) -> str:
+        return f"KafkaTransport {self.config.description}"
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        errors: list[Any] = []
+        conf: dict[str, Any] = {**self.config.common(), "error_cb": errors.append}
+        admin = AdminClient(conf)
+        timeout = self.config.connect_timeout
+        try:
+            metadata = await anyio.to_thread.run_sync(lambda: admin.list_topics(timeout=timeout))
+        except KafkaException as exc:
+            codes = {e.code() for e in errors} | {exc.args[0].code()}
+            where = self.config.description
+            if codes & _AUTH_CODES:
+                raise KafkaAuthenticationError(
+                    f"Kafka at {where} refused the credentials"
+                ) from None
+            raise KafkaConnectError(
+                f"cannot reach Kafka at {where} within {timeout:g}s: {exc.args[0].str()}"
+            ) from None
+        self._topics = set(metadata.topics)
+        self._admin = admin
+        self._token = current_token()
+        self._producer = Producer(self.config.producer())
+        self._pump = _ProducerPump(self._producer, self._token)
+        self._closed = False
+
+    async def aclose(self) -> None:
+        if self._closed or self._producer is None:
+            self._closed = True
+            return
+        self._closed = True
+        with anyio.CancelScope(shield=True):
+            for sub in list(self._subscriptions):
+                await sub.aclose()
+            pump, self._pump = self._pump, None
+            if pump is not None:
+                await anyio.to_thread.run_sync(pump.stop)
+        self._producer = None
+
+    def _check(self) -> Producer:
+        producer = self._producer
+        if producer is None or self._closed:
+            raise NotConnectedError(f"{self.description} is not connected")
+        return producer
+
+    # -- topics ----------------------------------------------------------------------------------
+
+    async def ensure_topic(self, topic: str) -> None:
+        """Create ``topic`` with the configured partitions unless it exists.
+
+        :raises KafkaTransportError: when the broker refuses.
+        """
+        if topic in self._topics:
+            return
+        admin = self._admin
+        assert admin is not None
+        config = self.config
+        futures = admin.create_topics(
+            [NewTopic(topic, config.partitions, config.replication)],
+            operation_timeout=config.connect_timeout,
+        )
+
+        def wait() -> None:
+            try:
+                futures[topic].result(config.connect_timeout + 5)
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise KafkaTransportError(
+                        f"cannot create topic {topic!r}: {exc.args[0].str()}"
+                    ) from None
+
+        await anyio.to_thread.run_sync(wait)
+        self._topics.add(topic)
+
+    def _delete_group(self, group: str) -> None:
+        """Forget a fan-out subscriber's private group (best effort, not awaited)."""
+        if self._admin is not None:
+            try:
+                self._admin.delete_consumer_groups([group], request_timeout=5)
+            except Exception as exc:
+                log.debug("deleting group %s: %r", group, exc)
+
+    # -- publish ---------------------------------------------------------------------------------
+
+    def _send(self, producer: Producer, message: Message) -> _Pending:
+        body, headers = encode(message)
+        pump = self._pump
+        assert pump is not None
+        pending = _Pending(pump, len(body))
+        key = message.key.encode() if message.key is not None else None
+        while True:
+            try:
+                producer.produce(
+                    message.topic,
+                    body,
+                    key,
+                    headers=list(headers.items()),
+                    on_delivery=pending.report,
+                )
+                return pending
+            except BufferError:  # the local queue is full: let the pump drain it
+                producer.poll(0.01)
+            except KafkaException as exc:
+                raise self._publish_error(message.topic, exc.args[0], len(body)) from None
+
+    def _publish_error(self, topic: str, error: Any, size: int) -> Exception:
+        if error.code() in _TOO_LARGE:
+            return MessageTooLargeError(size, -1, topic)
+        return KafkaPublishError(f"Kafka did not take the message for {topic!r}: {error.str()}")
+
+    async def publish(self, message: Message) -> None:
+        producer = self._check()
+        if message.topic not in self._topics:
+            await self.ensure_topic(message.topic)
+        pending = self._send(producer, message)
+        await pending.event.wait()
+        if pending.error is not None:
+            raise self._publish_error(message.topic, pending.error, pending.size)
+
+    async def publish_many(self, messages: Iterable[Message]) -> None:
+        """Produce all, then await every delivery report (one batch on the wire)."""
+        producer = self._check()
+        sent = []
+        for message in messages:
+            if message.topic not in self._topics:
+                await self.ensure_topic(message.topic)
+            sent.append((message.topic, self._send(producer, message)))
+        for topic, pending in sent:
+            await pending.event.wait()
+            if pending.error is not None:
+                raise self._publish_error(topic, pending.error, pending.size)
+
+    async def publish_raw(
+        self,
+        topic: str,
+        body: bytes,
+        headers: dict[str, str] | None = None,
+        key: bytes | None = None,
+    ) -> None:
+        """Produce bytes as another program would (no AMB metadata); awaits the delivery report."""
+        producer = self._check()
+        await self.ensure_topic(topic)
+        pump = self._pump
+        assert pump is not None
+        pending = _Pending(pump, len(body))
+        producer.produce(
+            topic, body, key, headers=list((headers or {}).items()), on_delivery=pending.report
+        )
+        await pending.event.wait()
+        if pending.error is not None:
+            raise self._publish_error(topic, pending.error, len(body))
+
+    # -- subscribe -------------------------------------------------------------------------------
+
+    async def subscribe(self, spec: SubscriptionSpec) -> Subscription:
+        self._check()
+        sub = KafkaSubscription(self, spec)
+        if sub._regex is None:
+            await self.ensure_topic(spec.pattern)
+        await sub.start()
+        self._subscriptions.add(sub)
+        return sub
+
+    def _forget(self, sub: KafkaSubscription) -> None:
+        self._subscriptions.discard(sub)
+
+
+KafkaBroker = KafkaTransport
+"""The seed's name: ``KafkaBroker(url=...)``."""
