@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import anyio
-import attrs
 import pytest
 
 from amb_core import Message, MessageBus
@@ -218,12 +217,10 @@ async def test_native_redrive_reaches_the_bus_dead_letters(namespace_url: Any) -
 
 async def test_dead_letters_are_archived_listed_and_replayed(sqs_url: str) -> None:
     """Every dlq.* message also lands in the namespace's archive queue, which serves
-    ``start="earliest"`` on dead-letter patterns: ``bus.dead_letters`` lists and replays them.
-
-    The core only lets ``bus.dead_letters`` run on transports declaring ``replay`` (which SQS cannot
-    for ordinary topics), so this test declares it on its own transport instance."""
+    ``start="earliest"`` on dead-letter patterns (the ``dead_letter_replay`` capability, while
+    ordinary topics cannot be replayed): ``bus.dead_letters`` lists and replays them."""
     transport = SQSTransport(sqs_url)
-    transport.capabilities = attrs.evolve(transport.capabilities, replay=True)
+    assert transport.capabilities.dead_letter_replay and not transport.capabilities.replay
     async with MessageBus(transport, retry=FAST_RETRY) as bus:
         fail = True
         handled: list[Any] = []

@@ -90,6 +90,7 @@ def test_discovered_through_the_entry_point() -> None:
     assert caps.consumer_groups and caps.at_least_once and caps.native_delay
     assert caps.native_dead_letter and caps.persistent and caps.headers
     assert not caps.ordered and not caps.replay and caps.max_message_size == 262_144
+    assert caps.dead_letter_replay, "dead letters are archived: bus.dead_letters / amb dlq work"
     assert SQSTransport("sqs://?fifo=1").capabilities.ordered
     assert SQSTransport.capabilities == caps, "the class declares standard mode (amb backends)"
 

@@ -361,7 +361,8 @@ class MessageBus:
     @asynccontextmanager
     async def _raw_subscription(self, spec: SubscriptionSpec) -> Any:
         self._require_connected()
-        if spec.start == "earliest" and not self.transport.capabilities.replay:
+        caps = self.transport.capabilities
+        if spec.start == "earliest" and not (caps.replay or caps.dead_letter_replay):
             raise UnsupportedError(f"{type(self.transport).__name__} cannot replay dead letters")
         source: Subscription = await self.transport.subscribe(spec)
         try:
@@ -451,7 +452,7 @@ class MessageBus:
 
     @property
     def dead_letters(self) -> DeadLetters:
-        """List and replay dead letters (needs a transport with ``replay``)."""
+        """List and replay dead letters (needs ``replay`` or ``dead_letter_replay``)."""
         return DeadLetters(self)
 
     async def _dead_letter(self, dead: DeadLetter) -> None:

@@ -159,8 +159,8 @@ def original_of(dead: Message) -> Message:
 class DeadLetters:
     """List and replay what the default handler published to ``dlq.*`` topics.
 
-    Both read the broker's retained dead letters, so they need a transport with the ``replay``
-    capability; ``list`` only looks, ``replay`` consumes with the durable group ``amb-dlq-replay``
+    Both read the broker's retained dead letters, so they need a transport with the ``replay`` or
+    ``dead_letter_replay`` capability; ``list`` only looks, ``replay`` consumes with the durable group ``amb-dlq-replay``
     (so a dead letter is replayed once however often ``replay`` runs).
     """
 

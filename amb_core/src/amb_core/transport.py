@@ -46,6 +46,9 @@ class Capabilities:
     :param native_dead_letter: the broker moves exhausted messages aside by itself.
     :param native_delay: ``nack(delay=...)`` is scheduled by the broker, not by a local timer.
     :param replay: a subscription with ``start="earliest"`` reads messages published before it.
+    :param dead_letter_replay: ``start="earliest"`` works on ``dlq.*`` patterns, so dead letters can
+        be listed and replayed (``bus.dead_letters``, ``amb dlq``), on a broker that cannot replay
+        ordinary topics (SQS keeps an archive queue of dead letters). ``replay`` implies it.
     :param headers: metadata rides in broker-native headers rather than inside the body.
     :param max_message_size: the largest encoded message the broker takes, when it has a limit.
     """
@@ -59,6 +62,7 @@ class Capabilities:
     native_dead_letter: bool = False
     native_delay: bool = False
     replay: bool = False
+    dead_letter_replay: bool = False
     headers: bool = False
     max_message_size: int | None = None
 

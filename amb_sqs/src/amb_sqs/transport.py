@@ -322,14 +322,16 @@ class SQSTransport(Transport):
         at_least_once=True,
         native_delay=True,
         native_dead_letter=True,  # redrive; proven by test_native_redrive_reaches_the_bus...
+        dead_letter_replay=True,  # the archive queue (``dlq_archive``, on by default)
         headers=True,
         max_message_size=MAX_SIZE,
     )
 
     def __init__(self, url: str = "sqs://", **options: Any) -> None:
         self.config: SQSConfig = parse_url(url, **options)
-        if self.config.fifo:
-            self.capabilities = attrs.evolve(self.capabilities, ordered=True)
+        self.capabilities = attrs.evolve(
+            self.capabilities, ordered=self.config.fifo, dead_letter_replay=self.config.dlq_archive
+        )
         self._stack: contextlib.AsyncExitStack | None = None
         self.sns: Any = None
         self.sqs: Any = None

@@ -403,7 +403,9 @@ class TransportConformance:
     async def test_dead_letters_can_be_listed_and_replayed(
         self, make_transport: Any, topic: str
     ) -> None:
-        self.require(self.caps(make_transport), "replay")
+        caps = self.caps(make_transport)
+        if not caps.dead_letter_replay:
+            self.require(caps, "replay")
         async with self.open_bus(make_transport) as bus:
             fail = True
             handled: list[Any] = []
