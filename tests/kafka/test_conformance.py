@@ -28,20 +28,6 @@ class TestKafkaConformance(TransportConformance):
         assert isinstance(transport, KafkaTransport)
         await transport.publish_raw(topic, body)
 
-    @pytest.mark.xfail(
-        reason="under investigation: the group's second join does not complete on Tansu"
-    )
-    async def test_persistence_across_consumer_restart(
-        self, make_transport: Any, topic: str
-    ) -> None:
-        await super().test_persistence_across_consumer_restart(make_transport, topic)
-
-    @pytest.mark.xfail(reason="under investigation: replay with the shared group amb-dlq-replay")
-    async def test_dead_letters_can_be_listed_and_replayed(
-        self, make_transport: Any, topic: str
-    ) -> None:
-        await super().test_dead_letters_can_be_listed_and_replayed(make_transport, topic)
-
     async def test_redelivery_after_consumer_dies_mid_handler(
         self, make_transport: Any, topic: str
     ) -> None:

@@ -94,7 +94,7 @@ class KafkaConfig:
                     username = str(value)
                 elif key in ("password", "sasl_password"):
                     password = str(value)
-                elif "." in key:
+                elif "." in key or key == "debug":
                     extra[key] = str(value)
                 else:
                     raise ConfigurationError(f"unknown Kafka option {key!r} in {shown}")
@@ -124,7 +124,9 @@ class KafkaConfig:
             "bootstrap.servers": self.bootstrap,
             "client.id": self.client_id,
             "socket.connection.setup.timeout.ms": max(1000, int(self.connect_timeout * 1000)),
-            "log_level": 3,  # errors only: librdkafka's reconnect chatter is not the user's business
+            "log_level": 7
+            if "debug" in self.extra
+            else 3,  # errors only: librdkafka's reconnect chatter is not the user's business
         }
         if self.username is not None:
             conf["security.protocol"] = self.security_protocol or "SASL_PLAINTEXT"

@@ -138,6 +138,7 @@ class KafkaSubscription(Subscription):
         self._error: Exception | None = None
         self._consumer: Consumer | None = None
         self._thread: threading.Thread | None = None
+        self._joined = threading.Event()
 
     # -- setup (in a worker thread) --------------------------------------------------------------
 
@@ -233,11 +234,24 @@ class KafkaSubscription(Subscription):
             if self._parked:
                 call_soon(self._token, self._wake)
         finally:
+            self._settle_join(consumer)
             self._commit(consumer, asynchronous=False)
             try:
                 consumer.close()  # leaves the group: partitions move to the other members at once
             except Exception as exc:
                 log.debug("closing consumer %s: %r", self.group, exc)
+
+    def _settle_join(self, consumer: Any) -> None:
+        """Before leaving, let a join in progress finish (bounded by the session timeout).
+
+        A member that leaves in the middle of a join can stay behind as the group's leader on some
+        brokers (Tansu 0.6), and the group then never completes another rebalance.
+        """
+        deadline = time.monotonic() + min(self._config.session_timeout_ms / 1000, 10.0)
+        while not self._joined.is_set() and time.monotonic() < deadline:
+            for record in consumer.consume(500, 0.05) or ():
+                if record.error() is None:
+                    self._incoming.append(record)  # never handed out: fetched again later
 
     def _commit(self, consumer: Any, *, asynchronous: bool, keys: Any = None) -> None:
         with self._lock:
@@ -255,6 +269,7 @@ class KafkaSubscription(Subscription):
                 log.warning("commit for group %s failed: %s", self.group, exc.args[0])
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._joined.set()
         log.debug("group %s assigned %s", self.group, partitions)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
