@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -83,9 +84,16 @@ class _ProducerPump:
 
     def _run(self) -> None:
         while not self.stopping:
-            self.producer.poll(0.05)
+            try:
+                self.producer.poll(0.05)
+            except KafkaException as exc:  # a fatal error surfaces here and on the reports
+                log.warning("Kafka producer: %s", exc.args[0])
+                time.sleep(0.05)
             self._hand_over()
-        self.producer.flush(5.0)
+        try:
+            self.producer.flush(5.0)
+        except KafkaException as exc:
+            log.debug("flushing the Kafka producer: %s", exc.args[0])
         self._hand_over()
 
     def _hand_over(self) -> None:
@@ -182,6 +190,17 @@ class KafkaTransport(Transport):
                 await anyio.to_thread.run_sync(pump.stop)
         self._producer = None
 
+    def _renew_producer(self) -> None:
+        """Replace a producer that hit a fatal error (e.g. its idempotence state is gone because
+        the broker lost it): this publish fails, the next ones work again."""
+        old = self._pump
+        if old is None or old.producer is not self._producer:
+            return
+        log.warning("Kafka producer failed fatally; starting a new one")
+        old.stopping = True  # its thread flushes what it can and resolves the waiting publishes
+        self._producer = Producer(self.config.producer())
+        self._pump = _ProducerPump(self._producer, self._token)
+
     def _check(self) -> Producer:
         producer = self._producer
         if producer is None or self._closed:
@@ -249,6 +268,8 @@ class KafkaTransport(Transport):
                 raise self._publish_error(message.topic, exc.args[0], len(body)) from None
 
     def _publish_error(self, topic: str, error: Any, size: int) -> Exception:
+        if error.fatal() or error.code() == KafkaError._FATAL:
+            self._renew_producer()
         if error.code() in _TOO_LARGE:
             return MessageTooLargeError(size, -1, topic)
         return KafkaPublishError(f"Kafka did not take the message for {topic!r}: {error.str()}")
