@@ -72,7 +72,17 @@ _METADATA = frozenset(
     }
 )
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-_loads = json.loads
+_decode_text = json.JSONDecoder().decode
+
+
+def _loads(body: bytes) -> Any:
+    """JSON from bytes: UTF-8 decoded first (as RFC 8259 requires for exchange), which spares
+    ``json.loads`` its encoding detection on every message; UTF-16/32 bodies still parse."""
+    try:
+        text = body.decode() if type(body) is bytes else bytes(body).decode()
+    except UnicodeDecodeError:
+        return json.loads(bytes(body))
+    return _decode_text(text)
 
 
 def encode_payload(payload: Any) -> tuple[bytes, str]:
