@@ -93,6 +93,13 @@ def test_foreign_plain_json_decodes_with_defaults() -> None:
     assert message.id and message.timestamp > 0 and message.headers == {}
 
 
+def test_json_bodies_in_any_unicode_encoding_decode() -> None:
+    for encoding in ("utf-8", "utf-8-sig", "utf-16", "utf-32"):
+        body = '{"name": "Zoë", "n": 1}'.encode(encoding)
+        assert decode(body, None, "t").payload == {"name": "Zoë", "n": 1}, encoding
+    assert decode(memoryview(b'["view"]'), None, "t").payload == ["view"]
+
+
 @pytest.mark.parametrize(
     ("body", "headers"),
     [

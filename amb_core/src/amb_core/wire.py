@@ -77,12 +77,12 @@ _decode_text = json.JSONDecoder().decode
 
 def _loads(body: bytes) -> Any:
     """JSON from bytes: UTF-8 decoded first (as RFC 8259 requires for exchange), which spares
-    ``json.loads`` its encoding detection on every message; UTF-16/32 bodies still parse."""
+    ``json.loads`` its encoding detection on every message. Anything that fails that way gets
+    ``json.loads`` itself, so a BOM or UTF-16/32 body parses as before, and errors are its own."""
     try:
-        text = body.decode() if type(body) is bytes else bytes(body).decode()
-    except UnicodeDecodeError:
+        return _decode_text(body.decode() if type(body) is bytes else bytes(body).decode())
+    except ValueError:  # UnicodeDecodeError or JSONDecodeError
         return json.loads(bytes(body))
-    return _decode_text(text)
 
 
 def encode_payload(payload: Any) -> tuple[bytes, str]:
