@@ -5,14 +5,16 @@ Why it is shaped this way:
 - **A poll thread per subscription.** ``Consumer.consume`` blocks in C, and group membership and
   rebalance callbacks only progress while somebody polls; a thread of our own does that, hands whole
   batches to the loop through a deque (no hop per message), and wakes the loop only when it is parked.
-- **At most one delivery in flight per partition.** The next record of a partition is handed out
-  only once the previous one is settled, so order holds per partition (per key) even when the bus
-  runs handlers concurrently, while different partitions run in parallel. It also makes commits
-  trivially contiguous: an ack of offset ``o`` means everything up to ``o`` is handled, so ``o + 1``
-  is committed (by the poll thread, every ``commit_interval``, and synchronously on revoke and close).
-- **Retries stay in the partition.** ``nack(delay)`` schedules the same record again after the bus's
-  backoff; the partition waits for it (order again), and the bus dead-letters after
-  ``max_attempts``, which acks, which commits. No record blocks a partition forever.
+- **Records leave each partition in order; commits are contiguous.** Partitions take turns, and
+  within one the records are handed out in offset order, so with the bus's default ``concurrency=1``
+  handlers see each partition (each key) in order, while several partitions interleave. An ack marks
+  its offset settled, and only the settled prefix is committed (up to the first unsettled offset), by
+  the poll thread every ``commit_interval`` and synchronously on revoke and close: a crash
+  redelivers what was not handled, never loses it. With ``concurrency > 1`` handlers of one
+  partition may overlap; order of *completion* is then not guaranteed.
+- **Retries stay in the consumer.** ``nack(delay)`` schedules the same record again after the bus's
+  backoff, without blocking the records behind it; the commit cannot pass it until the bus handles
+  it or dead-letters it after ``max_attempts`` (which acks). No record blocks a partition forever.
 - **Rebalances drop what was not handed out.** On revoke, buffered records of the revoked partitions
   are dropped (they will be fetched again by whoever owns them next), the thread waits a bounded time
   for deliveries in flight to be settled, then commits synchronously: no loss, and no duplicate
@@ -70,14 +72,19 @@ def pattern_regex(pattern: str) -> str | None:
 class _Partition:
     """Loop-side state of one assigned partition."""
 
-    __slots__ = ("busy", "gone", "key", "queued", "records")
+    __slots__ = ("done", "gone", "key", "out", "queued", "records")
 
     def __init__(self, key: _Key) -> None:
         self.key = key
-        self.records: deque[Message] = deque()
-        self.busy = False  # a delivery is out (or a retry is scheduled)
+        self.records: deque[Message] = deque()  # fetched, not handed out yet
+        self.out: deque[int] = deque()  # offsets handed out and not yet committable, in order
+        self.done: set[int] = set()  # settled offsets still behind an unsettled one
         self.queued = False  # in the ready deque
         self.gone = False  # revoked: acks no longer commit
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.out)
 
 
 class _KafkaDelivery(Delivery):
@@ -207,7 +214,10 @@ class KafkaSubscription(Subscription):
         paused = False
         try:
             while not self._stopping:
-                records = consumer.consume(500, 0.1)
+                # poll() returns as soon as one record is there; consume(n, timeout) would wait
+                # for n records or the whole timeout. Then take whatever else is ready, at once.
+                first = consumer.poll(0.1)
+                records = [first, *consumer.consume(499, 0)] if first is not None else None
                 if records:
                     good = [r for r in records if r.error() is None]
                     for r in records:
@@ -308,10 +318,11 @@ class KafkaSubscription(Subscription):
                 continue
             self._held -= len(part.records)
             part.records.clear()
-            if part.busy and any(r[2] is part for r in self._retries):
+            if any(r[2] is part for r in self._retries):
+                # A retry waits: the commit cannot pass it, so it is fetched again by the next
+                # owner; nothing to wait for.
                 self._retries = [r for r in self._retries if r[2] is not part]
                 heapq.heapify(self._retries)
-                part.busy = False  # its retry will be fetched again from the committed offset
                 part.gone = True
             elif part.busy:
                 busy.append(part)
@@ -332,24 +343,29 @@ class KafkaSubscription(Subscription):
                 part = parts[key] = _Partition(key)
             part.records.append(record)
             self._held += 1
-            if not part.busy and not part.queued:
+            if not part.queued:
                 part.queued = True
                 ready.append(part)
 
     def _acked(self, part: _Partition, record: Message) -> None:
-        part.busy = False
+        """Settle an offset; commit the contiguous settled prefix (never past an unsettled one)."""
+        offset = record.offset()
+        out = part.out
+        if not out or out[0] != offset:
+            part.done.add(offset)  # behind an earlier unsettled one: committed later
+            return
+        last = out.popleft()
+        done = part.done
+        while out and out[0] in done:
+            last = out.popleft()
+            done.discard(last)
         if part.gone:
             return
         with self._lock:
-            self._commits[part.key] = record.offset() + 1
-        if part.records and not part.queued:
-            part.queued = True
-            self._ready.append(part)
-            self._wake()
+            self._commits[part.key] = out[0] if out else last + 1
 
     def _retry(self, part: _Partition, record: Message, attempt: int, delay: float) -> None:
         if part.gone:
-            part.busy = False
             return
         heapq.heappush(self._retries, (time.monotonic() + delay, next(_seq), part, record, attempt))
         self._wake()
@@ -362,16 +378,22 @@ class KafkaSubscription(Subscription):
             _, _, part, record, attempt = heapq.heappop(retries)
             if not part.gone:
                 return _KafkaDelivery(self, part, record, attempt)
-            part.busy = False
         ready = self._ready
         while ready:
-            part = ready.popleft()
-            part.queued = False
-            if part.busy or part.gone or not part.records:
+            part = ready[0]
+            if part.gone or not part.records:
+                ready.popleft()
+                part.queued = False
                 continue
-            part.busy = True
+            record = part.records.popleft()
+            if not part.records:
+                ready.popleft()
+                part.queued = False
+            elif len(ready) > 1:
+                ready.rotate(-1)  # partitions take turns
+            part.out.append(record.offset())
             self._held -= 1
-            return _KafkaDelivery(self, part, part.records.popleft(), 1)
+            return _KafkaDelivery(self, part, record, 1)
         return None
 
     async def __anext__(self) -> Delivery:
