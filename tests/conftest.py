@@ -99,3 +99,50 @@ def assert_only_driver(bin_dir: Path, backend: str | None) -> None:
             assert driver not in names, (
                 f"{driver} installed although only {backend or 'core'} was asked for"
             )
+
+
+_ROUND_TRIP = """
+import importlib, pathlib, sys
+import anyio
+from amb_core import MessageBus
+
+url, topic, module, seed = sys.argv[1:]
+backend = importlib.import_module(module)
+assert (pathlib.Path(backend.__file__).parent / "py.typed").is_file(), "py.typed missing"
+
+async def main():
+    async with MessageBus.from_url(url) as bus:
+        assert type(bus.transport) is getattr(backend, seed), type(bus.transport)
+        got = []
+        await bus.subscribe(topic, got.append)
+        await bus.publish(topic, {"ok": True})
+        with anyio.fail_after(60):
+            while not got:
+                await anyio.sleep(0.01)
+        print(type(bus.transport).__name__, got[0].payload)
+
+anyio.run(main)
+"""
+
+
+def check_backend_install(
+    fresh_venv: Callable[[str], Path], backend: str, seed: str, url: str
+) -> None:
+    """What a user gets from ``pip install "amb-core[<backend>]"``: the backend's driver and no
+    other, ``amb backends`` listing it, and a real round trip through the broker at ``url`` using
+    the seed's class name, all in a fresh venv built from the wheels."""
+    bin_dir = fresh_venv(backend)
+    assert_only_driver(bin_dir, backend)
+    listed = subprocess.run(
+        [str(bin_dir / "amb"), "backends"], capture_output=True, text=True, check=True
+    )
+    assert any(line.startswith(backend) for line in listed.stdout.splitlines()), listed.stdout
+    topic = f"pkgcheck.{backend}"
+    done = subprocess.run(
+        [str(bin_dir / "python"), "-c", _ROUND_TRIP, url, topic, f"amb_{backend}", seed],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().endswith("Transport {'ok': True}"), done.stdout
