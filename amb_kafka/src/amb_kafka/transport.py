@@ -188,7 +188,10 @@ class KafkaTransport(Transport):
             pump, self._pump = self._pump, None
             if pump is not None:
                 await anyio.to_thread.run_sync(pump.stop)
+        # librdkafka handles live (and keep reconnecting to a broker that is gone) for as long as
+        # a reference does: drop both, the admin client too.
         self._producer = None
+        self._admin = None
 
     def _renew_producer(self) -> None:
         """Replace a producer that hit a fatal error (e.g. its idempotence state is gone because
