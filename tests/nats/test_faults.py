@@ -4,11 +4,8 @@ bytes from another client, publish dedup, and the JetStream settings tied to the
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -23,9 +20,9 @@ from amb_core.testing.servers import ServerProcess
 from amb_core.transport import SubscriptionSpec
 from amb_nats import NATSTransport
 from amb_nats.naming import consumer_name
+from tests import hanging_consumer
 
 pytestmark = [pytest.mark.nats, pytest.mark.anyio]
-HERE = Path(__file__).parent
 
 
 def unique(prefix: str) -> str:
@@ -176,24 +173,17 @@ async def test_jetstream_loses_no_acknowledged_message_across_a_restart(
         )
 
 
-def _spawn_consumer(url: str, prefix: str, topic: str, group: str) -> subprocess.Popen[str]:
-    script = str(HERE / "_consumer.py")
-    return subprocess.Popen(
-        [sys.executable, script, url, prefix, topic, group], stdout=subprocess.PIPE, text=True
-    )
-
-
 async def test_consumer_killed_mid_handler_is_redelivered_after_ack_wait(
     nats_url: str, stream_prefix: str
 ) -> None:
     topic, group = unique("kill"), unique("killers")
-    proc = _spawn_consumer(nats_url, stream_prefix, f"{topic}.job", group)
+    url = f"{nats_url}{'&' if '?' in nats_url else '?'}mode=jetstream&stream_prefix={stream_prefix}"
+    proc = hanging_consumer.spawn(url, f"{topic}.job", group)
     try:
         assert proc.stdout is not None
         ready = await anyio.to_thread.run_sync(proc.stdout.readline)
-        assert ready.strip() == "READY"
-        url = f"{nats_url}{'&' if '?' in nats_url else '?'}mode=jetstream"
-        async with MessageBus.from_url(url, stream_prefix=stream_prefix) as bus:
+        assert ready.strip() == "READY", proc.stderr.read() if proc.stderr else ready
+        async with MessageBus.from_url(url) as bus:
             await bus.publish(f"{topic}.job", "precious")
             line = await anyio.to_thread.run_sync(proc.stdout.readline)
             assert line.strip() == "STARTED precious"

@@ -6,10 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -23,11 +20,11 @@ from amb_core.message import Message
 from amb_core.testing.conformance import wait_until
 from amb_core.testing.servers import ServerProcess, free_port
 from amb_redis import RedisAuthenticationError, RedisConnectError, RedisTransport
+from tests import hanging_consumer
 
 from .conftest import redis_binary, redis_ping
 
 pytestmark = [pytest.mark.redis, pytest.mark.anyio]
-HERE = Path(__file__).parent
 
 
 async def _restart(server: ServerProcess, down: float) -> None:
@@ -84,20 +81,12 @@ async def test_pubsub_reconnects_after_a_restart(redis_server: ServerProcess) ->
             await anyio.sleep(0.1)
 
 
-def _spawn_consumer(url: str, namespace: str, topic: str, group: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, str(HERE / "_consumer.py"), url, namespace, topic, group],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 async def test_killed_consumer_hands_its_message_to_the_group(
     redis_url: str, namespace: str
 ) -> None:
     topic, group = "jobs.kill", "killers"
-    child = _spawn_consumer(redis_url, namespace, topic, group)
+    sep = "&" if "?" in redis_url else "?"
+    child = hanging_consumer.spawn(f"{redis_url}{sep}namespace={namespace}", topic, group)
     try:
         assert child.stdout is not None
         line = await anyio.to_thread.run_sync(child.stdout.readline)
