@@ -36,6 +36,9 @@ class TestSQSConformance(TransportConformance):
     ack_wait = 1.0
     quiet = 0.5
     timeout = 30.0
+    # SNS and SQS standard queues deliver at least once and document occasional extra copies (seen
+    # here once in 400 under a loaded machine); the FIFO tests below allow none.
+    duplicates_allowed = 4
 
     @pytest.fixture
     def make_transport(self, sqs_url: str) -> Callable[[], Transport]:
@@ -49,6 +52,7 @@ class TestSQSFifoConformance(TestSQSConformance):
     """FIFO topic and queues: per-key order (the ``ordered`` capability) on top of the rest."""
 
     many = 200
+    duplicates_allowed = 0  # FIFO: deduplicated on publish, one consumer per message group
 
     @pytest.fixture
     def make_transport(self, sqs_url: str) -> Callable[[], Transport]:
