@@ -1,9 +1,9 @@
 """The Kafka transport: AMB topics are Kafka topics, groups are consumer groups.
 
 - ``publish`` awaits the broker's delivery report, so a message the broker did not take raises
-  :class:`~amb_kafka.errors.KafkaPublishError` instead of vanishing. Delivery reports are collected by
-  a producer thread that polls librdkafka and hands each poll's reports to the loop in one hop, so
-  concurrent publishes share the hop and librdkafka's batching (``linger_ms``).
+  :class:`~amb_kafka.errors.KafkaPublishError` instead of vanishing. Concurrent publishes share
+  librdkafka's batching (``linger_ms``); how the reports get back cheaply is in
+  :mod:`amb_kafka._producer`.
 - Topics the bus publishes or subscribes to are created explicitly (``partitions``, ``replication``),
   so that their shape does not depend on the broker's auto-create defaults.
 - ``connect`` probes the cluster with a metadata request bounded by ``connect_timeout``: librdkafka
@@ -11,14 +11,12 @@
 - Subscriptions: see :mod:`amb_kafka.subscription`.
 
 It runs on asyncio and trio: every blocking driver call is in a thread, and threads come back to the
-loop through anyio tokens (:mod:`amb_kafka._bridge`).
+loop in batches (:mod:`amb_kafka._bridge`).
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -31,7 +29,8 @@ from amb_core.message import Message
 from amb_core.transport import Capabilities, Subscription, SubscriptionSpec, Transport
 from amb_core.wire import encode
 
-from ._bridge import LoopToken, call_soon, current_token
+from ._bridge import Loop, LoopToken, Waiter
+from ._producer import ProducerPump
 from .config import KafkaConfig
 from .errors import (
     KafkaAuthenticationError,
@@ -54,63 +53,6 @@ _AUTH_CODES = frozenset(
     }
 )
 _TOO_LARGE = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE})
-
-
-class _Pending:
-    """One publish waiting for its delivery report."""
-
-    __slots__ = ("error", "event", "pump", "size")
-
-    def __init__(self, pump: _ProducerPump, size: int) -> None:
-        self.event = anyio.Event()
-        self.error: Any = None
-        self.pump = pump
-        self.size = size
-
-    def report(self, error: Any, record: Any) -> None:  # in the producer thread, inside poll()
-        self.pump.reports.append((self, error))
-
-
-class _ProducerPump:
-    """Polls the producer for delivery reports and resolves the waiting publishes in batches."""
-
-    def __init__(self, producer: Producer, token: LoopToken) -> None:
-        self.producer = producer
-        self.token = token
-        self.reports: list[tuple[_Pending, Any]] = []
-        self.stopping = False
-        self.thread = threading.Thread(target=self._run, name="amb-kafka-producer", daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        while not self.stopping:
-            try:
-                self.producer.poll(0.05)
-            except KafkaException as exc:  # a fatal error surfaces here and on the reports
-                log.warning("Kafka producer: %s", exc.args[0])
-                time.sleep(0.05)
-            self._hand_over()
-        try:
-            self.producer.flush(5.0)
-        except KafkaException as exc:
-            log.debug("flushing the Kafka producer: %s", exc.args[0])
-        self._hand_over()
-
-    def _hand_over(self) -> None:
-        if self.reports:
-            batch, self.reports = self.reports, []
-            if not call_soon(self.token, _resolve, batch):
-                self.stopping = True
-
-    def stop(self) -> None:
-        self.stopping = True
-        self.thread.join()
-
-
-def _resolve(batch: list[tuple[_Pending, Any]]) -> None:
-    for pending, error in batch:
-        pending.error = error
-        pending.event.set()
 
 
 class KafkaTransport(Transport):
@@ -136,7 +78,8 @@ class KafkaTransport(Transport):
         self.config = KafkaConfig.from_url(url, **options)
         self._admin: AdminClient | None = None
         self._producer: Producer | None = None
-        self._pump: _ProducerPump | None = None
+        self._pump: ProducerPump | None = None
+        self._loop: Loop | None = None
         self._token: LoopToken = None
         self._topics: set[str] = set()
         self._subscriptions: set[KafkaSubscription] = set()
@@ -172,9 +115,10 @@ class KafkaTransport(Transport):
             ) from None
         self._topics = set(metadata.topics)
         self._admin = admin
-        self._token = current_token()
+        self._loop = loop = Loop()
+        self._token = loop.token
         self._producer = Producer(self.config.producer())
-        self._pump = _ProducerPump(self._producer, self._token)
+        self._pump = ProducerPump(self._producer, loop)
         self._closed = False
 
     async def aclose(self) -> None:
@@ -197,18 +141,12 @@ class KafkaTransport(Transport):
         """Replace a producer that hit a fatal error (e.g. its idempotence state is gone because
         the broker lost it): this publish fails, the next ones work again."""
         old = self._pump
-        if old is None or old.producer is not self._producer:
+        if old is None or old.producer is not self._producer or self._loop is None:
             return
         log.warning("Kafka producer failed fatally; starting a new one")
         old.stopping = True  # its thread flushes what it can and resolves the waiting publishes
         self._producer = Producer(self.config.producer())
-        self._pump = _ProducerPump(self._producer, self._token)
-
-    def _check(self) -> Producer:
-        producer = self._producer
-        if producer is None or self._closed:
-            raise NotConnectedError(f"{self.description} is not connected")
-        return producer
+        self._pump = ProducerPump(self._producer, self._loop)
 
     # -- topics ----------------------------------------------------------------------------------
 
@@ -249,26 +187,24 @@ class KafkaTransport(Transport):
 
     # -- publish ---------------------------------------------------------------------------------
 
-    def _send(self, producer: Producer, message: Message) -> _Pending:
-        body, headers = encode(message)
+    def _check(self) -> ProducerPump:
         pump = self._pump
-        assert pump is not None
-        pending = _Pending(pump, len(body))
-        key = message.key.encode() if message.key is not None else None
+        if pump is None or self._closed:
+            raise NotConnectedError(f"{self.description} is not connected")
+        return pump
+
+    async def _produce(
+        self, pump: ProducerPump, topic: str, body: bytes, key: bytes | None, headers: Any
+    ) -> Waiter:
+        """Produce, waiting (without blocking the loop) while librdkafka's local queue is full."""
         while True:
             try:
-                producer.produce(
-                    message.topic,
-                    body,
-                    key,
-                    headers=list(headers.items()),
-                    on_delivery=pending.report,
-                )
-                return pending
-            except BufferError:  # the local queue is full: let the pump drain it
-                producer.poll(0.01)
+                return pump.produce(topic, body, key, headers)
+            except BufferError:  # the local queue is full: let the broker catch up
+                pump.poll()
+                await anyio.sleep(0.001)
             except KafkaException as exc:
-                raise self._publish_error(message.topic, exc.args[0], len(body)) from None
+                raise self._publish_error(topic, exc.args[0], len(body)) from None
 
     def _publish_error(self, topic: str, error: Any, size: int) -> Exception:
         if error.fatal() or error.code() == KafkaError._FATAL:
@@ -278,26 +214,37 @@ class KafkaTransport(Transport):
         return KafkaPublishError(f"Kafka did not take the message for {topic!r}: {error.str()}")
 
     async def publish(self, message: Message) -> None:
-        producer = self._check()
-        if message.topic not in self._topics:
-            await self.ensure_topic(message.topic)
-        pending = self._send(producer, message)
-        await pending.event.wait()
-        if pending.error is not None:
-            raise self._publish_error(message.topic, pending.error, pending.size)
+        pump = self._check()
+        topic = message.topic
+        if topic not in self._topics:
+            await self.ensure_topic(topic)
+        body, headers = encode(message)
+        key = message.key.encode() if message.key is not None else None
+        try:
+            waiter = pump.produce(topic, body, key, headers)
+        except BufferError:
+            waiter = await self._produce(pump, topic, body, key, headers)
+        except KafkaException as exc:
+            raise self._publish_error(topic, exc.args[0], len(body)) from None
+        error = await waiter
+        if error is not None:
+            raise self._publish_error(topic, error, len(body))
 
     async def publish_many(self, messages: Iterable[Message]) -> None:
         """Produce all, then await every delivery report (one batch on the wire)."""
-        producer = self._check()
+        pump = self._check()
         sent = []
         for message in messages:
-            if message.topic not in self._topics:
-                await self.ensure_topic(message.topic)
-            sent.append((message.topic, self._send(producer, message)))
-        for topic, pending in sent:
-            await pending.event.wait()
-            if pending.error is not None:
-                raise self._publish_error(topic, pending.error, pending.size)
+            topic = message.topic
+            if topic not in self._topics:
+                await self.ensure_topic(topic)
+            body, headers = encode(message)
+            key = message.key.encode() if message.key is not None else None
+            sent.append((topic, len(body), await self._produce(pump, topic, body, key, headers)))
+        for topic, size, waiter in sent:
+            error = await waiter
+            if error is not None:
+                raise self._publish_error(topic, error, size)
 
     async def publish_raw(
         self,
@@ -307,17 +254,12 @@ class KafkaTransport(Transport):
         key: bytes | None = None,
     ) -> None:
         """Produce bytes as another program would (no AMB metadata); awaits the delivery report."""
-        producer = self._check()
+        pump = self._check()
         await self.ensure_topic(topic)
-        pump = self._pump
-        assert pump is not None
-        pending = _Pending(pump, len(body))
-        producer.produce(
-            topic, body, key, headers=list((headers or {}).items()), on_delivery=pending.report
-        )
-        await pending.event.wait()
-        if pending.error is not None:
-            raise self._publish_error(topic, pending.error, len(body))
+        waiter = await self._produce(pump, topic, body, key, headers)
+        error = await waiter
+        if error is not None:
+            raise self._publish_error(topic, error, len(body))
 
     # -- subscribe -------------------------------------------------------------------------------
 
