@@ -24,6 +24,8 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from confluent_kafka import KafkaException, Producer
@@ -39,23 +41,18 @@ _monotonic = time.monotonic
 _get_ident = threading.get_ident
 
 
-class _Report:
-    """``on_delivery`` of one produced message: resolves its waiter with the error (or None)."""
+def _reporter(loop_thread: int, handover: deque[tuple[Waiter, Any]]) -> Callable[..., None]:
+    """The ``on_delivery`` callback of one pump, bound per message to its waiter with ``partial``
+    (cheaper than an object per message): resolves the waiter with the error, or None."""
 
-    __slots__ = ("pump", "waiter")
-
-    def __init__(self, pump: ProducerPump, waiter: Waiter) -> None:
-        self.pump = pump
-        self.waiter = waiter
-
-    def __call__(self, error: Any, record: Any) -> None:
-        pump = self.pump
-        if _get_ident() == pump.loop_thread:
-            waiter = self.waiter
+    def report(waiter: Waiter, error: Any, record: Any) -> None:
+        if _get_ident() == loop_thread:
             if not waiter.done():  # a cancelled publish leaves a cancelled future behind
                 waiter.set_result(error)
         else:
-            pump.handover.append((self.waiter, error))
+            handover.append((waiter, error))
+
+    return report
 
 
 class ProducerPump:
@@ -67,6 +64,7 @@ class ProducerPump:
         self.loop_thread = loop.thread
         self.new_waiter = loop.future
         self.handover: deque[tuple[Waiter, Any]] = deque()
+        self.report = _reporter(loop.thread, self.handover)
         self.hop_pending = False
         self.polled = 0.0  # when the loop last polled (monotonic)
         self.stopping = False
@@ -83,7 +81,9 @@ class ProducerPump:
         """
         waiter = self.new_waiter()
         producer = self.producer
-        producer.produce(topic, body, key, headers=headers, on_delivery=_Report(self, waiter))
+        producer.produce(
+            topic, body, key, headers=headers, on_delivery=partial(self.report, waiter)
+        )
         self.polled = _monotonic()
         producer.poll(0)
         return waiter
