@@ -9,11 +9,11 @@ prefixes the headers as one JSON line.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping
 from typing import Any
 
+from ._json import dumps, loads
 from .errors import ConfigurationError, DecodeError
 from .message import Message, new_id
 
@@ -71,18 +71,6 @@ _METADATA = frozenset(
         CONTENT_TYPE,
     }
 )
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-_decode_text = json.JSONDecoder().decode
-
-
-def _loads(body: bytes) -> Any:
-    """JSON from bytes: UTF-8 decoded first (as RFC 8259 requires for exchange), which spares
-    ``json.loads`` its encoding detection on every message. Anything that fails that way gets
-    ``json.loads`` itself, so a BOM or UTF-16/32 body parses as before, and errors are its own."""
-    try:
-        return _decode_text(body.decode() if type(body) is bytes else bytes(body).decode())
-    except ValueError:  # UnicodeDecodeError or JSONDecodeError
-        return json.loads(bytes(body))
 
 
 def encode_payload(payload: Any) -> tuple[bytes, str]:
@@ -93,7 +81,7 @@ def encode_payload(payload: Any) -> tuple[bytes, str]:
     if isinstance(payload, (bytes, bytearray, memoryview)):
         return bytes(payload), OCTET_STREAM
     try:
-        return _dumps(payload).encode(), JSON
+        return dumps(payload).encode(), JSON
     except (TypeError, ValueError) as exc:
         raise ConfigurationError(f"payload is not JSON-serialisable: {exc}") from None
 
@@ -132,7 +120,7 @@ def _number(name: str, raw: str, kind: type[float] | type[int]) -> Any:
 def _payload(body: bytes, content_type: str | None) -> Any:
     if content_type is None or content_type.startswith(JSON):
         try:
-            return _loads(body)
+            return loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise DecodeError(f"body is not valid JSON: {exc}") from None
     if content_type.startswith(TEXT):
@@ -193,7 +181,7 @@ def pack(message: Message) -> bytes:
     Layout: ``AMB1`` + the headers as a one-line JSON object + ``\\n`` + the body.
     """
     body, headers = encode(message)
-    return PACK_MAGIC + _dumps(headers).encode() + b"\n" + body
+    return PACK_MAGIC + dumps(headers).encode() + b"\n" + body
 
 
 def unpack(data: bytes) -> tuple[bytes, dict[str, str]]:
@@ -209,7 +197,7 @@ def unpack(data: bytes) -> tuple[bytes, dict[str, str]]:
     if end < 0:
         raise DecodeError("packed envelope has no end of its header line")
     try:
-        headers = _loads(data[len(PACK_MAGIC) : end])
+        headers = loads(data[len(PACK_MAGIC) : end])
     except (ValueError, UnicodeDecodeError) as exc:
         raise DecodeError(f"packed envelope header is not JSON: {exc}") from None
     if not isinstance(headers, dict) or not all(

@@ -29,6 +29,12 @@ _KEY = KEY_PATTERN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _NEWLINES = str.maketrans({"\r": " ", "\n": " "})
 _KEYS_LIMIT = 4096
 _CRLF = b"\r\n"
+_STATUS_AT = len(b"NATS/1.0")  # a space here starts an inline status
+_BLOCK_AT = len(b"NATS/1.0\r\n")
+_SPACE = ord(" ")
+_CONNECTED, _CLOSED, _DRAINING_PUBS = (
+    getattr(Client, name, None) for name in ("CONNECTED", "CLOSED", "DRAINING_PUBS")
+)
 
 
 def clean_value(value: str) -> str:
@@ -98,18 +104,22 @@ class _FastHeadersClient(Client):
         self, subject: str, payload: bytes, lines: str, reply: str = ""
     ) -> None:
         """``publish`` with the header lines already written (see :mod:`amb_nats._wire`); the same
-        checks as nats-py's ``publish``, minus the subject's (AMB checks topics)."""
-        if self.is_closed:
-            raise ConnectionClosedError
-        if self.is_draining_pubs:
-            raise ConnectionDrainingError
+        checks as nats-py's ``publish``, minus the subject's (AMB checks topics). When connected,
+        the command is queued inline (nats-py's ``_send_command``, without its coroutine)."""
         size = len(payload)
-        if not self.is_connected and (
-            self._max_pending_size <= 0 or size + self._pending_data_size > self._max_pending_size
-        ):
-            raise OutboundBufferLimitError
         if size > self._max_payload:
             raise MaxPayloadError
+        status = self._status
+        if status != _CONNECTED:
+            if status == _CLOSED:
+                raise ConnectionClosedError
+            if status == _DRAINING_PUBS:
+                raise ConnectionDrainingError
+            if not self.is_connected and (
+                self._max_pending_size <= 0
+                or size + self._pending_data_size > self._max_pending_size
+            ):
+                raise OutboundBufferLimitError
         hdr = f"NATS/1.0\r\n{lines}\r\n".encode()
         hsize = len(hdr)
         cmd = b"".join(
@@ -118,9 +128,22 @@ class _FastHeadersClient(Client):
         stats = self.stats
         stats["out_msgs"] += 1
         stats["out_bytes"] += size
-        await self._send_command(cmd)
+        self._pending.append(cmd)
+        self._pending_data_size += len(cmd)
+        if 0 < self._max_pending_size < self._pending_data_size:
+            await self._flush_pending(force_flush=True)
         if self._flush_queue is not None and self._flush_queue.empty():
             await self._flush_pending()
+
+    async def _process_headers(self, headers: bytes) -> dict[str, str] | None:
+        """Plain header blocks straight to :meth:`_parse_header_lines`; blocks with an inline
+        status (``NATS/1.0 503``: no responders, JetStream heartbeats) go to nats-py's own."""
+        if not headers:
+            return None
+        if headers[_STATUS_AT] == _SPACE:
+            parsed: dict[str, str] | None = await super()._process_headers(headers)
+            return parsed
+        return self._parse_header_lines(headers[_BLOCK_AT:]) or None
 
     @staticmethod
     def _parse_header_lines(raw: bytes) -> dict[str, str]:
@@ -138,13 +161,19 @@ class _FastHeadersClient(Client):
         return out
 
 
-def _compatible() -> bool:
-    return all(
-        hasattr(Client, name)
-        for name in ("_send_publish", "_parse_header_lines", "_send_command", "_flush_pending")
-    )
+_METHODS = ("_send_publish", "_parse_header_lines", "_process_headers", "_flush_pending")
+_STATE = ("_status", "_pending", "_pending_data_size", "_max_pending_size", "_flush_queue")
 
 
 def make_client() -> Client:
-    """A connected-to-be nats-py client (the fast-headers one when this nats-py allows it)."""
-    return _FastHeadersClient() if _compatible() else Client()
+    """A connected-to-be nats-py client: the fast-headers one when this nats-py has the internals
+    it relies on (checked on a fresh instance, since most are set in ``__init__``)."""
+    if all(hasattr(Client, name) for name in _METHODS) and None not in (
+        _CONNECTED,
+        _CLOSED,
+        _DRAINING_PUBS,
+    ):
+        client = _FastHeadersClient()
+        if all(hasattr(client, name) for name in _STATE):
+            return client
+    return Client()

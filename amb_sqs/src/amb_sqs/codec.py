@@ -46,7 +46,6 @@ ATTR_HEADERS = "amb-headers"
 ATTR_ENCODING = "amb-body-encoding"
 _NAME = re.compile(r"^[A-Za-z0-9_-](?:[A-Za-z0-9_.-]{0,254}[A-Za-z0-9_-])?$")
 _UNSAFE = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def _name_ok(name: str) -> bool:
