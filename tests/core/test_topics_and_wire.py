@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 
 import pytest
 
@@ -131,3 +132,15 @@ def test_unserialisable_payload_is_a_configuration_error() -> None:
 def test_user_headers_survive_even_with_reserved_looking_names() -> None:
     body, headers = encode(Message("t", 1, {"amb-dlq-reason": "expired", "x": "y"}))
     assert decode(body, headers, "t").headers == {"amb-dlq-reason": "expired", "x": "y"}
+
+
+def test_one_off_topics_are_checked_but_not_remembered() -> None:
+    from amb_core import topics
+
+    inbox = f"_INBOX.{uuid.uuid4().hex}.7"
+    assert topics.validate_topic(inbox, remember=False) == inbox
+    assert inbox not in topics._valid_topics, "a reply inbox would crowd out the real topics"
+    with pytest.raises(InvalidTopicError):
+        topics.validate_topic("_INBOX.bad..token", remember=False)
+    topics.validate_topic(inbox)
+    assert inbox in topics._valid_topics

@@ -235,9 +235,11 @@ class MessageBus:
         await self._send(message)
         return message
 
-    async def _publish_message(self, message: Message) -> None:
+    async def _publish_message(self, message: Message, *, one_off: bool = False) -> None:
+        """Publish a message built elsewhere (a reply, a forward, a replay); ``one_off`` topics
+        (reply inboxes) are checked without being remembered."""
         self._require_connected()
-        validate_topic(message.topic)
+        validate_topic(message.topic, remember=not one_off)
         await self._send(message)
 
     async def _settle(self) -> None:
@@ -435,7 +437,7 @@ class MessageBus:
             correlation_id=message.correlation_id or message.id,
             sender=self.name,
         )
-        await self._publish_message(reply)
+        await self._publish_message(reply, one_off=True)
         self._replied.add(message.id)
         return reply
 

@@ -62,17 +62,22 @@ def _check(value: object, *, pattern: bool) -> str:
     return value
 
 
-def validate_topic(topic: str) -> str:
+def validate_topic(topic: str, *, remember: bool = True) -> str:
     """Return ``topic`` if it is a valid concrete topic (no wildcards).
+
+    Valid topics are remembered, so that publishing to one again costs a dictionary lookup;
+    ``remember=False`` checks without remembering, for one-off topics (a request's reply inbox)
+    that would only crowd the others out.
 
     :raises InvalidTopicError: when it is not.
     """
     if topic in _valid_topics:
         return topic
     _check(topic, pattern=False)
-    if len(_valid_topics) >= _CACHE_LIMIT:
-        _valid_topics.clear()
-    _valid_topics[topic] = None
+    if remember:
+        if len(_valid_topics) >= _CACHE_LIMIT:
+            _valid_topics.clear()
+        _valid_topics[topic] = None
     return topic
 
 
