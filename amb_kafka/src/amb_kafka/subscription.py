@@ -130,6 +130,8 @@ class KafkaSubscription(Subscription):
         self.group = spec.group or f"amb-fanout-{uuid.uuid4().hex}"
         self._regex = pattern_regex(spec.pattern)
         self._token = transport._token
+        assert transport._loop is not None
+        self._loop = transport._loop
         self._incoming: deque[Message] = deque()  # poll thread -> loop, whole batches
         self._parts: dict[_Key, _Partition] = {}
         self._ready: deque[_Partition] = deque()
@@ -137,7 +139,13 @@ class KafkaSubscription(Subscription):
         self._commits: dict[_Key, int] = {}  # loop -> thread, under _lock
         self._lock = threading.Lock()
         self._held = 0
-        self._high = max(1000, spec.prefetch * 10)
+        self._high = max(1000, spec.prefetch * 10)  # records held before the thread stops taking
+        self._low = self._high // 2  # ... and takes again
+        self._full = False  # the poll thread waits for room: the loop sets _room when there is
+        self._room = threading.Event()
+        # librdkafka wants a poll at least every max.poll.interval.ms, rebalances too: bound the wait
+        interval = int(self._config.extra.get("max.poll.interval.ms", 300_000))
+        self._hold = min(0.5, interval / 4000)
         self._parked = False
         self._wakeup: anyio.Event | None = None
         self._closed = False
@@ -211,9 +219,18 @@ class KafkaSubscription(Subscription):
         assert consumer is not None
         interval = self._config.commit_interval
         next_commit = time.monotonic() + interval
-        paused = False
         try:
             while not self._stopping:
+                if len(self._incoming) + self._held > self._high:
+                    # Enough is waiting on the loop: stop taking records until it makes room.
+                    # librdkafka keeps prefetching into its own bounded queue meanwhile. Pausing
+                    # the partitions instead made librdkafka drop everything it had prefetched and
+                    # fetch it again after resume (about a second each time on Tansu).
+                    self._room.clear()
+                    self._full = True
+                    if len(self._incoming) + self._held > self._low:
+                        self._room.wait(self._hold)
+                    self._full = False
                 # poll() returns as soon as one record is there; consume(n, timeout) would wait
                 # for n records or the whole timeout. Then take whatever else is ready, at once.
                 first = consumer.poll(0.1)
@@ -227,22 +244,15 @@ class KafkaSubscription(Subscription):
                     if good:
                         self._incoming.extend(good)
                         if self._parked:
-                            call_soon(self._token, self._wake)
+                            self._loop.soon(self._wake)
                 if time.monotonic() >= next_commit:
                     self._commit(consumer, asynchronous=True)
                     next_commit = time.monotonic() + interval
-                backlog = len(self._incoming) + self._held
-                if not paused and backlog > self._high:
-                    consumer.pause(consumer.assignment())
-                    paused = True
-                elif paused and backlog < self._high // 2:
-                    consumer.resume(consumer.assignment())
-                    paused = False
         except Exception as exc:  # a fatal consumer error: surface it on __anext__
             log.error("consumer %s failed: %r", self.group, exc)
             self._error = KafkaTransportError(f"consumer of {self._spec.pattern!r} failed: {exc}")
             if self._parked:
-                call_soon(self._token, self._wake)
+                self._loop.soon(self._wake)
         finally:
             self._settle_join(consumer)
             self._commit(consumer, asynchronous=False)
@@ -393,6 +403,8 @@ class KafkaSubscription(Subscription):
                 ready.rotate(-1)  # partitions take turns
             part.out.append(record.offset())
             self._held -= 1
+            if self._full and self._held + len(self._incoming) < self._low:
+                self._room.set()
             return _KafkaDelivery(self, part, record, 1)
         return None
 
@@ -411,6 +423,8 @@ class KafkaSubscription(Subscription):
     async def _park(self) -> None:
         self._wakeup = event = anyio.Event()
         self._parked = True
+        if self._full:
+            self._room.set()
         try:
             if self._incoming or self._closed:
                 return
@@ -429,6 +443,7 @@ class KafkaSubscription(Subscription):
         self._closed = True
         self._wake()
         self._stopping = True
+        self._room.set()
         thread = self._thread
         if thread is not None:
             with anyio.CancelScope(shield=True):
