@@ -17,6 +17,7 @@ loop in batches (:mod:`amb_kafka._bridge`).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -52,7 +53,28 @@ _AUTH_CODES = frozenset(
         KafkaError.CLUSTER_AUTHORIZATION_FAILED,
     }
 )
+_PROBE_ROUND = 0.5  # seconds per metadata request while connecting
 _TOO_LARGE = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE})
+
+
+def _probe(admin: AdminClient, errors: list[Any], timeout: float) -> Any:
+    """The cluster's metadata within ``timeout`` seconds (in a worker thread).
+
+    Asked in short rounds: librdkafka reports a refused SASL login only through ``error_cb`` (served
+    by ``poll``) while the metadata request itself just times out, so between rounds the errors are
+    collected and an authentication failure ends the wait at once.
+
+    :raises KafkaException: the last round's failure, once the time is up or credentials are refused.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            return admin.list_topics(timeout=max(0.05, min(_PROBE_ROUND, left)))
+        except KafkaException:
+            admin.poll(0)
+            if left <= _PROBE_ROUND or any(e.code() in _AUTH_CODES for e in errors):
+                raise
 
 
 class KafkaTransport(Transport):
@@ -102,17 +124,9 @@ class KafkaTransport(Transport):
         admin = AdminClient(conf)
         timeout = self.config.connect_timeout
         try:
-            metadata = await anyio.to_thread.run_sync(lambda: admin.list_topics(timeout=timeout))
+            metadata = await anyio.to_thread.run_sync(_probe, admin, errors, timeout)
         except KafkaException as exc:
-            codes = {e.code() for e in errors} | {exc.args[0].code()}
-            where = self.config.description
-            if codes & _AUTH_CODES:
-                raise KafkaAuthenticationError(
-                    f"Kafka at {where} refused the credentials"
-                ) from None
-            raise KafkaConnectError(
-                f"cannot reach Kafka at {where} within {timeout:g}s: {exc.args[0].str()}"
-            ) from None
+            raise self._connect_error(exc.args[0], errors) from None
         self._topics = set(metadata.topics)
         self._admin = admin
         self._loop = loop = Loop()
@@ -120,6 +134,20 @@ class KafkaTransport(Transport):
         self._producer = Producer(self.config.producer())
         self._pump = ProducerPump(self._producer, loop)
         self._closed = False
+
+    def _connect_error(self, error: Any, errors: list[Any]) -> KafkaConnectError:
+        """The typed error for a failed probe, with librdkafka's most telling reason (an
+        authentication failure first), the password cut out of it should it ever be there."""
+        where, timeout = self.config.description, self.config.connect_timeout
+        refused = [e for e in errors if e.code() in _AUTH_CODES]
+        if error.code() in _AUTH_CODES:
+            refused.append(error)
+        reason = (refused or errors or [error])[-1].str()
+        if self.config.password:
+            reason = reason.replace(self.config.password, "***")
+        if refused:
+            return KafkaAuthenticationError(f"Kafka at {where} refused the credentials: {reason}")
+        return KafkaConnectError(f"cannot reach Kafka at {where} within {timeout:g}s: {reason}")
 
     async def aclose(self) -> None:
         if self._closed or self._producer is None:
