@@ -22,8 +22,11 @@ _checking = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 _decoder = json.JSONDecoder()
 _decode_text = _decoder.decode
 
+# The C accelerators are not in the typeshed stubs (and absent on some interpreters): looked up.
+_make_encoder: Any = getattr(_encoder, "c_make_encoder", None)
+_make_scanner: Any = getattr(_scanner, "c_make_scanner", None)
 _c_encoder = (
-    _encoder.c_make_encoder(
+    _make_encoder(
         None,  # no circular-reference memo: see the module docstring
         _checking.default,
         _encoder.encode_basestring,
@@ -34,10 +37,10 @@ _c_encoder = (
         False,
         True,
     )
-    if _encoder.c_make_encoder is not None
+    if _make_encoder is not None
     else None
 )
-_c_scan = _scanner.c_make_scanner(_decoder) if _scanner.c_make_scanner is not None else None
+_c_scan = _make_scanner(_decoder) if _make_scanner is not None else None
 
 
 def dumps(value: Any) -> str:
