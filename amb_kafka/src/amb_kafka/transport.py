@@ -57,24 +57,23 @@ _PROBE_ROUND = 0.5  # seconds per metadata request while connecting
 _TOO_LARGE = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE})
 
 
-def _probe(admin: AdminClient, errors: list[Any], timeout: float) -> Any:
-    """The cluster's metadata within ``timeout`` seconds (in a worker thread).
+def _probe(admin: AdminClient, errors: list[Any], timeout: float) -> tuple[Any, Any]:
+    """``(metadata, None)`` within ``timeout`` seconds, else ``(None, the last KafkaError)``; in a
+    worker thread. The error is returned, not raised: its traceback would keep ``admin`` alive.
 
     Asked in short rounds: librdkafka reports a refused SASL login only through ``error_cb`` (served
     by ``poll``) while the metadata request itself just times out, so between rounds the errors are
     collected and an authentication failure ends the wait at once.
-
-    :raises KafkaException: the last round's failure, once the time is up or credentials are refused.
     """
     deadline = time.monotonic() + timeout
     while True:
         left = deadline - time.monotonic()
         try:
-            return admin.list_topics(timeout=max(0.05, min(_PROBE_ROUND, left)))
-        except KafkaException:
+            return admin.list_topics(timeout=max(0.05, min(_PROBE_ROUND, left))), None
+        except KafkaException as exc:
             admin.poll(0)
             if left <= _PROBE_ROUND or any(e.code() in _AUTH_CODES for e in errors):
-                raise
+                return None, exc.args[0]
 
 
 class KafkaTransport(Transport):
@@ -123,10 +122,12 @@ class KafkaTransport(Transport):
         conf: dict[str, Any] = {**self.config.common(), "error_cb": errors.append}
         admin = AdminClient(conf)
         timeout = self.config.connect_timeout
-        try:
-            metadata = await anyio.to_thread.run_sync(_probe, admin, errors, timeout)
-        except KafkaException as exc:
-            raise self._connect_error(exc.args[0], errors) from None
+        metadata, error = await anyio.to_thread.run_sync(_probe, admin, errors, timeout)
+        if error is not None:
+            # Without the client: a librdkafka handle keeps reconnecting for as long as anything
+            # (a traceback kept by the caller) refers to it.
+            del admin
+            raise self._connect_error(error, errors)
         self._topics = set(metadata.topics)
         self._admin = admin
         self._loop = loop = Loop()
