@@ -105,6 +105,21 @@ async def test_publish_middleware_can_refuse_a_message() -> None:
     assert [m.payload for m in got] == [2]
 
 
+async def test_publish_many_passes_each_message_through_publish_middleware() -> None:
+    log: list[str] = []
+    got: list[Message] = []
+    async with MessageBus(middleware=[Recorder("a", log), Refuse()]) as bus:
+        await bus.subscribe("mw.batch", got.append)
+        with pytest.raises(PermissionError, match="no tenant"):
+            await bus.publish_many("mw.batch", [1, 2])
+        sent = await bus.publish_many("mw.batch", [3, 4, 5], headers={"tenant": "acme"})
+        await wait_until(lambda: len(got) == 3, 5, "the batch")
+    assert [m.payload for m in sent] == [3, 4, 5]
+    assert [m.payload for m in got] == [3, 4, 5], "in order, and nothing of the refused batch"
+    assert all(m.headers["x-a"] == "1" and m.headers["tenant"] == "acme" for m in got)
+    assert log.count("a:pub:mw.batch") == 1 + 3, "each message met the middleware"
+
+
 async def test_a_failing_receive_layer_counts_as_handler_failure() -> None:
     class Broken(Middleware):
         async def on_receive(self, message: Message, call: Call) -> Any:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 from amb_core.errors import ConfigurationError, NotConnectedError
@@ -187,6 +188,24 @@ class RedisTransport(Transport):
             )
         else:
             await self._pipeliner.call("XADD", key, "*", *entry_fields(body, headers))
+
+    async def publish_many(self, messages: Iterable[Message]) -> None:
+        """All at once, so that the pipeliner sends them in as few pipelines as its limit allows
+        (in order: each is queued before the next starts). The first goes alone, registering its
+        topic, as ``publish`` does.
+
+        :raises RedisPublishError: the first failure, once every message was tried.
+        """
+        batch = list(messages)
+        if not batch:
+            return
+        await self.publish(batch[0])
+        results = await asyncio.gather(
+            *(self.publish(m) for m in batch[1:]), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
     async def publish_raw(
         self, topic: str, body: bytes, headers: dict[str, str] | None = None

@@ -343,6 +343,9 @@ class SQSTransport(Transport):
         self._subscriptions: set[_SQSSubscription] = set()
         self._pending: deque[tuple[dict[str, Any], asyncio.Future[None]]] = deque()
         self._flights = 0
+        # Batches in flight at once. FIFO: one, or a later batch could overtake an earlier one
+        # and break the order of a message group (SNS keeps order only within a batch).
+        self._max_flights = 1 if self.config.fifo else _PUBLISH_FLIGHTS
         self._tasks: set[asyncio.Task[None]] = set()
         self._group_lock = asyncio.Lock()
 
@@ -458,7 +461,7 @@ class SQSTransport(Transport):
         self._check()
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((self._entry(message), future))
-        if self._flights < _PUBLISH_FLIGHTS:
+        if self._flights < self._max_flights:
             self._spawn_flush()
         await future
 
@@ -470,7 +473,7 @@ class SQSTransport(Transport):
             future: asyncio.Future[None] = loop.create_future()
             self._pending.append((self._entry(message), future))
             futures.append(future)
-        while self._flights < _PUBLISH_FLIGHTS and self._flights * _BATCH < len(self._pending):
+        while self._flights < self._max_flights and self._flights * _BATCH < len(self._pending):
             self._spawn_flush()
         await asyncio.gather(*futures)
 

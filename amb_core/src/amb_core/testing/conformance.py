@@ -154,6 +154,32 @@ class TransportConformance:
             assert message.ttl == 60 and message.attempt == 1
             assert abs(message.timestamp - sent.timestamp) < 1e-3
 
+    async def test_publish_many_sends_each_message_once(
+        self, make_transport: Any, topic: str
+    ) -> None:
+        async with self.open_bus(make_transport, name="batcher") as bus:
+            got = await self.collect(bus, f"{topic}.many")
+            payloads: list[Any] = [*range(120), b"\x00bytes", {"n": 1}]
+            sent = await bus.publish_many(
+                f"{topic}.many", payloads, headers={"h": "v"}, key="one-key", priority=2
+            )
+            assert [m.payload for m in sent] == payloads
+            assert len({m.id for m in sent}) == len(payloads), "each message has its own id"
+            await wait_until(lambda: len(got) >= len(payloads), self.timeout, "the batch")
+            await anyio.sleep(self.quiet)
+            assert len(got) - len(payloads) <= self.duplicates_allowed
+            assert {m.id for m in got} == {m.id for m in sent}
+            assert all(
+                dict(m.headers) == {"h": "v"}
+                and (m.key, m.priority, m.sender) == ("one-key", 2, "batcher")
+                for m in got
+            )
+            if self.caps(make_transport).ordered:
+                assert [m.payload for m in got] == payloads, "one key keeps its order"
+            assert await bus.publish_many(f"{topic}.many", []) == []
+            with pytest.raises(InvalidTopicError):
+                await bus.publish_many(f"{topic}.*", [1])
+
     async def test_bytes_and_scalar_payloads(self, make_transport: Any, topic: str) -> None:
         async with self.open_bus(make_transport) as bus:
             got = await self.collect(bus, f"{topic}.p")
