@@ -47,7 +47,7 @@ def dumps(value: Any) -> str:
     """Compact JSON text, non-ASCII kept as is (the body is UTF-8).
 
     :raises TypeError: for a value JSON cannot represent.
-    :raises ValueError: for a circular structure or NaN-like floats the encoder refuses.
+    :raises ValueError: for a circular structure.
     """
     if _c_encoder is None:
         return _checking.encode(value)
