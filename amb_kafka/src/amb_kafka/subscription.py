@@ -35,12 +35,16 @@ import threading
 import time
 import uuid
 from collections import deque
+from itertools import groupby
+from operator import methodcaller
 from typing import TYPE_CHECKING, Any
 
 import anyio
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
+from amb_core.errors import DecodeError
 from amb_core.transport import Delivery, Subscription, SubscriptionSpec, decode_delivery
+from amb_core.wire import decode
 
 from ._bridge import call_soon
 from .errors import KafkaTransportError
@@ -53,6 +57,10 @@ __all__ = ["KafkaSubscription", "pattern_regex"]
 log = logging.getLogger("amb.kafka")
 _seq = itertools.count()
 _Key = tuple[str, int]
+_BATCH = 5000  # records per consume() call, at most
+_error = methodcaller("error")
+_topic = methodcaller("topic")
+_partition = methodcaller("partition")
 Message = Any  # confluent_kafka.Message; its stubs type every accessor as optional
 
 
@@ -72,46 +80,69 @@ def pattern_regex(pattern: str) -> str | None:
 class _Partition:
     """Loop-side state of one assigned partition."""
 
-    __slots__ = ("done", "gone", "key", "out", "queued", "records")
+    __slots__ = ("commit", "done", "gone", "key", "out", "queued", "records")
 
     def __init__(self, key: _Key) -> None:
         self.key = key
         self.records: deque[Message] = deque()  # fetched, not handed out yet
         self.out: deque[int] = deque()  # offsets handed out and not yet committable, in order
         self.done: set[int] = set()  # settled offsets still behind an unsettled one
+        # The offset to commit next (everything before it settled), -1 for none yet. Only the loop
+        # writes it, in one store; the poll thread reads it: no lock per ack.
+        self.commit = -1
         self.queued = False  # in the ready deque
-        self.gone = False  # revoked: acks no longer commit
-
-    @property
-    def busy(self) -> bool:
-        return bool(self.out)
+        self.gone = False  # revoked or lost: its commit position is no longer committed
 
 
 class _KafkaDelivery(Delivery):
-    __slots__ = ("_part", "_record", "_settled", "_sub")
+    """One record handed to the bus. Decoded here, on the loop, in a single call (no helper frames:
+    this and :meth:`ack` run once per message)."""
+
+    __slots__ = ("_offset", "_part", "_record", "_settled", "_sub")
 
     def __init__(
-        self, sub: KafkaSubscription, part: _Partition, record: Message, attempt: int
+        self, sub: KafkaSubscription, part: _Partition, record: Message, offset: int, attempt: int
     ) -> None:
-        headers = record.headers()
-        decoded = (
-            {k: v.decode("utf-8", "replace") if v is not None else "" for k, v in headers}
-            if headers
-            else None
-        )
-        message, error = decode_delivery(record.value() or b"", decoded, record.topic(), attempt)
-        self.message = message
+        raw = record.headers()
+        headers: dict[str, str] | None = None
+        if raw:
+            headers = {}
+            try:
+                for name, value in raw:  # a plain loop: no comprehension frame, strict fast path
+                    headers[name] = value.decode() if value is not None else ""
+            except UnicodeDecodeError:
+                headers = {n: v.decode("utf-8", "replace") if v is not None else "" for n, v in raw}
+        body = record.value() or b""
+        try:
+            self.message = decode(body, headers, record.topic(), attempt=attempt)
+            self.error = None
+        except DecodeError:  # undecodable: the bus dead-letters it
+            self.message, self.error = decode_delivery(body, headers, record.topic(), attempt)
         self.attempt = attempt
-        self.error = error
         self._sub = sub
         self._part = part
         self._record = record
+        self._offset = offset
         self._settled = False
 
     async def ack(self) -> None:
-        if not self._settled:
-            self._settled = True
-            self._sub._acked(self._part, self._record)
+        """Settle the offset; advance the partition's commit position over the settled prefix
+        (never past an unsettled offset). In order (the usual case) that is a popleft and a store."""
+        if self._settled:
+            return
+        self._settled = True
+        part = self._part
+        out = part.out
+        offset = self._offset
+        if out and out[0] == offset:
+            out.popleft()
+            done = part.done
+            while done and out and out[0] in done:
+                offset = out.popleft()
+                done.discard(offset)
+            part.commit = out[0] if out else offset + 1
+        else:
+            part.done.add(offset)  # behind an earlier unsettled one: committed with it later
 
     async def nack(self, delay: float | None = None) -> None:
         if not self._settled:
@@ -132,14 +163,16 @@ class KafkaSubscription(Subscription):
         self._token = transport._token
         assert transport._loop is not None
         self._loop = transport._loop
-        self._incoming: deque[Message] = deque()  # poll thread -> loop, whole batches
+        self._incoming: deque[list[Message]] = deque()  # poll thread -> loop, whole batches
         self._parts: dict[_Key, _Partition] = {}
         self._ready: deque[_Partition] = deque()
         self._retries: list[tuple[float, int, _Partition, Message, int]] = []
-        self._commits: dict[_Key, int] = {}  # loop -> thread, under _lock
-        self._lock = threading.Lock()
-        self._held = 0
-        self._high = max(1000, spec.prefetch * 10)  # records held before the thread stops taking
+        self._committed: dict[_Key, int] = {}  # poll thread only: the positions it committed
+        # Records taken from librdkafka and not yet handed out: _fetched - _released. Each counter
+        # has one writer (the thread, the loop), so neither needs a lock.
+        self._fetched = 0
+        self._released = 0
+        self._high = max(10_000, spec.prefetch * 10)  # records held before the thread stops taking
         self._low = self._high // 2  # ... and takes again
         self._full = False  # the poll thread waits for room: the loop sets _room when there is
         self._room = threading.Event()
@@ -221,28 +254,30 @@ class KafkaSubscription(Subscription):
         next_commit = time.monotonic() + interval
         try:
             while not self._stopping:
-                if len(self._incoming) + self._held > self._high:
+                if self._fetched - self._released > self._high:
                     # Enough is waiting on the loop: stop taking records until it makes room.
                     # librdkafka keeps prefetching into its own bounded queue meanwhile. Pausing
                     # the partitions instead made librdkafka drop everything it had prefetched and
                     # fetch it again after resume (about a second each time on Tansu).
                     self._room.clear()
                     self._full = True
-                    if len(self._incoming) + self._held > self._low:
+                    if self._fetched - self._released > self._low:
                         self._room.wait(self._hold)
                     self._full = False
-                # poll() returns as soon as one record is there; consume(n, timeout) would wait
-                # for n records or the whole timeout. Then take whatever else is ready, at once.
-                first = consumer.poll(0.1)
-                records = [first, *consumer.consume(499, 0)] if first is not None else None
+                # One consume() per round while records are flowing: each call is one GIL
+                # acquisition, which costs up to the interpreter's switch interval (5 ms) while the
+                # loop is busy, so each must bring a lot. When nothing is there, poll() blocks
+                # until one record is (consume(n, timeout) would wait for n or the whole timeout).
+                records = consumer.consume(_BATCH, 0)
+                if not records:
+                    first = consumer.poll(0.1)
+                    records = [first, *consumer.consume(_BATCH - 1, 0)] if first is not None else []
                 if records:
-                    good = [r for r in records if r.error() is None]
-                    for r in records:
-                        error = r.error()
-                        if error is not None and error.code() != KafkaError._PARTITION_EOF:
-                            log.warning("consumer %s: %s", self.group, error)
-                    if good:
-                        self._incoming.extend(good)
+                    if any(map(_error, records)):  # rare: checked in C first
+                        records = self._good(records)
+                    if records:
+                        self._fetched += len(records)
+                        self._incoming.append(records)
                         if self._parked:
                             self._loop.soon(self._wake)
                 if time.monotonic() >= next_commit:
@@ -261,6 +296,17 @@ class KafkaSubscription(Subscription):
             except Exception as exc:
                 log.debug("closing consumer %s: %r", self.group, exc)
 
+    def _good(self, records: list[Message]) -> list[Message]:
+        """The records that are records, not errors (logged, except partition EOF)."""
+        good = []
+        for record in records:
+            error = record.error()
+            if error is None:
+                good.append(record)
+            elif error.code() != KafkaError._PARTITION_EOF:
+                log.warning("consumer %s: %s", self.group, error)
+        return good
+
     def _settle_join(self, consumer: Any) -> None:
         """Before leaving, let a join in progress finish (bounded by the session timeout).
 
@@ -269,19 +315,31 @@ class KafkaSubscription(Subscription):
         """
         deadline = time.monotonic() + min(self._config.session_timeout_ms / 1000, 10.0)
         while not self._joined.is_set() and time.monotonic() < deadline:
-            for record in consumer.consume(500, 0.05) or ():
-                if record.error() is None:
-                    self._incoming.append(record)  # never handed out: fetched again later
+            records = self._good(consumer.consume(500, 0.05))
+            if records:  # never handed out (the loop is closed): fetched again later
+                self._fetched += len(records)
+                self._incoming.append(records)
 
-    def _commit(self, consumer: Any, *, asynchronous: bool, keys: Any = None) -> None:
-        with self._lock:
-            if keys is None:
-                pending, self._commits = self._commits, {}
-            else:
-                pending = {k: self._commits.pop(k) for k in keys if k in self._commits}
-        if not pending:
+    def _commit(
+        self, consumer: Any, *, asynchronous: bool, parts: list[_Partition] | None = None
+    ) -> None:
+        """Commit the partitions' positions that moved since the last commit (in the poll thread).
+
+        ``parts``: those of a revoke, committed even though they are gone; otherwise every assigned
+        partition. ``list(dict.values())`` is copied in C, under the GIL: the loop cannot change the
+        dict in the middle.
+        """
+        if parts is None:
+            parts = [p for p in list(self._parts.values()) if not p.gone]
+        committed = self._committed
+        offsets = []
+        for part in parts:
+            position = part.commit
+            if position > committed.get(part.key, -1):
+                committed[part.key] = position
+                offsets.append(TopicPartition(part.key[0], part.key[1], position))
+        if not offsets:
             return
-        offsets = [TopicPartition(t, p, o) for (t, p), o in pending.items()]
         try:
             consumer.commit(offsets=offsets, asynchronous=asynchronous)
         except KafkaException as exc:
@@ -293,25 +351,31 @@ class KafkaSubscription(Subscription):
         log.debug("group %s assigned %s", self.group, partitions)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        keys = [(tp.topic, tp.partition) for tp in partitions]
-        if not self._stopping:
-            busy: list[_Partition] = []
-            if not call_soon(self._token, self._drop, keys, busy):
-                busy = []
+        keys = {(tp.topic, tp.partition) for tp in partitions}
+        dropped: list[_Partition] = []
+        if self._stopping or not call_soon(self._token, self._drop, keys, dropped):
+            dropped = [p for p in list(self._parts.values()) if p.key in keys]
+        else:
+            # Let the deliveries in flight be settled (bounded), so that their offsets are
+            # committed now rather than handled again by the next owner.
             deadline = time.monotonic() + min(self._spec.ack_wait, 30.0)
-            while any(p.busy for p in busy) and time.monotonic() < deadline:
+            while any(p.out for p in dropped if not p.gone) and time.monotonic() < deadline:
                 time.sleep(0.005)
-            for part in busy:
-                part.gone = True
-        self._commit(consumer, asynchronous=False, keys=keys)
+        self._commit(consumer, asynchronous=False, parts=dropped)
+        for part in dropped:
+            part.gone = True
+        for key in keys:
+            self._committed.pop(key, None)
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        keys = [(tp.topic, tp.partition) for tp in partitions]
+        keys = {(tp.topic, tp.partition) for tp in partitions}
         if not self._stopping:
             call_soon(self._token, self._drop, keys, [])
-        with self._lock:
-            for key in keys:
-                self._commits.pop(key, None)
+        for part in list(self._parts.values()):
+            if part.key in keys:
+                part.gone = True  # others own them now: commit nothing more
+        for key in keys:
+            self._committed.pop(key, None)
 
     # -- loop side -------------------------------------------------------------------------------
 
@@ -319,14 +383,15 @@ class KafkaSubscription(Subscription):
         if self._wakeup is not None:
             self._wakeup.set()
 
-    def _drop(self, keys: list[_Key], busy: list[_Partition]) -> None:
-        """On the loop: forget revoked partitions' buffered records; report those in flight."""
+    def _drop(self, keys: set[_Key], dropped: list[_Partition]) -> None:
+        """On the loop: forget revoked partitions and their buffered records; list them in
+        ``dropped`` (the poll thread waits for their deliveries in flight, then commits them)."""
         self._distribute()
         for key in keys:
             part = self._parts.pop(key, None)
             if part is None:
                 continue
-            self._held -= len(part.records)
+            self._released += len(part.records)
             part.records.clear()
             if any(r[2] is part for r in self._retries):
                 # A retry waits: the commit cannot pass it, so it is fetched again by the next
@@ -334,87 +399,75 @@ class KafkaSubscription(Subscription):
                 self._retries = [r for r in self._retries if r[2] is not part]
                 heapq.heapify(self._retries)
                 part.gone = True
-            elif part.busy:
-                busy.append(part)
-            else:
-                part.gone = True
+            dropped.append(part)
         if keys:
-            self._ready = deque(p for p in self._ready if not p.gone and p.key in self._parts)
+            self._ready = deque(p for p in self._ready if p.key in self._parts)
 
     def _distribute(self) -> None:
+        """Sort the fetched batches into their partitions, a run of records at a time: the records
+        are grouped in C (``groupby`` on the records' own accessors), no Python code per record."""
         incoming = self._incoming
         parts = self._parts
         ready = self._ready
         while incoming:
-            record = incoming.popleft()
-            key = (record.topic(), record.partition())
-            part = parts.get(key)
-            if part is None:
-                part = parts[key] = _Partition(key)
-            part.records.append(record)
-            self._held += 1
-            if not part.queued:
-                part.queued = True
-                ready.append(part)
-
-    def _acked(self, part: _Partition, record: Message) -> None:
-        """Settle an offset; commit the contiguous settled prefix (never past an unsettled one)."""
-        offset = record.offset()
-        out = part.out
-        if not out or out[0] != offset:
-            part.done.add(offset)  # behind an earlier unsettled one: committed later
-            return
-        last = out.popleft()
-        done = part.done
-        while out and out[0] in done:
-            last = out.popleft()
-            done.discard(last)
-        if part.gone:
-            return
-        with self._lock:
-            self._commits[part.key] = out[0] if out else last + 1
+            batch = incoming.popleft()
+            for topic, run in groupby(batch, _topic):
+                for partition, records in groupby(run, _partition):
+                    part = parts.get((topic, partition))
+                    if part is None:
+                        part = parts[(topic, partition)] = _Partition((topic, partition))
+                    part.records.extend(records)
+                    if not part.queued:
+                        part.queued = True
+                        ready.append(part)
 
     def _retry(self, part: _Partition, record: Message, attempt: int, delay: float) -> None:
-        if part.gone:
+        if part.gone or self._parts.get(part.key) is not part:
+            part.gone = True  # revoked meanwhile: the next owner has it
             return
         heapq.heappush(self._retries, (time.monotonic() + delay, next(_seq), part, record, attempt))
         self._wake()
 
-    def _take(self) -> Delivery | None:
-        if self._incoming:
-            self._distribute()
+    def _retried(self) -> Delivery | None:
+        """A due retry, if any."""
         retries = self._retries
-        if retries and retries[0][0] <= time.monotonic():
+        while retries and retries[0][0] <= time.monotonic():
             _, _, part, record, attempt = heapq.heappop(retries)
             if not part.gone:
-                return _KafkaDelivery(self, part, record, attempt)
-        ready = self._ready
-        while ready:
-            part = ready[0]
-            if part.gone or not part.records:
-                ready.popleft()
-                part.queued = False
-                continue
-            record = part.records.popleft()
-            if not part.records:
-                ready.popleft()
-                part.queued = False
-            elif len(ready) > 1:
-                ready.rotate(-1)  # partitions take turns
-            part.out.append(record.offset())
-            self._held -= 1
-            if self._full and self._held + len(self._incoming) < self._low:
-                self._room.set()
-            return _KafkaDelivery(self, part, record, 1)
+                return _KafkaDelivery(self, part, record, record.offset(), attempt)
         return None
 
     async def __anext__(self) -> Delivery:
         while True:
             if self._closed:
                 raise StopAsyncIteration
-            delivery = self._take()
-            if delivery is not None:
-                return delivery
+            if self._incoming:
+                self._distribute()
+            if self._retries:
+                delivery = self._retried()
+                if delivery is not None:
+                    return delivery
+            ready = self._ready
+            while ready:
+                part = ready[0]
+                records = part.records
+                if not records:
+                    ready.popleft()
+                    part.queued = False
+                    continue
+                record = records.popleft()
+                if not records:
+                    ready.popleft()
+                    part.queued = False
+                elif len(ready) > 1:
+                    ready.rotate(-1)  # partitions take turns
+                offset = record.offset()
+                part.out.append(offset)
+                self._released += 1
+                if self._full and self._fetched - self._released < self._low:
+                    self._full = False
+                    self._room.set()
+                return _KafkaDelivery(self, part, record, offset, 1)
             if self._error is not None:
                 error, self._error = self._error, None
                 raise error
