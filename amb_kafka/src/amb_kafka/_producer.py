@@ -14,6 +14,10 @@ Why it is shaped this way (each point measured with ``python -m bench kafka`` an
   in ``poll`` (in C, without the GIL) and hands what it gets to the loop in one non-blocking hop per
   ``poll``. So a lone awaited publish returns as soon as its report arrives.
 - **The cheapest waiter the loop has**: an asyncio future on asyncio (see :class:`._bridge.Loop`).
+- **A batch (``publish_many``) has one waiter for all its messages**: every message of it reports to
+  the same bound method of one :class:`Batch` (no object per message), which counts the reports on
+  the loop and keeps the failed ones; the batch's waiter resolves once every produced message has
+  reported.
 - **No publish waits forever.** On close the pump flushes for a bounded time, then purges what is
   left: librdkafka then reports those messages as failed, and their publishes raise.
 """
@@ -32,7 +36,7 @@ from confluent_kafka import KafkaException, Producer
 
 from ._bridge import Loop, Waiter
 
-__all__ = ["IDLE", "ProducerPump"]
+__all__ = ["IDLE", "Batch", "ProducerPump"]
 
 log = logging.getLogger("amb.kafka")
 IDLE = 0.0005
@@ -55,6 +59,59 @@ def _reporter(loop_thread: int, handover: deque[tuple[Waiter, Any]]) -> Callable
     return report
 
 
+class Batch:
+    """The delivery reports of one ``publish_many``: counted where they are served, one waiter.
+
+    :meth:`report` is the ``on_delivery`` callback of every message of the batch, served on the
+    loop (``poll(0)`` there) or in the pump thread. Each side counts in a counter of its own, so no
+    count is ever written by two threads and no lock is needed; the waiter is resolved on the loop,
+    by the report that completes the batch (through the pump's handover when that one is served in
+    the thread: one hop per batch, not one per report).
+    """
+
+    __slots__ = ("closed", "failed", "handover", "local", "loop_thread", "remote", "sent", "waiter")
+
+    def __init__(self, pump: ProducerPump) -> None:
+        self.waiter = pump.new_waiter()
+        self.loop_thread = pump.loop_thread
+        self.handover = pump.handover
+        self.sent = 0  # produced (the caller counts)
+        self.local = 0  # reports served on the loop
+        self.remote = 0  # reports served in the pump thread
+        self.closed = False  # everything is produced: the waiter may resolve
+        self.failed: list[tuple[Any, Any]] = []  # (KafkaError, record), in report order
+
+    def report(self, error: Any, record: Any) -> None:
+        if error is not None:
+            self.failed.append((error, record))
+        if _get_ident() == self.loop_thread:
+            self.local += 1
+            if self.closed and self.local + self.remote == self.sent:
+                self._resolve()
+        else:
+            self.remote += 1
+            if self.closed and self.local + self.remote == self.sent:
+                self.handover.append((self, None))  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        """Every message is produced (``sent`` is final): resolve once all have reported."""
+        self.closed = True
+        if self.local + self.remote == self.sent:
+            self._resolve()
+
+    # The Waiter interface the pump's handover uses.
+
+    def done(self) -> bool:
+        return self.waiter.done()
+
+    def set_result(self, result: Any) -> None:
+        self._resolve()
+
+    def _resolve(self) -> None:
+        if not self.waiter.done():  # a cancelled publish_many leaves a cancelled future behind
+            self.waiter.set_result(None)
+
+
 class ProducerPump:
     """One producer's delivery reports. Made on the loop; see the module docstring."""
 
@@ -67,6 +124,7 @@ class ProducerPump:
         self.report = _reporter(loop.thread, self.handover)
         self.hop_pending = False
         self.polled = 0.0  # when the loop last polled (monotonic)
+        self.batching = False  # the loop is producing a batch and polls when it is done
         self.stopping = False
         self.thread = threading.Thread(target=self._run, name="amb-kafka-producer", daemon=True)
         self.thread.start()
@@ -107,8 +165,8 @@ class ProducerPump:
         producer = self.producer
         while not self.stopping:
             quiet = _monotonic() - self.polled
-            if quiet < IDLE:  # the loop is publishing and serves its own reports
-                time.sleep(IDLE - quiet)
+            if quiet < IDLE or self.batching:  # the loop is publishing and serves its own reports
+                time.sleep(IDLE - quiet if quiet < IDLE else IDLE)
                 continue
             try:
                 producer.poll(0.05)

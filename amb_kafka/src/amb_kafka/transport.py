@@ -31,7 +31,7 @@ from amb_core.transport import Capabilities, Subscription, SubscriptionSpec, Tra
 from amb_core.wire import encode
 
 from ._bridge import Loop, LoopToken, Waiter
-from ._producer import ProducerPump
+from ._producer import Batch, ProducerPump
 from .config import KafkaConfig
 from .errors import (
     KafkaAuthenticationError,
@@ -260,20 +260,52 @@ class KafkaTransport(Transport):
             raise self._publish_error(topic, error, len(body))
 
     async def publish_many(self, messages: Iterable[Message]) -> None:
-        """Produce all, then await every delivery report (one batch on the wire)."""
+        """Produce all, then await all their delivery reports at once, as a raw produce-then-flush
+        loop does: one :class:`~._producer.Batch` callback for every message, one waiter.
+
+        Not atomic. A message librdkafka refuses outright (too large) ends the batch there: what
+        was produced before it is awaited, then the first failure is raised (a failed delivery of
+        an earlier message first, in report order; else the refusal).
+
+        :raises KafkaPublishError: when a delivery report carries an error.
+        :raises MessageTooLargeError: when a message exceeds the size librdkafka accepts.
+        """
         pump = self._check()
-        sent = []
-        for message in messages:
-            topic = message.topic
-            if topic not in self._topics:
-                await self.ensure_topic(topic)
-            body, headers = encode(message)
-            key = message.key.encode() if message.key is not None else None
-            sent.append((topic, len(body), await self._produce(pump, topic, body, key, headers)))
-        for topic, size, waiter in sent:
-            error = await waiter
-            if error is not None:
-                raise self._publish_error(topic, error, size)
+        batch = Batch(pump)
+        report = batch.report
+        produce: Any = pump.producer.produce
+        refused: Exception | None = None
+        pump.batching = True  # the pump thread stays out of the way until the batch is produced
+        try:
+            for message in messages:
+                topic = message.topic
+                if topic not in self._topics:
+                    await self.ensure_topic(topic)
+                body, headers = encode(message)
+                key = message.key.encode() if message.key is not None else None
+                while True:
+                    try:
+                        produce(topic, body, key, headers=headers, on_delivery=report)
+                        break
+                    except BufferError:  # librdkafka's local queue is full: let the broker catch up
+                        pump.poll()
+                        await anyio.sleep(0.001)
+                    except KafkaException as exc:
+                        refused = self._publish_error(topic, exc.args[0], len(body))
+                        break
+                if refused is not None:
+                    break
+                batch.sent += 1
+        finally:
+            pump.batching = False
+        pump.poll()  # reports already there are counted now; the pump thread serves the rest
+        batch.close()
+        await batch.waiter
+        if batch.failed:
+            error, record = batch.failed[0]
+            raise self._publish_error(record.topic(), error, len(record.value() or b""))
+        if refused is not None:
+            raise refused
 
     async def publish_raw(
         self,

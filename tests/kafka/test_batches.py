@@ -1,0 +1,85 @@
+"""Batches on Kafka: ``publish_many`` (order per key, typed failures) and contiguous commits when
+handlers of one partition finish out of order."""
+
+from __future__ import annotations
+
+import uuid
+
+import anyio
+import pytest
+
+from amb_core import Message, MessageBus
+from amb_core.errors import MessageTooLargeError
+from amb_core.testing.conformance import wait_until
+from amb_kafka import KafkaTransport
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_publish_many_delivers_all_in_order_per_key(kafka_url: str) -> None:
+    topic = f"many{uuid.uuid4().hex[:8]}.jobs"
+    count = 400
+    got: dict[str, list[int]] = {"a": [], "b": []}
+    ids: list[str] = []
+
+    async def handler(message: Message) -> None:
+        got[message.key or "?"].append(message.payload["i"])
+        ids.append(message.id)
+
+    async with MessageBus(KafkaTransport(kafka_url + "&partitions=3")) as bus:
+        await bus.subscribe(topic, handler, start="earliest")
+        sent: list[Message] = []
+
+        async def send(key: str) -> None:
+            for start in range(0, count, 100):  # several batches per key, two keys at once
+                batch = [{"i": i} for i in range(start, start + 100)]
+                sent.extend(await bus.publish_many(topic, batch, key=key))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(send, "a")
+            tg.start_soon(send, "b")
+        await wait_until(lambda: len(ids) >= 2 * count, 30, "every message of both keys")
+        await anyio.sleep(0.2)  # nothing more (no duplicate) arrives
+    assert got == {"a": list(range(count)), "b": list(range(count))}
+    assert sorted(ids) == sorted(m.id for m in sent)
+    assert len(set(ids)) == 2 * count
+
+
+async def test_publish_many_raises_typed_after_sending_what_came_before(kafka_url: str) -> None:
+    topic = f"manybig{uuid.uuid4().hex[:8]}"
+    got: list[str] = []
+    async with MessageBus(KafkaTransport(kafka_url + "&message.max.bytes=2000")) as bus:
+        await bus.subscribe(topic, lambda message: got.append(message.payload), start="earliest")
+        with pytest.raises(MessageTooLargeError):
+            await bus.publish_many(topic, ["first", "second", "x" * 5000, "after"])
+        await wait_until(lambda: len(got) >= 2, 20, "the messages before the refused one")
+        await anyio.sleep(0.2)
+    assert got == ["first", "second"]
+
+
+async def test_commit_never_passes_an_unhandled_offset(kafka_url: str) -> None:
+    """Handlers of one partition finish out of order (concurrency 10) and one never finishes: the
+    group's position stops right before it, so a new member gets it again and nothing earlier."""
+    topic, group = f"gap{uuid.uuid4().hex[:8]}", f"gap-{uuid.uuid4().hex[:8]}"
+    handled: list[int] = []
+
+    async def stuck_on_3(message: Message) -> None:
+        if message.payload == 3:
+            await anyio.sleep_forever()  # cancelled at close: never settled
+        if message.payload > 3:
+            await anyio.sleep(0.02 * (10 - message.payload))  # settled last, newest first
+        handled.append(message.payload)
+
+    async with MessageBus(KafkaTransport(kafka_url), drain_timeout=0.5) as bus:
+        await bus.subscribe(topic, stuck_on_3, group=group, concurrency=10, start="earliest")
+        await bus.publish_many(topic, list(range(10)))
+        await wait_until(lambda: len(handled) == 9, 20, "every message but offset 3")
+        await anyio.sleep(0.5)  # several commit intervals
+    assert sorted(handled) == [0, 1, 2, 4, 5, 6, 7, 8, 9]
+
+    again: list[int] = []
+    async with MessageBus(KafkaTransport(kafka_url)) as bus:
+        await bus.subscribe(topic, lambda message: again.append(message.payload), group=group)
+        await wait_until(lambda: len(again) >= 7, 30, "redelivery from offset 3")
+        await anyio.sleep(0.2)
+    assert again == [3, 4, 5, 6, 7, 8, 9]
