@@ -20,7 +20,7 @@ import anyio.abc
 from .deadletter import DeadLetter, DeadLetterHandler, DeadLetters, RetryPolicy
 from .errors import NotConnectedError, ReplyError, UnsupportedError, UnsupportedEventLoopError
 from .inbox import H_ERROR, H_ERROR_REASON, Inbox, raise_for_error_reply
-from .message import EMPTY_HEADERS, JSONValue, Message, new_id
+from .message import EMPTY_HEADERS, JSONValue, Message, build_message, new_id
 from .middleware import Call, Middleware, Send, wrap_call, wrap_send
 from .plugins import registries
 from .subscriber import Handler, Subscriber
@@ -218,7 +218,7 @@ class MessageBus:
         if self._starting:
             await self._settle()
         validate_topic(topic)
-        message = Message(
+        message = build_message(
             topic,
             payload,
             headers or EMPTY_HEADERS,
@@ -271,7 +271,9 @@ class MessageBus:
         sender = sender or self.name
         now = time.time()
         messages = [
-            Message(topic, p, common, new_id(), None, None, now, sender, ttl, 1, priority, key)
+            build_message(
+                topic, p, common, new_id(), None, None, now, sender, ttl, 1, priority, key
+            )
             for p in payloads
         ]
         if not messages:

@@ -10,12 +10,12 @@ from __future__ import annotations
 import itertools
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
 
-__all__ = ["EMPTY_HEADERS", "JSONValue", "Message", "new_id"]
+__all__ = ["EMPTY_HEADERS", "JSONValue", "Message", "build_message", "new_id"]
 
 JSONValue = Any
 """A value ``json.dumps`` accepts: dict, list, str, int, float, bool or None."""
@@ -35,7 +35,7 @@ def new_id() -> str:
     return f"{_PREFIX}{next(_counter):x}"
 
 
-@attrs.frozen(slots=True)
+@attrs.frozen(slots=True, weakref_slot=False)
 class Message:
     """One message on the bus.
 
@@ -81,3 +81,80 @@ class Message:
     def evolve(self, **changes: Any) -> Message:
         """A copy with some fields changed."""
         return attrs.evolve(self, **changes)
+
+
+class _Unguarded:
+    """Message's exact slot layout without the frozen guard, for :func:`build_message`.
+
+    A frozen class sets each field in ``__init__`` through ``object.__setattr__`` (twelve calls, the
+    largest cost of a message on the hot path); plain slot assignments cost a quarter of that. An
+    instance is filled here and then becomes a :class:`Message` by ``__class__`` assignment, which
+    CPython allows between classes of one slot layout (hence ``weakref_slot=False`` on Message).
+    """
+
+    __slots__ = Message.__slots__
+
+    def __init__(
+        self,
+        topic: str,
+        payload: JSONValue,
+        headers: Mapping[str, str],
+        id: str,
+        correlation_id: str | None,
+        reply_to: str | None,
+        timestamp: float,
+        sender: str | None,
+        ttl: float | None,
+        attempt: int,
+        priority: int,
+        key: str | None,
+    ) -> None:
+        self.topic = topic
+        self.payload = payload
+        self.headers = headers
+        self.id = id
+        self.correlation_id = correlation_id
+        self.reply_to = reply_to
+        self.timestamp = timestamp
+        self.sender = sender
+        self.ttl = ttl
+        self.attempt = attempt
+        self.priority = priority
+        self.key = key
+
+
+def _build_unguarded(*fields: Any) -> Message:
+    message: Any = _Unguarded(*fields)
+    message.__class__ = Message
+    return message  # type: ignore[no-any-return]
+
+
+def _unguarded_works() -> bool:
+    fields = ("t", None, EMPTY_HEADERS, "i", None, None, 0.0, None, None, 1, 0, None)
+    try:
+        return _build_unguarded(*fields) == Message(*fields)
+    except TypeError:  # another interpreter or attrs layout: the attrs constructor serves
+        return False
+
+
+build_message: Callable[
+    [
+        str,
+        JSONValue,
+        Mapping[str, str],
+        str,
+        str | None,
+        str | None,
+        float,
+        str | None,
+        float | None,
+        int,
+        int,
+        str | None,
+    ],
+    Message,
+] = _build_unguarded if _unguarded_works() else Message
+"""``build_message(topic, payload, headers, id, correlation_id, reply_to, timestamp, sender, ttl,
+attempt, priority, key)``: a :class:`Message` from all twelve fields, positionally, at about a third
+of the constructor's cost. For the bus's and the transports' hot paths; equal in every way to
+``Message(...)`` with the same arguments (no defaults are filled in)."""

@@ -15,7 +15,7 @@ from typing import Any
 
 from ._json import dumps, loads
 from .errors import ConfigurationError, DecodeError
-from .message import Message, new_id
+from .message import Message, build_message, new_id
 
 __all__ = [
     "CONTENT_TYPE",
@@ -146,8 +146,19 @@ def decode(
     :raises DecodeError: when the body does not parse as its content type says, or a header is bad.
     """
     if not headers:
-        return Message(
-            topic, _payload(body, None), {}, new_id(), None, None, time.time(), None, None, attempt
+        return build_message(
+            topic,
+            _payload(body, None),
+            {},
+            new_id(),
+            None,
+            None,
+            time.time(),
+            None,
+            None,
+            attempt,
+            0,
+            None,
         )
     get = headers.get
     payload = _payload(body, get(CONTENT_TYPE))
@@ -159,7 +170,7 @@ def decode(
     timestamp = get(H_TIMESTAMP)
     ttl = get(H_TTL)
     priority = get(H_PRIORITY)
-    return Message(
+    return build_message(
         get(H_TOPIC) or topic,
         payload,
         user,

@@ -1,0 +1,44 @@
+"""Message: immutable, and build_message (the hot paths' constructor) equal to Message(...) in every way."""
+
+from __future__ import annotations
+
+import pickle
+
+import attrs
+import pytest
+
+from amb_core import message as message_module
+from amb_core.message import Message, build_message
+
+FIELDS = ("a.b", {"x": [1, 2]}, {"h": "v"}, "id-1", "c-1", "r.t", 12.5, "agent", 3.0, 2, 7, "k")
+
+
+def test_build_message_takes_the_fast_path_here() -> None:
+    assert build_message is not Message, "CPython allows the layout swap; the fast path is in use"
+
+
+def test_build_message_equals_the_constructor() -> None:
+    built, made = build_message(*FIELDS), Message(*FIELDS)
+    assert type(built) is Message
+    assert built == made and repr(built) == repr(made)
+    assert attrs.asdict(built) == attrs.asdict(made)
+    assert built.evolve(attempt=3) == made.evolve(attempt=3)
+    assert pickle.loads(pickle.dumps(built)) == made
+
+
+def test_built_messages_are_frozen_like_the_others() -> None:
+    built = build_message(*FIELDS)
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        built.topic = "other"  # type: ignore[misc]
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        del built.payload  # type: ignore[misc]
+
+
+def test_the_constructor_serves_when_the_layout_swap_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def refuse(*fields: object) -> Message:
+        raise TypeError("__class__ assignment: layout differs")
+
+    monkeypatch.setattr(message_module, "_build_unguarded", refuse)
+    assert message_module._unguarded_works() is False
