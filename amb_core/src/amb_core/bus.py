@@ -454,7 +454,20 @@ class MessageBus:
         if self.transport.capabilities.native_request_reply:
             if self._starting:
                 await self._settle()
-            message = Message(topic, payload, headers or EMPTY_HEADERS, sender=self.name, key=key)
+            message = build_message(
+                topic,
+                payload,
+                headers or EMPTY_HEADERS,
+                new_id(),
+                None,
+                None,
+                time.time(),
+                self.name,
+                None,
+                1,
+                0,
+                key,
+            )
             return raise_for_error_reply(topic, await self._native_request(message, timeout))
         if self._inbox is None:
             self._inbox = Inbox(self)
@@ -488,12 +501,19 @@ class MessageBus:
         """
         if message.reply_to is None:
             raise ReplyError(f"message {message.id} on {message.topic!r} asked for no reply")
-        reply = Message(
+        reply = build_message(
             message.reply_to,
             payload,
             headers or EMPTY_HEADERS,
-            correlation_id=message.correlation_id or message.id,
-            sender=self.name,
+            new_id(),
+            message.correlation_id or message.id,
+            None,
+            time.time(),
+            self.name,
+            None,
+            1,
+            0,
+            None,
         )
         await self._publish_message(reply, one_off=True)
         self._replied.add(message.id)
