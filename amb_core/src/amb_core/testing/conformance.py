@@ -38,14 +38,27 @@ FAST_RETRY = RetryPolicy(max_attempts=3, initial_delay=0.02, max_delay=0.1, jitt
 
 
 async def wait_until(
-    predicate: Callable[[], bool], timeout: float, what: str = "condition"
+    predicate: Callable[[], bool], timeout: float, what: str | Callable[[], str] = "condition"
 ) -> None:
-    """Poll ``predicate`` until true; fail the test with ``what`` after ``timeout`` seconds."""
+    """Poll ``predicate`` until true; fail the test with ``what`` after ``timeout`` seconds.
+
+    ``what`` may be a callable, evaluated at the failure, to say how far things got.
+    """
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g}s waiting for {what}")
+            said = what() if callable(what) else what
+            pytest.fail(f"timed out after {timeout:g}s waiting for {said}")
         await anyio.sleep(0.01)
+
+
+def _progress(expected: list[Any], **lists: list[Message]) -> str:
+    """How far each list got, and the first payloads it lacks."""
+    parts = []
+    for name, got in lists.items():
+        missing = [p for p in expected if p not in {m.payload for m in got}]
+        parts.append(f"{name}: {len(got)} of {len(expected)}, missing {missing[:10]}")
+    return "; ".join(parts)
 
 
 @pytest.mark.anyio
@@ -235,7 +248,9 @@ class TransportConformance:
             for i in range(50):
                 await one.publish(f"{topic}.fan", i)
             await wait_until(
-                lambda: len(first) == 50 and len(second) == 50, self.timeout, "fan-out"
+                lambda: len(first) == 50 and len(second) == 50,
+                self.timeout,
+                lambda: "fan-out: " + _progress(list(range(50)), first=first, second=second),
             )
             assert sorted(m.payload for m in first) == list(range(50))
             assert sorted(m.payload for m in second) == list(range(50))
