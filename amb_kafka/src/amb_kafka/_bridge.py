@@ -30,7 +30,7 @@ from typing import Any, Protocol
 import anyio.from_thread
 import anyio.lowlevel
 
-__all__ = ["Loop", "LoopToken", "Waiter", "call_soon", "current_token"]
+__all__ = ["Loop", "LoopToken", "Waiter", "call_soon"]
 
 log = logging.getLogger("amb.kafka")
 LoopToken = Any
@@ -118,11 +118,6 @@ class Loop:
         except RuntimeError as exc:  # asyncio: loop closed; trio: RunFinishedError
             log.debug("event loop unavailable: %r", exc)
             return False
-
-
-def current_token() -> LoopToken:
-    """The token of the running loop, taken on the loop (in ``connect``/``subscribe``)."""
-    return anyio.lowlevel.current_token()
 
 
 def call_soon(token: LoopToken, func: Callable[..., Any], *args: Any) -> bool:
