@@ -104,8 +104,8 @@ class _FastHeadersClient(Client):
         self, subject: str, payload: bytes, lines: str, reply: str = ""
     ) -> None:
         """``publish`` with the header lines already written (see :mod:`amb_nats._wire`); the same
-        checks as nats-py's ``publish``, minus the subject's (AMB checks topics). When connected,
-        the command is queued inline (nats-py's ``_send_command``, without its coroutine)."""
+        checks as nats-py's ``publish``, minus the subject's (AMB checks topics). The command is
+        queued inline (what nats-py's ``_send_command`` does, without its coroutine)."""
         size = len(payload)
         if size > self._max_payload:
             raise MaxPayloadError
