@@ -40,5 +40,5 @@ def test_the_constructor_serves_when_the_layout_swap_is_refused(
     def refuse(*fields: object) -> Message:
         raise TypeError("__class__ assignment: layout differs")
 
-    monkeypatch.setattr(message_module, "_build_unguarded", refuse)
+    monkeypatch.setattr(message_module, "_Unguarded", refuse)
     assert message_module._unguarded_works() is False

@@ -3,9 +3,11 @@ handlers of one partition finish out of order."""
 
 from __future__ import annotations
 
+import itertools
 import uuid
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from amb_core import Message, MessageBus
@@ -83,3 +85,49 @@ async def test_commit_never_passes_an_unhandled_offset(kafka_url: str) -> None:
         await wait_until(lambda: len(again) >= 7, 30, "redelivery from offset 3")
         await anyio.sleep(0.2)
     assert again == [3, 4, 5, 6, 7, 8, 9]
+
+
+async def test_publish_many_does_not_wait_out_linger(kafka_url: str) -> None:
+    """A batch is complete when it is awaited: it goes out at once, not after ``linger_ms``
+    (here 4 s; a single publish still waits for it, as configured)."""
+    topic = f"linger{uuid.uuid4().hex[:8]}"
+    async with MessageBus(KafkaTransport(kafka_url + "&linger_ms=4000")) as bus:
+        await bus.transport.ensure_topic(topic)  # type: ignore[attr-defined]
+        started = anyio.current_time()
+        await bus.publish_many(topic, list(range(50)))
+        batch = anyio.current_time() - started
+        started = anyio.current_time()
+        await bus.publish(topic, "one")
+        single = anyio.current_time() - started
+    assert batch < 2.0, f"publish_many took {batch:.2f}s: it waited out linger_ms"
+    assert single >= 3.0, f"a single publish took {single:.2f}s: linger_ms no longer applies"
+
+
+async def test_a_fetched_backlog_does_not_starve_other_tasks(kafka_url: str) -> None:
+    """Thousands of records fetched at once and a handler that never waits: the subscriber still
+    lets the loop's other tasks run every few hundred messages."""
+    topic = f"backlog{uuid.uuid4().hex[:8]}"
+    count = 3000
+    ticks = 0
+    seen_at: list[int] = []  # the ticker's count when each message was handled
+
+    async def handler(message: Message) -> None:
+        seen_at.append(ticks)
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await anyio.lowlevel.checkpoint()
+
+    async with MessageBus(KafkaTransport(kafka_url)) as bus:
+        await bus.publish_many(topic, list(range(count)))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ticker)
+            await bus.subscribe(topic, handler, start="earliest")
+            await wait_until(lambda: len(seen_at) >= count, 30, "the whole backlog")
+            tg.cancel_scope.cancel()
+    longest = max(
+        sum(1 for _ in run) for _, run in itertools.groupby(seen_at)
+    )  # messages handled in a row with no tick between
+    assert longest <= 300, f"{longest} messages in a row without letting other tasks run"

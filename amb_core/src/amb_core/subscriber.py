@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 
 from .deadletter import DeadLetter, DeadLetterReason, RetryPolicy
 from .errors import RejectMessage
@@ -31,6 +32,10 @@ if TYPE_CHECKING:
 __all__ = ["Handler", "Subscriber"]
 
 log = logging.getLogger("amb.subscriber")
+FAIR_RUN = 256
+"""Deliveries a subscriber handles between two checkpoints: a transport that hands out a fetched
+batch without waiting, and handlers that never wait, would otherwise keep every other task of the
+loop (timeouts, publishers, other subscribers) waiting until the backlog is gone."""
 Handler = Callable[[Message], Any]
 """An async or plain function taking the :class:`Message`; a non-None return answers a request."""
 
@@ -155,6 +160,9 @@ class Subscriber:
         """The next delivery, or None once the source is closed."""
         source = self._source
         assert source is not None
+        delivery = source.ready()
+        if delivery is not None:
+            return delivery
         try:
             return await source.__anext__()
         except StopAsyncIteration:
@@ -185,17 +193,25 @@ class Subscriber:
 
     async def _read_inline(self) -> None:
         handle = self.handle
+        checkpoint = anyio.lowlevel.checkpoint
+        run = 0  # deliveries taken since the last checkpoint
         while True:
             source = self._source
             assert source is not None
-            try:  # the hot path reads the source directly; _next() is the recovering slow path
-                delivery: Delivery | None = await source.__anext__()
-            except StopAsyncIteration:
-                return
-            except Exception as exc:
-                delivery = await self._recover(exc)
+            run += 1
+            if run > FAIR_RUN:
+                run = 0
+                await checkpoint()
+            delivery = source.ready()
             if delivery is None:
-                return
+                try:  # the hot path reads the source directly; _next() is the recovering slow path
+                    delivery = await source.__anext__()
+                except StopAsyncIteration:
+                    return
+                except Exception as exc:
+                    delivery = await self._recover(exc)
+                if delivery is None:
+                    return
             self._busy = 1
             try:
                 await handle(delivery)
@@ -223,7 +239,10 @@ class Subscriber:
             slots.release()
 
     async def handle(self, delivery: Delivery) -> None:
-        """Handle one delivery and settle it; never raises (but lets cancellation through)."""
+        """Handle one delivery and settle it; never raises (but lets cancellation through).
+
+        The first attempt is spelled out here rather than through :meth:`_attempt`: this runs once
+        per message, and a coroutine per call is a large part of what a message costs."""
         try:
             message = delivery.message
             if delivery.error is not None:
@@ -233,28 +252,44 @@ class Subscriber:
             elif not self._match(message.topic):
                 await delivery.ack()  # a broker's broader native match; not ours
             else:
-                failure = await self._attempt(delivery, message)
-                if failure is not None:
-                    await self._failed(delivery, failure)
+                try:
+                    result = await self._call(message)
+                except Exception as exc:
+                    failure = await self._refused(delivery, exc)
+                    if failure is not None:
+                        await self._failed(delivery, failure)
+                else:
+                    if message.reply_to is not None:
+                        await self._answered(message, result)
+                    await delivery.ack()
         except Exception as exc:  # a broken ack, a broken reply: log, keep the subscription
             log.exception("settling a delivery on %r failed: %r", self.pattern, exc)
 
     async def _attempt(self, delivery: Delivery, message: Message) -> Exception | None:
-        """Call the handler once. On success answer and ack; on ``RejectMessage`` dead-letter;
-        on any other error return it, unsettled."""
+        """Call the handler once (a retry on an at-most-once transport). On success answer and
+        ack; on ``RejectMessage`` dead-letter; on any other error return it, unsettled."""
         try:
             result = await self._call(message)
-        except RejectMessage as exc:
-            await self._dead(delivery, "rejected", str(exc) or "rejected by the handler")
-            return None
         except Exception as exc:
-            return exc
+            return await self._refused(delivery, exc)
         if message.reply_to is not None:
-            if result is not None:
-                await self._bus._answer(message, result)
-            self._bus._forget_reply(message)
+            await self._answered(message, result)
         await delivery.ack()
         return None
+
+    async def _refused(self, delivery: Delivery, exc: Exception) -> Exception | None:
+        """A handler's exception: ``RejectMessage`` dead-letters at once (None), others are
+        returned for retry."""
+        if isinstance(exc, RejectMessage):
+            await self._dead(delivery, "rejected", str(exc) or "rejected by the handler")
+            return None
+        return exc
+
+    async def _answered(self, message: Message, result: Any) -> None:
+        """A request was handled: send the handler's return value as its reply, if any."""
+        if result is not None:
+            await self._bus._answer(message, result)
+        self._bus._forget_reply(message)
 
     async def _failed(self, delivery: Delivery, failure: Exception) -> None:
         """Nack with backoff (or, on at-most-once brokers, retry here), then dead-letter."""

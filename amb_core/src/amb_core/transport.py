@@ -136,6 +136,16 @@ class Subscription(ABC):
     def __aiter__(self) -> Subscription:
         return self
 
+    def ready(self) -> Delivery | None:
+        """A delivery already at hand, or None; never waits.
+
+        The bus takes deliveries here first and awaits :meth:`__anext__` only when there is none,
+        so a transport that holds a fetched batch hands it out without a coroutine per message
+        (one coroutine costs about as much as decoding a small message). It must not skip what
+        :meth:`__anext__` would return first. By default nothing is at hand.
+        """
+        return None
+
     @abstractmethod
     async def __anext__(self) -> Delivery:
         """The next delivery; waits for one.

@@ -10,7 +10,7 @@ prefixes the headers as one JSON line.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from ._json import dumps, loads
@@ -35,8 +35,10 @@ __all__ = [
     "TEXT",
     "decode",
     "decode_packed",
+    "decode_pairs",
     "encode",
     "encode_payload",
+    "format_timestamp",
     "pack",
     "unpack",
 ]
@@ -57,21 +59,6 @@ OCTET_STREAM = "application/octet-stream"
 TEXT = "text/plain"
 PACK_MAGIC = b"AMB1"
 
-_METADATA = frozenset(
-    {
-        H_ID,
-        H_TOPIC,
-        H_TIMESTAMP,
-        H_CORRELATION_ID,
-        H_REPLY_TO,
-        H_SENDER,
-        H_TTL,
-        H_PRIORITY,
-        H_KEY,
-        CONTENT_TYPE,
-    }
-)
-
 
 def encode_payload(payload: Any) -> tuple[bytes, str]:
     """The payload as body bytes and its content type.
@@ -86,15 +73,46 @@ def encode_payload(payload: Any) -> tuple[bytes, str]:
         raise ConfigurationError(f"payload is not JSON-serialisable: {exc}") from None
 
 
+_stamp: tuple[float, str] = (0.0, "0.0")  # the last timestamp formatted, and its text
+
+
+def format_timestamp(timestamp: float) -> str:
+    """``timestamp`` as the ``amb-ts`` header (``repr``: the shortest text that reads back equal).
+
+    The last result is remembered: the messages of one batch share one timestamp object, so a batch
+    formats it once (``repr`` of a float costs about as much as the rest of the headers together).
+    """
+    global _stamp
+    last = _stamp
+    if last[0] is timestamp:
+        return last[1]
+    text = repr(timestamp)
+    _stamp = (timestamp, text)
+    return text
+
+
 def encode(message: Message) -> tuple[bytes, dict[str, str]]:
-    """The message as ``(body, headers)``; user headers are copied as they are."""
-    body, content_type = encode_payload(message.payload)
-    headers: dict[str, str] = dict(message.headers)
-    headers[H_ID] = message.id
-    headers[H_TOPIC] = message.topic
-    headers[H_TIMESTAMP] = repr(message.timestamp)
-    if content_type != JSON:
-        headers[CONTENT_TYPE] = content_type
+    """The message as ``(body, headers)``; user headers are copied as they are.
+
+    :func:`encode_payload` is spelled out inline: this runs once per message sent.
+
+    :raises ConfigurationError: when the payload is not bytes and not JSON-serialisable.
+    """
+    payload = message.payload
+    headers: dict[str, str] = {
+        **message.headers,
+        H_ID: message.id,
+        H_TOPIC: message.topic,
+        H_TIMESTAMP: format_timestamp(message.timestamp),
+    }
+    if isinstance(payload, (bytes, bytearray, memoryview)):
+        body = bytes(payload)
+        headers[CONTENT_TYPE] = OCTET_STREAM
+    else:
+        try:
+            body = dumps(payload).encode()
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(f"payload is not JSON-serialisable: {exc}") from None
     if message.correlation_id is not None:
         headers[H_CORRELATION_ID] = message.correlation_id
     if message.reply_to is not None:
@@ -108,6 +126,24 @@ def encode(message: Message) -> tuple[bytes, dict[str, str]]:
     if message.key is not None:
         headers[H_KEY] = message.key
     return body, headers
+
+
+_FIELD = {
+    H_TOPIC: 0,
+    CONTENT_TYPE: 1,
+    H_ID: 3,
+    H_CORRELATION_ID: 4,
+    H_REPLY_TO: 5,
+    H_TIMESTAMP: 6,
+    H_SENDER: 7,
+    H_TTL: 8,
+    H_PRIORITY: 10,
+    H_KEY: 11,
+}
+"""Each metadata header's position among :func:`build_message`'s arguments (``content-type`` waits
+in the payload's place until the body is read)."""
+_field_of = _FIELD.get
+_time = time.time
 
 
 def _number(name: str, raw: str, kind: type[float] | type[int]) -> Any:
@@ -140,50 +176,75 @@ def decode(
     topics onto fewer broker objects, like SNS/SQS, need that). Headers a foreign producer left out
     get defaults: a fresh id, the current time, JSON content.
 
-    Written for the receive hot path: one ``get`` per header, positional construction, and the
-    user-header copy only when there are user headers (most messages carry none).
-
     :raises DecodeError: when the body does not parse as its content type says, or a header is bad.
     """
-    if not headers:
-        return build_message(
-            topic,
-            _payload(body, None),
-            {},
-            new_id(),
-            None,
-            None,
-            time.time(),
-            None,
-            None,
-            attempt,
-            0,
-            None,
-        )
-    get = headers.get
-    payload = _payload(body, get(CONTENT_TYPE))
+    return decode_pairs(body, headers.items() if headers else None, topic, attempt)
+
+
+def decode_pairs(
+    body: bytes,
+    pairs: Collection[tuple[str, str | bytes | None]] | None,
+    topic: str,
+    attempt: int = 1,
+) -> Message:
+    """:func:`decode` for headers as ``(name, value)`` pairs, values text or UTF-8 bytes (Kafka's
+    record headers, as the driver hands them over); a header named twice keeps its last value, an
+    absent value (``None``) reads as empty, undecodable bytes as replacement characters.
+
+    Written for the receive hot path: one pass over the headers puts each metadata value straight
+    into its argument of :func:`build_message` (one lookup per header, not one per field), and
+    collects the user headers in the same pass.
+
+    :raises DecodeError: as :func:`decode` does.
+    """
+    # topic, payload (content-type first), headers, id, correlation_id, reply_to, timestamp,
+    # sender, ttl, attempt, priority, key: build_message's arguments.
+    fields: list[Any] = [None, None, None, None, None, None, None, None, None, attempt, None, None]
     user: dict[str, str] = {}
-    for name in headers:
-        if name not in _METADATA:
-            user = {k: v for k, v in headers.items() if k not in _METADATA}
-            break
-    timestamp = get(H_TIMESTAMP)
-    ttl = get(H_TTL)
-    priority = get(H_PRIORITY)
-    return build_message(
-        get(H_TOPIC) or topic,
-        payload,
-        user,
-        get(H_ID) or new_id(),
-        get(H_CORRELATION_ID),
-        get(H_REPLY_TO),
-        (timestamp is not None and _number(H_TIMESTAMP, timestamp, float)) or time.time(),
-        get(H_SENDER),
-        None if ttl is None else _number(H_TTL, ttl, float),
-        attempt,
-        (priority is not None and _number(H_PRIORITY, priority, int)) or 0,
-        get(H_KEY),
-    )
+    if pairs:
+        try:
+            for name, value in pairs:
+                if type(value) is not str:
+                    value = value.decode() if value is not None else ""  # type: ignore[union-attr]
+                index = _field_of(name)
+                if index is None:
+                    user[name] = value
+                else:
+                    fields[index] = value
+        except UnicodeDecodeError:
+            return decode_pairs(body, _replacing(pairs), topic, attempt)
+    fields[2] = user
+    if not fields[0]:
+        fields[0] = topic
+    content_type = fields[1]
+    if content_type is None:  # JSON, the usual case: _payload's first branch, inline
+        try:
+            fields[1] = loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise DecodeError(f"body is not valid JSON: {exc}") from None
+    else:
+        fields[1] = _payload(body, content_type)
+    if not fields[3]:
+        fields[3] = new_id()
+    timestamp, ttl, priority = fields[6], fields[8], fields[10]
+    try:
+        fields[6] = (timestamp is not None and float(timestamp)) or _time()
+        if ttl is not None:
+            fields[8] = float(ttl)
+        fields[10] = (priority is not None and int(priority)) or 0
+    except ValueError:
+        for name, raw, kind in ((H_TIMESTAMP, timestamp, float), (H_TTL, ttl, float)):
+            if raw is not None:
+                _number(name, raw, kind)
+        raise DecodeError(f"header {H_PRIORITY!r} is not a number: {priority!r}") from None
+    return build_message(*fields)
+
+
+def _replacing(
+    pairs: Collection[tuple[str, str | bytes | None]],
+) -> list[tuple[str, str | bytes | None]]:
+    """The pairs with undecodable bytes values read as replacement characters."""
+    return [(n, v.decode("utf-8", "replace") if isinstance(v, bytes) else v) for n, v in pairs]
 
 
 def pack(message: Message) -> bytes:

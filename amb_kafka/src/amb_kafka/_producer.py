@@ -18,6 +18,10 @@ Why it is shaped this way (each point measured with ``python -m bench kafka`` an
   the same bound method of one :class:`Batch` (no object per message), which counts the reports on
   the loop and keeps the failed ones; the batch's waiter resolves once every produced message has
   reported.
+- **A batch is sent at once.** While a ``publish_many`` awaits its reports, the pump thread serves
+  them with ``flush`` instead of ``poll``: librdkafka then sends what it holds without waiting out
+  ``linger_ms``. The batch is complete when it is awaited; lingering for more messages to join it
+  only added ``linger_ms`` to every batch. Single publishes keep ``linger_ms`` as configured.
 - **No publish waits forever.** On close the pump flushes for a bounded time, then purges what is
   left: librdkafka then reports those messages as failed, and their publishes raise.
 """
@@ -125,6 +129,7 @@ class ProducerPump:
         self.hop_pending = False
         self.polled = 0.0  # when the loop last polled (monotonic)
         self.batching = False  # the loop is producing a batch and polls when it is done
+        self.flushing = 0  # batches produced and awaited: send now, do not linger (loop writes)
         self.stopping = False
         self.thread = threading.Thread(target=self._run, name="amb-kafka-producer", daemon=True)
         self.thread.start()
@@ -169,7 +174,10 @@ class ProducerPump:
                 time.sleep(IDLE - quiet if quiet < IDLE else IDLE)
                 continue
             try:
-                producer.poll(0.05)
+                if self.flushing:
+                    producer.flush(0.05)
+                else:
+                    producer.poll(0.05)
             except KafkaException as exc:  # a fatal error surfaces here and on the reports
                 log.warning("Kafka producer: %s", exc.args[0])
                 time.sleep(0.05)

@@ -44,7 +44,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from amb_core.errors import DecodeError
 from amb_core.transport import Delivery, Subscription, SubscriptionSpec, decode_delivery
-from amb_core.wire import decode
+from amb_core.wire import decode_pairs
 
 from ._bridge import call_soon
 from .errors import KafkaTransportError
@@ -94,6 +94,13 @@ class _Partition:
         self.gone = False  # revoked or lost: its commit position is no longer committed
 
 
+def _text_headers(raw: list[tuple[str, bytes | None]] | None) -> dict[str, str] | None:
+    """A record's headers as text (undecodable bytes as replacement characters)."""
+    if not raw:
+        return None
+    return {n: v.decode("utf-8", "replace") if v is not None else "" for n, v in raw}
+
+
 class _KafkaDelivery(Delivery):
     """One record handed to the bus. Decoded here, on the loop, in a single call (no helper frames:
     this and :meth:`ack` run once per message)."""
@@ -103,21 +110,14 @@ class _KafkaDelivery(Delivery):
     def __init__(
         self, sub: KafkaSubscription, part: _Partition, record: Message, offset: int, attempt: int
     ) -> None:
-        raw = record.headers()
-        headers: dict[str, str] | None = None
-        if raw:
-            headers = {}
-            try:
-                for name, value in raw:  # a plain loop: no comprehension frame, strict fast path
-                    headers[name] = value.decode() if value is not None else ""
-            except UnicodeDecodeError:
-                headers = {n: v.decode("utf-8", "replace") if v is not None else "" for n, v in raw}
         body = record.value() or b""
         try:
-            self.message = decode(body, headers, record.topic(), attempt=attempt)
+            self.message = decode_pairs(body, record.headers(), record.topic(), attempt)
             self.error = None
         except DecodeError:  # undecodable: the bus dead-letters it
-            self.message, self.error = decode_delivery(body, headers, record.topic(), attempt)
+            self.message, self.error = decode_delivery(
+                body, _text_headers(record.headers()), record.topic(), attempt
+            )
         self.attempt = attempt
         self._sub = sub
         self._part = part
@@ -437,37 +437,44 @@ class KafkaSubscription(Subscription):
                 return _KafkaDelivery(self, part, record, record.offset(), attempt)
         return None
 
+    def ready(self) -> Delivery | None:
+        """The next record already fetched (a due retry first), or None."""
+        if self._incoming:
+            self._distribute()
+        if self._retries:
+            delivery = self._retried()
+            if delivery is not None:
+                return delivery
+        ready = self._ready
+        while ready:
+            part = ready[0]
+            records = part.records
+            if not records:
+                ready.popleft()
+                part.queued = False
+                continue
+            record = records.popleft()
+            if not records:
+                ready.popleft()
+                part.queued = False
+            elif len(ready) > 1:
+                ready.rotate(-1)  # partitions take turns
+            offset = record.offset()
+            part.out.append(offset)
+            self._released += 1
+            if self._full and self._fetched - self._released < self._low:
+                self._full = False
+                self._room.set()
+            return _KafkaDelivery(self, part, record, offset, 1)
+        return None
+
     async def __anext__(self) -> Delivery:
         while True:
             if self._closed:
                 raise StopAsyncIteration
-            if self._incoming:
-                self._distribute()
-            if self._retries:
-                delivery = self._retried()
-                if delivery is not None:
-                    return delivery
-            ready = self._ready
-            while ready:
-                part = ready[0]
-                records = part.records
-                if not records:
-                    ready.popleft()
-                    part.queued = False
-                    continue
-                record = records.popleft()
-                if not records:
-                    ready.popleft()
-                    part.queued = False
-                elif len(ready) > 1:
-                    ready.rotate(-1)  # partitions take turns
-                offset = record.offset()
-                part.out.append(offset)
-                self._released += 1
-                if self._full and self._fetched - self._released < self._low:
-                    self._full = False
-                    self._room.set()
-                return _KafkaDelivery(self, part, record, offset, 1)
+            delivery = self.ready()
+            if delivery is not None:
+                return delivery
             if self._error is not None:
                 error, self._error = self._error, None
                 raise error

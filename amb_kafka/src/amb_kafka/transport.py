@@ -300,7 +300,11 @@ class KafkaTransport(Transport):
             pump.batching = False
         pump.poll()  # reports already there are counted now; the pump thread serves the rest
         batch.close()
-        await batch.waiter
+        pump.flushing += 1  # the batch is complete: the pump sends it without lingering
+        try:
+            await batch.waiter
+        finally:
+            pump.flushing -= 1
         if batch.failed:
             error, record = batch.failed[0]
             raise self._publish_error(record.topic(), error, len(record.value() or b""))

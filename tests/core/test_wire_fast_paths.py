@@ -1,0 +1,95 @@
+"""The receive and send hot paths of the wire format: ``decode_pairs`` (headers as the driver hands
+them over) and the one-entry timestamp memo that batches share."""
+
+from __future__ import annotations
+
+import random
+import time
+
+import pytest
+
+from amb_core import DecodeError, Message
+from amb_core.wire import decode, decode_pairs, encode, format_timestamp
+
+
+def as_pairs(headers: dict[str, str]) -> list[tuple[str, bytes | None]]:
+    return [(name, value.encode()) for name, value in headers.items()]
+
+
+def test_decode_pairs_reads_what_encode_writes() -> None:
+    message = Message(
+        "orders.created",
+        {"n": 1},
+        {"trace": "x", "span": "é"},
+        correlation_id="c",
+        reply_to="r.x",
+        sender="agent",
+        ttl=5.5,
+        priority=3,
+        key="k",
+    )
+    body, headers = encode(message)
+    again = decode_pairs(body, as_pairs(headers), "elsewhere", 4)
+    assert again == message.evolve(attempt=4)
+    assert again == decode(body, headers, "elsewhere", attempt=4)
+
+
+def test_decode_pairs_takes_text_values_too_and_fills_defaults() -> None:
+    message = decode_pairs(b"[1]", [("amb-sender", "a"), ("x", None)], "broker.topic")
+    assert message.topic == "broker.topic" and message.payload == [1]
+    assert message.sender == "a" and message.headers == {"x": ""}
+    assert message.id and message.timestamp > 0 and message.attempt == 1
+    bare = decode_pairs(b"null", None, "t")
+    assert bare.payload is None and bare.headers == {} and bare.priority == 0
+
+
+def test_a_header_named_twice_keeps_its_last_value() -> None:
+    pairs = [("amb-id", b"first"), ("u", b"1"), ("amb-id", b"second"), ("u", b"2")]
+    message = decode_pairs(b"1", pairs, "t")
+    assert message.id == "second" and message.headers == {"u": "2"}
+
+
+def test_undecodable_header_bytes_read_as_replacement_characters() -> None:
+    message = decode_pairs(b"1", [("note", b"caf\xe9"), ("amb-sender", b"\xffa")], "t")
+    assert message.headers == {"note": "caf\ufffd"} and message.sender == "\ufffda"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("amb-ts", b"soon"), ("amb-ts", b""), ("amb-ttl", b"5s"), ("amb-priority", b"1.5")],
+)
+def test_a_bad_number_names_its_header(name: str, value: bytes) -> None:
+    with pytest.raises(DecodeError, match=name):
+        decode_pairs(b"1", [(name, value)], "t")
+
+
+def test_a_bad_body_is_a_decode_error() -> None:
+    with pytest.raises(DecodeError, match="JSON"):
+        decode_pairs(b"{", [("amb-id", b"i")], "t")
+    with pytest.raises(DecodeError, match="UTF-8"):
+        decode_pairs(b"\xff", [("content-type", b"text/plain")], "t")
+
+
+def test_timestamps_read_back_exactly() -> None:
+    rng = random.Random(7)
+    stamps = [time.time(), 0.0, -3.25, 1e12, 1764050000.25]
+    stamps += [rng.uniform(0, 9e9) for _ in range(5_000)]
+    for stamp in stamps:
+        assert float(format_timestamp(stamp)) == stamp
+    message = Message("t", 1)
+    body, headers = encode(message)
+    assert decode(body, headers, "t").timestamp == message.timestamp
+
+
+def test_the_timestamp_memo_never_answers_for_another_value() -> None:
+    first, second = 1764050000.5, 1764050000.75
+    assert format_timestamp(first) == "1764050000.5"
+    assert format_timestamp(second) == "1764050000.75"
+    assert format_timestamp(first) == "1764050000.5"
+    assert format_timestamp(float("1764050000.5")) == "1764050000.5"  # equal, another object
+
+
+def test_a_batch_shares_one_formatted_timestamp() -> None:
+    stamp = time.time()
+    texts = [encode(Message("t", i, timestamp=stamp))[1]["amb-ts"] for i in range(3)]
+    assert texts == [repr(stamp)] * 3 and texts[0] is texts[1] is texts[2]
