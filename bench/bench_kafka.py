@@ -17,14 +17,19 @@ Cases:
 - publish, 200 in flight: raw keeps 200 unconfirmed messages out (``produce``, ``poll``) vs 200 tasks
   each awaiting ``bus.publish`` in a loop: the same guarantee (every message confirmed) at the same
   concurrency; this is the like-for-like case (target 0.8x);
-- publish, the driver's limit: raw ``produce`` all N then ``flush`` vs 1000 tasks awaiting
-  ``bus.publish`` (the bus confirms each message to its caller, raw only the batch), and vs
-  ``bus.publish_many`` in chunks of :data:`CHUNK` (each chunk produced, then its delivery reports
-  awaited together: raw's guarantee, per chunk) (target 0.5x);
+- publish, the driver's limit: raw ``produce`` all N then ``flush`` (one body encoded once: the
+  driver alone; and with ``json.dumps`` per message, as a producer of JSON messages does) vs 1000
+  tasks awaiting ``bus.publish`` (the bus confirms each message to its caller, raw only the
+  batch), vs ``bus.publish_many`` in chunks of :data:`CHUNK` (each chunk produced, then its
+  delivery reports awaited together: raw's guarantee, per chunk), and vs one ``publish_many`` of
+  all N (raw's guarantee exactly) (target 0.5x of the driver alone);
 - consume: N records already in a topic, a fresh group, every record decoded and handled in its own
   call, offsets committed after handling: raw ``consume(500)`` + JSON decode + a commit per batch vs
   ``bus.subscribe(..., start="earliest")``; timed from the first record (the group join, about half
   of ``session.timeout.ms`` on Tansu, is left out of both);
+- end to end, PERFORMANCE.md's raw batch loop: publish N, then consume them; the two cases above
+  added (raw produce N + flush, then consume; one ``bus.publish_many``, then ``bus.subscribe``)
+  (target 0.5x);
 - request/reply: p50/p99 one at a time and throughput with 50 in flight.
 """
 
@@ -135,14 +140,18 @@ async def raw_publish_window(producer: Producer, topic: str, window: int = WINDO
     await anyio.to_thread.run_sync(run)
 
 
-async def raw_publish_all(producer: Producer, topic: str) -> None:
+async def raw_publish_all(producer: Producer, topic: str, *, serialise: bool = False) -> None:
+    """Produce N, then flush; ``serialise``: each payload through ``json.dumps`` first, as a
+    producer of JSON messages does (otherwise one body, encoded once: the driver alone)."""
+
     def run() -> None:
         failed: list[Any] = []
         for _ in range(N):
+            body = json.dumps(PAYLOAD).encode() if serialise else BODY
             while True:
                 try:
                     producer.produce(
-                        topic, BODY, on_delivery=lambda err, msg: err and failed.append(err)
+                        topic, body, on_delivery=lambda err, msg: err and failed.append(err)
                     )
                     break
                 except BufferError:
@@ -254,7 +263,8 @@ async def request_reply(url: str) -> None:
     )
 
 
-async def publish_cases(url: str, bootstrap: str) -> None:
+async def publish_cases(url: str, bootstrap: str) -> tuple[Figure, Figure]:
+    """Print the publish cases; return the driver's limit and the bus's batch figure."""
     topic = f"bench.pub.{uuid.uuid4().hex[:6]}"
     create(bootstrap, topic)
     producer = raw_producer(bootstrap)
@@ -285,10 +295,14 @@ async def publish_cases(url: str, bootstrap: str) -> None:
             [raw, ours],
             raw,
         )
-        raw, ours, many, whole = await compare(
+        raw, raw_json, ours, many, whole = await compare(
             N,
             [
                 ("raw produce N + flush", lambda: raw_publish_all(producer, topic)),
+                (
+                    "raw json.dumps + produce N + flush",
+                    lambda: raw_publish_all(producer, topic, serialise=True),
+                ),
                 (
                     f"bus.publish from {MANY_TASKS} tasks",
                     lambda: bus_publish_concurrent(bus, topic, MANY_TASKS),
@@ -305,12 +319,14 @@ async def publish_cases(url: str, bootstrap: str) -> None:
         )
         print_table(
             f"Kafka publish at the driver's limit, {N:,} messages (target 0.5x)",
-            [raw, ours, many, whole],
+            [raw, raw_json, ours, many, whole],
             raw,
         )
+    return raw, whole
 
 
-async def consume_cases(url: str, bootstrap: str) -> None:
+async def consume_cases(url: str, bootstrap: str) -> tuple[Figure, Figure]:
+    """Print the consume case; return its raw and bus figures."""
     source = f"bench.con.{uuid.uuid4().hex[:6]}"
     create(bootstrap, source)
     await raw_publish_all(raw_producer(bootstrap), source)
@@ -330,6 +346,12 @@ async def consume_cases(url: str, bootstrap: str) -> None:
         [raw, ours],
         raw,
     )
+    return raw, ours
+
+
+def end_to_end(name: str, publish: Figure, consume: Figure) -> Figure:
+    """Publish N, then consume them: the two medians' times added."""
+    return Figure(name, N, publish.seconds + consume.seconds, publish.cpu + consume.cpu)
 
 
 async def amain() -> None:
@@ -337,8 +359,15 @@ async def amain() -> None:
     bootstrap = bootstrap_of(url)
     url = f"{url}{'&' if '?' in url else '?'}{OPTIONS}"
     try:
-        await publish_cases(url, bootstrap)
-        await consume_cases(url, bootstrap)
+        raw_produce, bus_produce = await publish_cases(url, bootstrap)
+        raw_consume, bus_consume = await consume_cases(url, bootstrap)
+        raw = end_to_end("raw produce N + flush, then consume(500)", raw_produce, raw_consume)
+        print_table(
+            f"Kafka end to end: publish {N:,}, then consume them (the two cases above added;"
+            " target 0.5x)",
+            [raw, end_to_end("bus.publish_many, then bus.subscribe", bus_produce, bus_consume)],
+            raw,
+        )
         await request_reply(url)
     finally:
         if server is not None:

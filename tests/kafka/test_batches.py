@@ -12,6 +12,7 @@ import pytest
 
 from amb_core import Message, MessageBus
 from amb_core.errors import MessageTooLargeError
+from amb_core.subscriber import FAIR_RUN
 from amb_core.testing.conformance import wait_until
 from amb_kafka import KafkaTransport
 
@@ -105,7 +106,7 @@ async def test_publish_many_does_not_wait_out_linger(kafka_url: str) -> None:
 
 async def test_a_fetched_backlog_does_not_starve_other_tasks(kafka_url: str) -> None:
     """Thousands of records fetched at once and a handler that never waits: the subscriber still
-    lets the loop's other tasks run every few hundred messages."""
+    lets the loop's other tasks run every :data:`FAIR_RUN` messages."""
     topic = f"backlog{uuid.uuid4().hex[:8]}"
     count = 3000
     ticks = 0
@@ -130,4 +131,5 @@ async def test_a_fetched_backlog_does_not_starve_other_tasks(kafka_url: str) -> 
     longest = max(
         sum(1 for _ in run) for _, run in itertools.groupby(seen_at)
     )  # messages handled in a row with no tick between
-    assert longest <= 300, f"{longest} messages in a row without letting other tasks run"
+    # trio runs the ready tasks of a round in random order: two runs may meet with no tick between
+    assert longest <= 2 * FAIR_RUN + 2, f"{longest} messages in a row without letting others run"

@@ -252,15 +252,13 @@ class _MemorySubscription(Subscription):
     def _is_closed(self) -> bool:
         return self.closed
 
-    async def __anext__(self) -> Delivery:
-        queue = self.queue
-        while True:
-            if self.closed:
-                raise StopAsyncIteration
-            item = queue.pop()
-            if item is not None:
-                break
-            await queue.wait(self._is_closed)
+    def ready(self) -> Delivery | None:
+        """The next queued message, or None (nothing queued, or closed)."""
+        if self.closed:
+            return None
+        item = self.queue.pop()
+        if item is None:
+            return None
         stored, attempt = item
         error = None
         if isinstance(stored, _Raw):
@@ -273,6 +271,15 @@ class _MemorySubscription(Subscription):
         delivery = _MemoryDelivery(self, item, message, error)
         self.unacked[id(delivery)] = delivery
         return delivery
+
+    async def __anext__(self) -> Delivery:
+        while True:
+            if self.closed:
+                raise StopAsyncIteration
+            delivery = self.ready()
+            if delivery is not None:
+                return delivery
+            await self.queue.wait(self._is_closed)
 
     async def aclose(self) -> None:
         if self.closed:
