@@ -17,17 +17,8 @@ def as_pairs(headers: dict[str, str]) -> list[tuple[str, bytes | None]]:
 
 
 def test_decode_pairs_reads_what_encode_writes() -> None:
-    message = Message(
-        "orders.created",
-        {"n": 1},
-        {"trace": "x", "span": "é"},
-        correlation_id="c",
-        reply_to="r.x",
-        sender="agent",
-        ttl=5.5,
-        priority=3,
-        key="k",
-    )
+    fields = ("a.b", {"n": 1}, {"trace": "x", "span": "é"}, "id-1", "c", "r.x", 1764050000.25)
+    message = Message(*fields, "agent", 5.5, 1, 3, "k")
     body, headers = encode(message)
     again = decode_pairs(body, as_pairs(headers), "elsewhere", 4)
     assert again == message.evolve(attempt=4)

@@ -438,7 +438,9 @@ class KafkaSubscription(Subscription):
         return None
 
     def ready(self) -> Delivery | None:
-        """The next record already fetched (a due retry first), or None."""
+        """The next record already fetched (a due retry first), or None (also once closed)."""
+        if self._closed:
+            return None
         if self._incoming:
             self._distribute()
         if self._retries:
