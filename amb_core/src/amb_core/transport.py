@@ -30,6 +30,7 @@ __all__ = [
     "SubscriptionSpec",
     "Transport",
     "decode_delivery",
+    "undecodable",
 ]
 
 
@@ -127,7 +128,12 @@ def decode_delivery(
     try:
         return decode(body, headers, topic, attempt=attempt), None
     except DecodeError as exc:
-        return Message(topic=topic, payload=bytes(body), attempt=attempt), exc
+        return undecodable(body, topic, attempt), exc
+
+
+def undecodable(body: bytes, topic: str, attempt: int = 1) -> Message:
+    """The message that carries undecodable bytes to the dead letters: the raw bytes as payload."""
+    return Message(topic=topic, payload=bytes(body), attempt=attempt)
 
 
 class Subscription(ABC):

@@ -94,25 +94,17 @@ def format_timestamp(timestamp: float) -> str:
 def encode(message: Message) -> tuple[bytes, dict[str, str]]:
     """The message as ``(body, headers)``; user headers are copied as they are.
 
-    :func:`encode_payload` is spelled out inline: this runs once per message sent.
-
     :raises ConfigurationError: when the payload is not bytes and not JSON-serialisable.
     """
-    payload = message.payload
+    body, content_type = encode_payload(message.payload)
     headers: dict[str, str] = {
         **message.headers,
         H_ID: message.id,
         H_TOPIC: message.topic,
         H_TIMESTAMP: format_timestamp(message.timestamp),
     }
-    if isinstance(payload, (bytes, bytearray, memoryview)):
-        body = bytes(payload)
-        headers[CONTENT_TYPE] = OCTET_STREAM
-    else:
-        try:
-            body = dumps(payload).encode()
-        except (TypeError, ValueError) as exc:
-            raise ConfigurationError(f"payload is not JSON-serialisable: {exc}") from None
+    if content_type != JSON:
+        headers[CONTENT_TYPE] = content_type
     if message.correlation_id is not None:
         headers[H_CORRELATION_ID] = message.correlation_id
     if message.reply_to is not None:

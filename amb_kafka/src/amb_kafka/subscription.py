@@ -43,7 +43,7 @@ import anyio
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from amb_core.errors import DecodeError
-from amb_core.transport import Delivery, Subscription, SubscriptionSpec, decode_delivery
+from amb_core.transport import Delivery, Subscription, SubscriptionSpec, undecodable
 from amb_core.wire import decode_pairs
 
 from ._bridge import call_soon
@@ -94,13 +94,6 @@ class _Partition:
         self.gone = False  # revoked or lost: its commit position is no longer committed
 
 
-def _text_headers(raw: list[tuple[str, bytes | None]] | None) -> dict[str, str] | None:
-    """A record's headers as text (undecodable bytes as replacement characters)."""
-    if not raw:
-        return None
-    return {n: v.decode("utf-8", "replace") if v is not None else "" for n, v in raw}
-
-
 class _KafkaDelivery(Delivery):
     """One record handed to the bus. Decoded here, on the loop, in a single call (no helper frames:
     this and :meth:`ack` run once per message)."""
@@ -114,10 +107,8 @@ class _KafkaDelivery(Delivery):
         try:
             self.message = decode_pairs(body, record.headers(), record.topic(), attempt)
             self.error = None
-        except DecodeError:  # undecodable: the bus dead-letters it
-            self.message, self.error = decode_delivery(
-                body, _text_headers(record.headers()), record.topic(), attempt
-            )
+        except DecodeError as exc:  # undecodable: the bus dead-letters it
+            self.message, self.error = undecodable(body, record.topic(), attempt), exc
         self.attempt = attempt
         self._sub = sub
         self._part = part
