@@ -213,10 +213,8 @@ class MessageBus:
         :raises PublishError: when the broker does not take it.
         :raises NotConnectedError: outside ``connect()``/``aclose()``.
         """
-        if self._state != "connected":
-            self._require_connected()
-        if self._starting:
-            await self._settle()
+        if self._starting or self._state != "connected":
+            await self._ready_to_publish()
         validate_topic(topic)
         message = build_message(
             topic,
@@ -262,10 +260,8 @@ class MessageBus:
         :raises PublishError: when the broker does not take one of them.
         :raises NotConnectedError: outside ``connect()``/``aclose()``.
         """
-        if self._state != "connected":
-            self._require_connected()
-        if self._starting:
-            await self._settle()
+        if self._starting or self._state != "connected":
+            await self._ready_to_publish()
         validate_topic(topic)
         common = headers or EMPTY_HEADERS
         sender = sender or self.name
@@ -299,6 +295,13 @@ class MessageBus:
         self._require_connected()
         validate_topic(message.topic, remember=not one_off)
         await self._send(message)
+
+    async def _ready_to_publish(self) -> None:
+        """The slow path of every publish: refuse outside ``connect()``/``aclose()``, and first
+        establish the subscriptions made before (the hot path only tests for either)."""
+        self._require_connected()
+        if self._starting:
+            await self._settle()
 
     async def _settle(self) -> None:
         starting, self._starting = self._starting, []
