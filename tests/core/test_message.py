@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 
 import attrs
@@ -42,3 +43,32 @@ def test_the_constructor_serves_when_the_layout_swap_is_refused(
 
     monkeypatch.setattr(message_module, "_Unguarded", refuse)
     assert message_module._unguarded_works() is False
+
+
+def test_ids_are_unique_and_keep_their_shape() -> None:
+    ids = [message_module.new_id() for _ in range(1000)]
+    assert len(set(ids)) == 1000
+    prefix = ids[0][:16]
+    assert all(i[:16] == prefix and i[16:].isdigit() for i in ids)
+    assert all(Message("a.b", None).id != Message("a.b", None).id for _ in range(10))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_a_forked_child_makes_ids_of_its_own() -> None:
+    """Parent and child share the counter's state at the fork: the child must not repeat ids."""
+    read, write = os.pipe()
+    before = message_module.new_id()
+    pid = os.fork()
+    if pid == 0:  # the child: report its next two ids, then leave without running pytest's exit
+        try:
+            os.write(write, f"{message_module.new_id()} {message_module.new_id()}".encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        child = pipe.read().split()
+    os.waitpid(pid, 0)
+    parent = [message_module.new_id(), message_module.new_id()]
+    assert len(child) == 2 and not set(child) & set(parent)
+    assert child[0][:16] != before[:16], "the child keeps its parent's prefix"
+    assert parent[0][:16] == before[:16]

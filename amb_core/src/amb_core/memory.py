@@ -229,7 +229,11 @@ class _MemoryDelivery(Delivery):
         self._item = item
 
     async def ack(self) -> None:
+        self.ack_now()
+
+    def ack_now(self) -> bool:
         self._sub.unacked.pop(id(self), None)
+        return True
 
     async def nack(self, delay: float | None = None) -> None:
         if self._sub.unacked.pop(id(self), None) is None:

@@ -192,7 +192,15 @@ class Subscriber:
                 exc = again
 
     async def _read_inline(self) -> None:
+        """Take deliveries one at a time and handle each in this task.
+
+        The usual message (decoded, unexpired, ours) is handled right here, the steps of
+        :meth:`handle` spelled out: this runs once per message, and each coroutine it saves (the
+        one for :meth:`handle`, the one for the ack) costs about as much as a small message's
+        fields. Everything else goes through :meth:`handle`."""
         handle = self.handle
+        call = self._call
+        match = self._match
         checkpoint = anyio.lowlevel.checkpoint
         run = 0  # deliveries taken since the last checkpoint
         while True:
@@ -214,7 +222,25 @@ class Subscriber:
                     return
             self._busy = 1
             try:
-                await handle(delivery)
+                message = delivery.message
+                if (
+                    delivery.error is not None
+                    or message.ttl is not None
+                    or not match(message.topic)
+                ):
+                    await handle(delivery)
+                else:
+                    try:
+                        result = await call(message)
+                    except Exception as exc:
+                        await self._after_error(delivery, exc)
+                    else:
+                        if message.reply_to is not None:
+                            await self._answered(message, result)
+                        if not delivery.ack_now():
+                            await delivery.ack()
+            except Exception as exc:  # a broken ack, a broken reply: log, keep the subscription
+                log.exception("settling a delivery on %r failed: %r", self.pattern, exc)
             finally:
                 self._busy = 0
             if self._stopping:
@@ -242,7 +268,8 @@ class Subscriber:
         """Handle one delivery and settle it; never raises (but lets cancellation through).
 
         The first attempt is spelled out here rather than through :meth:`_attempt`: this runs once
-        per message, and a coroutine per call is a large part of what a message costs."""
+        per message (per concurrent message: :meth:`_read_inline` handles the usual message
+        itself), and a coroutine per call is a large part of what a message costs."""
         try:
             message = delivery.message
             if delivery.error is not None:
@@ -255,15 +282,20 @@ class Subscriber:
                 try:
                     result = await self._call(message)
                 except Exception as exc:
-                    failure = await self._refused(delivery, exc)
-                    if failure is not None:
-                        await self._failed(delivery, failure)
+                    await self._after_error(delivery, exc)
                 else:
                     if message.reply_to is not None:
                         await self._answered(message, result)
-                    await delivery.ack()
+                    if not delivery.ack_now():
+                        await delivery.ack()
         except Exception as exc:  # a broken ack, a broken reply: log, keep the subscription
             log.exception("settling a delivery on %r failed: %r", self.pattern, exc)
+
+    async def _after_error(self, delivery: Delivery, exc: Exception) -> None:
+        """The handler raised on the first attempt: dead-letter a rejection, retry the rest."""
+        failure = await self._refused(delivery, exc)
+        if failure is not None:
+            await self._failed(delivery, failure)
 
     async def _attempt(self, delivery: Delivery, message: Message) -> Exception | None:
         """Call the handler once (a retry on an at-most-once transport). On success answer and
@@ -274,7 +306,8 @@ class Subscriber:
             return await self._refused(delivery, exc)
         if message.reply_to is not None:
             await self._answered(message, result)
-        await delivery.ack()
+        if not delivery.ack_now():
+            await delivery.ack()
         return None
 
     async def _refused(self, delivery: Delivery, exc: Exception) -> Exception | None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import attrs
 
@@ -111,8 +111,26 @@ class Delivery:
         self.attempt = attempt
         self.error = error
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "ack" in cls.__dict__ and "ack_now" not in cls.__dict__:
+            cls.ack_now = Delivery._ack_later  # type: ignore[method-assign]
+
     async def ack(self) -> None:
         """Settle the delivery: the broker may forget it. Idempotent."""
+
+    def ack_now(self) -> bool:
+        """Settle without waiting, where settling needs no I/O (an in-process commit position);
+        True when done, False when :meth:`ack` must be awaited. Idempotent.
+
+        The bus calls it first after each handled message: a plain call costs less than the
+        coroutine of :meth:`ack`. A subclass that overrides :meth:`ack` and not this method gets
+        False here, so its :meth:`ack` is always awaited.
+        """
+        return True  # the base ack does nothing
+
+    def _ack_later(self) -> bool:
+        return False
 
     async def nack(self, delay: float | None = None) -> None:
         """Give it back for redelivery, after ``delay`` seconds when given. Idempotent.
