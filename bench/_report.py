@@ -13,11 +13,19 @@ __all__ = ["Figure", "measure", "percentile", "print_table"]
 class Figure:
     """Throughput and CPU cost of one case."""
 
-    def __init__(self, name: str, count: int, seconds: float, cpu: float) -> None:
+    def __init__(
+        self,
+        name: str,
+        count: int,
+        seconds: float,
+        cpu: float,
+        spread: tuple[float, float] | None = None,
+    ) -> None:
         self.name = name
         self.count = count
         self.seconds = seconds
         self.cpu = cpu
+        self.spread = spread  # the slowest and the fastest run's rate, where runs were repeated
 
     @property
     def rate(self) -> float:
@@ -38,7 +46,9 @@ async def measure(
         await run()
         figures.append(Figure(name, count, time.perf_counter() - wall, time.process_time() - cpu))
     figures.sort(key=lambda f: f.rate)
-    return figures[len(figures) // 2]
+    middle = figures[len(figures) // 2]
+    middle.spread = (figures[0].rate, figures[-1].rate)
+    return middle
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -47,11 +57,16 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def print_table(title: str, figures: list[Figure], baseline: Figure | None = None) -> None:
+    """The figures as a table; the rate is the median run's, ``runs`` the slowest and fastest
+    run's rate in thousands (a shared machine's noise, shown rather than hidden)."""
     print(f"\n## {title}")
-    print(f"{'case':48} {'msg/s':>12} {'CPU us/msg':>11} {'ratio':>7}")
+    print(f"{'case':48} {'msg/s':>12} {'CPU us/msg':>11} {'ratio':>7} {'runs (k msg/s)':>16}")
     for figure in figures:
         ratio = f"{figure.rate / baseline.rate:6.2f}x" if baseline else ""
-        print(f"{figure.name:48} {figure.rate:12,.0f} {figure.cpu_us:11.2f} {ratio:>7}")
+        runs = ""
+        if figure.spread is not None and figure.spread[0] != figure.spread[1]:
+            runs = f"{figure.spread[0] / 1000:,.1f}-{figure.spread[1] / 1000:,.1f}"
+        print(f"{figure.name:48} {figure.rate:12,.0f} {figure.cpu_us:11.2f} {ratio:>7} {runs:>16}")
 
 
 def median(values: list[float]) -> float:

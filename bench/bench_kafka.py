@@ -8,7 +8,9 @@ Like with like: one partition, the same ~100-byte JSON body, the same number of 
 producer settings the bus uses (``acks=all``, idempotence, ``linger.ms=5``) on both sides. The raw
 loops send the body without headers, as a hand-written producer would; the bus adds its metadata
 headers (id, topic, timestamp, sender). Raw and bus runs alternate (raw, bus, raw, bus, ...) and the
-median of :data:`REPEAT` is shown, so drift on a shared machine hits both alike. CPU is the whole
+median of :data:`REPEAT` (consume: :data:`CONSUME_REPEAT`) is shown beside the slowest and the
+fastest run, so drift on a shared machine hits both alike and the noise is in sight (on a 2-core
+machine the raw consume loop alone ranged 180k-340k msg/s within one run). CPU is the whole
 process's (every thread, librdkafka's included) per message.
 
 Cases:
@@ -58,6 +60,7 @@ WINDOW = 200
 MANY_TASKS = 1_000
 CHUNK = 1_000
 REPEAT = 3
+CONSUME_REPEAT = 7  # consume runs are short and their spread is the widest
 PAYLOAD = {"agent": "planner", "task": "analyze", "data": "x" * 60}
 BODY = json.dumps(PAYLOAD).encode()
 LINGER_MS = 5
@@ -74,16 +77,18 @@ async def timed(run: Run) -> Timing:
     return own or (time.perf_counter() - wall, time.process_time() - cpu)
 
 
-async def compare(count: int, cases: list[tuple[str, Run]]) -> list[Figure]:
-    """Alternate the cases ``REPEAT`` times; each case's median run by rate."""
+async def compare(count: int, cases: list[tuple[str, Run]], repeat: int = REPEAT) -> list[Figure]:
+    """Alternate the cases ``repeat`` times; each case's median run by rate, with the spread."""
     runs: list[list[Timing]] = [[] for _ in cases]
-    for _ in range(REPEAT):
+    for _ in range(repeat):
         for i, (_, run) in enumerate(cases):
             runs[i].append(await timed(run))
     figures = []
     for (name, _), timings in zip(cases, runs, strict=True):
-        wall, cpu = sorted(timings)[len(timings) // 2]
-        figures.append(Figure(name, count, wall, cpu))
+        ordered = sorted(timings)
+        wall, cpu = ordered[len(ordered) // 2]
+        spread = (count / ordered[-1][0], count / ordered[0][0])
+        figures.append(Figure(name, count, wall, cpu, spread))
     return figures
 
 
@@ -340,6 +345,7 @@ async def consume_cases(url: str, bootstrap: str) -> tuple[Figure, Figure]:
                 ),
                 ("bus.subscribe, a handler call per message", lambda: bus_consume(bus, source)),
             ],
+            CONSUME_REPEAT,
         )
     print_table(
         f"Kafka consume {N:,} stored messages, new group each run (from the first record)",

@@ -59,10 +59,11 @@ _seq = itertools.count()
 _Key = tuple[str, int]
 _BATCH = 5000  # records per consume() call, at most
 # The record type's own methods, unbound: called by map() and groupby() from C per record, they cost
-# a quarter of methodcaller("topic"), which looks the name up on every call.
-_error = confluent_kafka.Message.error
-_topic = confluent_kafka.Message.topic
-_partition = confluent_kafka.Message.partition
+# a quarter of methodcaller("topic"), which looks the name up on every call. (Any: the stubs type
+# every accessor as optional, and these only ever see records.)
+_error: Any = confluent_kafka.Message.error
+_topic: Any = confluent_kafka.Message.topic
+_partition: Any = confluent_kafka.Message.partition
 Message = Any  # confluent_kafka.Message; its stubs type every accessor as optional
 
 
