@@ -57,16 +57,25 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def print_table(title: str, figures: list[Figure], baseline: Figure | None = None) -> None:
-    """The figures as a table; the rate is the median run's, ``runs`` the slowest and fastest
-    run's rate in thousands (a shared machine's noise, shown rather than hidden)."""
+    """The figures as a table; the rate is the median run's, ``runs`` the slowest and the fastest
+    run's rate (a shared machine's noise, shown rather than hidden)."""
     print(f"\n## {title}")
-    print(f"{'case':48} {'msg/s':>12} {'CPU us/msg':>11} {'ratio':>7} {'runs (k msg/s)':>16}")
+    print(f"{'case':48} {'msg/s':>12} {'CPU us/msg':>11} {'ratio':>7} {'runs msg/s':>14}")
     for figure in figures:
         ratio = f"{figure.rate / baseline.rate:6.2f}x" if baseline else ""
         runs = ""
         if figure.spread is not None and figure.spread[0] != figure.spread[1]:
-            runs = f"{figure.spread[0] / 1000:,.1f}-{figure.spread[1] / 1000:,.1f}"
-        print(f"{figure.name:48} {figure.rate:12,.0f} {figure.cpu_us:11.2f} {ratio:>7} {runs:>16}")
+            runs = f"{_short(figure.spread[0])}-{_short(figure.spread[1])}"
+        print(f"{figure.name:48} {figure.rate:12,.0f} {figure.cpu_us:11.2f} {ratio:>7} {runs:>14}")
+
+
+def _short(rate: float) -> str:
+    """A rate in three significant figures: 176, 33.0k, 1.23M."""
+    if rate >= 1e6:
+        return f"{rate / 1e6:.3g}M"
+    if rate >= 1e3:
+        return f"{rate / 1e3:.3g}k"
+    return f"{rate:.3g}"
 
 
 def median(values: list[float]) -> float:
