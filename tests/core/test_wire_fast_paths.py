@@ -34,6 +34,18 @@ def test_decode_pairs_takes_text_values_too_and_fills_defaults() -> None:
     assert bare.payload is None and bare.headers == {} and bare.priority == 0
 
 
+def test_a_record_without_headers_reads_as_one_with_empty_headers() -> None:
+    """The header-less shortcut (a foreign producer's plain JSON) gives what the general path
+    gives: every field but the fresh id and the arrival time is equal, and bad JSON is typed."""
+    for pairs in (None, []):
+        bare = decode_pairs(b'{"a": [1]}', pairs, "t.x", 3)
+        general = decode_pairs(b'{"a": [1]}', [("user", b"v")], "t.x", 3)
+        assert bare == general.evolve(headers={}, id=bare.id, timestamp=bare.timestamp)
+        assert bare.id != general.id and abs(bare.timestamp - time.time()) < 5
+    with pytest.raises(DecodeError, match="JSON"):
+        decode_pairs(b"{", None, "t")
+
+
 def test_a_header_named_twice_keeps_its_last_value() -> None:
     pairs = [("amb-id", b"first"), ("u", b"1"), ("amb-id", b"second"), ("u", b"2")]
     message = decode_pairs(b"1", pairs, "t")

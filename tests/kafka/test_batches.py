@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
+from typing import Any
 
 import anyio
 import anyio.lowlevel
@@ -15,6 +16,7 @@ from amb_core.errors import MessageTooLargeError
 from amb_core.subscriber import FAIR_RUN
 from amb_core.testing.conformance import wait_until
 from amb_kafka import KafkaTransport
+from amb_kafka.subscription import _BATCH
 
 pytestmark = pytest.mark.anyio
 
@@ -133,3 +135,34 @@ async def test_a_fetched_backlog_does_not_starve_other_tasks(kafka_url: str) -> 
     )  # messages handled in a row with no tick between
     # trio runs the ready tasks of a round in random order: two runs may meet with no tick between
     assert longest <= 2 * FAIR_RUN + 2, f"{longest} messages in a row without letting others run"
+
+
+async def test_slow_handlers_bound_the_records_held(kafka_url: str) -> None:
+    """A handler stuck on the first of a large backlog: the subscription stops taking records once
+    it holds its limit (the partitions are paused, the group is still polled), instead of draining
+    the whole backlog into memory; once the handler moves on, every record arrives, in order."""
+    topic = f"held{uuid.uuid4().hex[:8]}"
+    count = 40_000
+    release = anyio.Event()
+    handled: list[int] = []
+
+    async def handler(message: Message) -> None:
+        if not handled:
+            await release.wait()
+        handled.append(message.payload)
+
+    async with MessageBus(KafkaTransport(kafka_url)) as bus:
+        for start in range(0, count, 5_000):
+            await bus.publish_many(topic, list(range(start, start + 5_000)))
+        subscriber = await bus.subscribe(topic, handler, start="earliest")
+        source: Any = subscriber._source
+        most = 0
+        for _ in range(40):  # 4 s stuck: before the pause, ~10,000 more records were taken a second
+            await anyio.sleep(0.1)
+            most = max(most, source._fetched - source._released)
+        assert most > 0, "nothing was fetched: the case proves nothing"
+        assert most <= source._high + _BATCH, f"{most} records held for a stuck handler"
+        release.set()
+        await wait_until(lambda: len(handled) >= count, 60, "the whole backlog after the stall")
+        await anyio.sleep(0.2)
+    assert handled == list(range(count))

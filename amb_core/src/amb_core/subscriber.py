@@ -202,15 +202,16 @@ class Subscriber:
         call = self._call
         match = self._match
         checkpoint = anyio.lowlevel.checkpoint
-        run = 0  # deliveries taken since the last checkpoint
+        source = self._source
+        assert source is not None
+        ready = source.ready
+        run = FAIR_RUN  # deliveries left before the next checkpoint
         while True:
-            source = self._source
-            assert source is not None
-            run += 1
-            if run > FAIR_RUN:
-                run = 0
+            run -= 1
+            if not run:
+                run = FAIR_RUN
                 await checkpoint()
-            delivery = source.ready()
+            delivery = ready()
             if delivery is None:
                 try:  # the hot path reads the source directly; _next() is the recovering slow path
                     delivery = await source.__anext__()
@@ -218,6 +219,8 @@ class Subscriber:
                     return
                 except Exception as exc:
                     delivery = await self._recover(exc)
+                    source = self._source or source  # reopened
+                    ready = source.ready
                 if delivery is None:
                     return
             self._busy = 1

@@ -15,7 +15,7 @@ from typing import Any
 
 from ._json import dumps, loads
 from .errors import ConfigurationError, DecodeError
-from .message import Message, build_message, new_id
+from .message import EMPTY_HEADERS, Message, build_message, new_id
 
 __all__ = [
     "CONTENT_TYPE",
@@ -145,12 +145,16 @@ def _number(name: str, raw: str, kind: type[float] | type[int]) -> Any:
         raise DecodeError(f"header {name!r} is not a number: {raw!r}") from None
 
 
+def _not_json(exc: Exception) -> DecodeError:
+    return DecodeError(f"body is not valid JSON: {exc}")
+
+
 def _payload(body: bytes, content_type: str | None) -> Any:
     if content_type is None or content_type.startswith(JSON):
         try:
             return loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
-            raise DecodeError(f"body is not valid JSON: {exc}") from None
+            raise _not_json(exc) from None
     if content_type.startswith(TEXT):
         try:
             return bytes(body).decode()
@@ -189,22 +193,40 @@ def decode_pairs(
 
     :raises DecodeError: as :func:`decode` does.
     """
+    if not pairs:  # a foreign producer's plain JSON: every field a default, no field list
+        try:
+            payload = loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise _not_json(exc) from None
+        return build_message(
+            topic,
+            payload,
+            EMPTY_HEADERS,
+            new_id(),
+            None,
+            None,
+            _time(),
+            None,
+            None,
+            attempt,
+            0,
+            None,
+        )
     # topic, payload (content-type first), headers, id, correlation_id, reply_to, timestamp,
     # sender, ttl, attempt, priority, key: build_message's arguments.
     fields: list[Any] = [None, None, None, None, None, None, None, None, None, attempt, None, None]
     user: dict[str, str] = {}
-    if pairs:
-        try:
-            for name, value in pairs:
-                if type(value) is not str:
-                    value = value.decode() if value is not None else ""  # type: ignore[union-attr]
-                index = _field_of(name)
-                if index is None:
-                    user[name] = value
-                else:
-                    fields[index] = value
-        except UnicodeDecodeError:
-            return decode_pairs(body, _replacing(pairs), topic, attempt)
+    try:
+        for name, value in pairs:
+            if type(value) is not str:
+                value = value.decode() if value is not None else ""  # type: ignore[union-attr]
+            index = _field_of(name)
+            if index is None:
+                user[name] = value
+            else:
+                fields[index] = value
+    except UnicodeDecodeError:
+        return decode_pairs(body, _replacing(pairs), topic, attempt)
     fields[2] = user
     if not fields[0]:
         fields[0] = topic
@@ -213,7 +235,7 @@ def decode_pairs(
         try:
             fields[1] = loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
-            raise DecodeError(f"body is not valid JSON: {exc}") from None
+            raise _not_json(exc) from None
     else:
         fields[1] = _payload(body, content_type)
     if not fields[3]:

@@ -83,9 +83,10 @@ def pattern_regex(pattern: str) -> str | None:
 class _Partition:
     """Loop-side state of one assigned partition."""
 
-    __slots__ = ("commit", "done", "gone", "key", "out", "queued", "records")
+    __slots__ = ("commit", "done", "gone", "key", "out", "queued", "records", "sub")
 
-    def __init__(self, key: _Key) -> None:
+    def __init__(self, sub: KafkaSubscription, key: _Key) -> None:
+        self.sub = sub
         self.key = key
         self.records: deque[Message] = deque()  # fetched, not handed out yet
         self.out: deque[int] = deque()  # offsets handed out and not yet committable, in order
@@ -99,13 +100,11 @@ class _Partition:
 
 class _KafkaDelivery(Delivery):
     """One record handed to the bus. Decoded here, on the loop, in a single call (no helper frames:
-    this and :meth:`ack` run once per message)."""
+    this and :meth:`ack_now` run once per message). ``_part`` is None once settled."""
 
-    __slots__ = ("_offset", "_part", "_record", "_settled", "_sub")
+    __slots__ = ("_offset", "_part", "_record")
 
-    def __init__(
-        self, sub: KafkaSubscription, part: _Partition, record: Message, offset: int, attempt: int
-    ) -> None:
+    def __init__(self, part: _Partition, record: Message, offset: int, attempt: int) -> None:
         body = record.value() or b""
         try:
             self.message = decode_pairs(body, record.headers(), record.topic(), attempt)
@@ -113,11 +112,9 @@ class _KafkaDelivery(Delivery):
         except DecodeError as exc:  # undecodable: the bus dead-letters it
             self.message, self.error = undecodable(body, record.topic(), attempt), exc
         self.attempt = attempt
-        self._sub = sub
-        self._part = part
+        self._part: _Partition | None = part
         self._record = record
         self._offset = offset
-        self._settled = False
 
     async def ack(self) -> None:
         self.ack_now()
@@ -126,27 +123,37 @@ class _KafkaDelivery(Delivery):
         """Settle the offset; advance the partition's commit position over the settled prefix
         (never past an unsettled offset). In order (the usual case) that is a popleft and a store.
         No I/O: the poll thread commits the position."""
-        if self._settled:
-            return True
-        self._settled = True
         part = self._part
+        if part is None:
+            return True
+        self._part = None
         out = part.out
-        offset = self._offset
-        if out and out[0] == offset:
+        if out and out[0] == self._offset and not part.done:  # in order, nothing waits behind
             out.popleft()
-            done = part.done
-            while done and out and out[0] in done:
-                offset = out.popleft()
-                done.discard(offset)
-            part.commit = out[0] if out else offset + 1
+            part.commit = out[0] if out else self._offset + 1
         else:
-            part.done.add(offset)  # behind an earlier unsettled one: committed with it later
+            _settle_out_of_order(part, self._offset)
         return True
 
     async def nack(self, delay: float | None = None) -> None:
-        if not self._settled:
-            self._settled = True
-            self._sub._retry(self._part, self._record, self.attempt + 1, delay or 0.0)
+        part = self._part
+        if part is not None:
+            self._part = None
+            part.sub._retry(part, self._record, self.attempt + 1, delay or 0.0)
+
+
+def _settle_out_of_order(part: _Partition, offset: int) -> None:
+    """:meth:`_KafkaDelivery.ack_now` when ``offset`` is not the first unsettled one, or settled
+    offsets wait behind it: remember it, and move the commit position over the settled prefix."""
+    out, done = part.out, part.done
+    if not out or out[0] != offset:
+        done.add(offset)  # behind an earlier unsettled one: committed with it later
+        return
+    out.popleft()
+    while out and out[0] in done:
+        offset = out.popleft()
+        done.discard(offset)
+    part.commit = out[0] if out else offset + 1
 
 
 class KafkaSubscription(Subscription):
@@ -186,6 +193,7 @@ class KafkaSubscription(Subscription):
         self._consumer: Consumer | None = None
         self._thread: threading.Thread | None = None
         self._joined = threading.Event()
+        self._next_commit = 0.0  # poll thread only
 
     # -- setup (in a worker thread) --------------------------------------------------------------
 
@@ -249,20 +257,24 @@ class KafkaSubscription(Subscription):
     def _poll_loop(self) -> None:
         consumer = self._consumer
         assert consumer is not None
-        interval = self._config.commit_interval
-        next_commit = time.monotonic() + interval
+        self._next_commit = time.monotonic() + self._config.commit_interval
         try:
             while not self._stopping:
                 if self._fetched - self._released > self._high:
                     # Enough is waiting on the loop: stop taking records until it makes room.
-                    # librdkafka keeps prefetching into its own bounded queue meanwhile. Pausing
-                    # the partitions instead made librdkafka drop everything it had prefetched and
-                    # fetch it again after resume (about a second each time on Tansu).
+                    # librdkafka keeps prefetching into its own bounded queue meanwhile.
                     self._room.clear()
                     self._full = True
                     if self._fetched - self._released > self._low:
                         self._room.wait(self._hold)
                     self._full = False
+                    if self._fetched - self._released > self._high:
+                        # Still full after a whole hold: handlers are slow. Poll on (the group
+                        # needs it) with the partitions paused, so that nothing more is taken.
+                        # Not sooner: a pause drops what librdkafka prefetched (about a second to
+                        # fetch again after resume on Tansu).
+                        self._pause_while_full(consumer)
+                        continue
                 # One consume() per round while records are flowing: each call is one GIL
                 # acquisition, which costs up to the interpreter's switch interval (5 ms) while the
                 # loop is busy, so each must bring a lot. When nothing is there, poll() blocks
@@ -279,9 +291,7 @@ class KafkaSubscription(Subscription):
                         self._incoming.append(records)
                         if self._parked:
                             self._loop.soon(self._wake)
-                if time.monotonic() >= next_commit:
-                    self._commit(consumer, asynchronous=True)
-                    next_commit = time.monotonic() + interval
+                self._commit_if_due(consumer)
         except Exception as exc:  # a fatal consumer error: surface it on __anext__
             log.error("consumer %s failed: %r", self.group, exc)
             self._error = KafkaTransportError(f"consumer of {self._spec.pattern!r} failed: {exc}")
@@ -294,6 +304,37 @@ class KafkaSubscription(Subscription):
                 consumer.close()  # leaves the group: partitions move to the other members at once
             except Exception as exc:
                 log.debug("closing consumer %s: %r", self.group, exc)
+
+    def _pause_while_full(self, consumer: Any) -> None:
+        """Keep polling with every assigned partition paused until the loop makes room (or the
+        subscription stops); records taken meanwhile (fetched before the pause, or of partitions
+        assigned since) still go to the loop. Bounds the records held for slow handlers."""
+        log.debug("group %s: handlers are behind, partitions paused", self.group)
+        try:
+            while not self._stopping and self._fetched - self._released > self._low:
+                self._room.clear()
+                self._full = True
+                consumer.pause(consumer.assignment())  # again: partitions assigned meanwhile too
+                records = self._good(consumer.consume(_BATCH, 0))
+                if records:
+                    self._fetched += len(records)
+                    self._incoming.append(records)
+                    if self._parked:
+                        self._loop.soon(self._wake)
+                self._commit_if_due(consumer)
+                self._room.wait(self._hold)
+        finally:
+            self._full = False
+            try:
+                consumer.resume(consumer.assignment())
+            except KafkaException as exc:  # stopping or failing: the consumer is closed next
+                log.debug("resuming consumer %s: %s", self.group, exc)
+
+    def _commit_if_due(self, consumer: Any) -> None:
+        """The periodic commit of settled positions, every ``commit_interval``."""
+        if time.monotonic() >= self._next_commit:
+            self._commit(consumer, asynchronous=True)
+            self._next_commit = time.monotonic() + self._config.commit_interval
 
     def _good(self, records: list[Message]) -> list[Message]:
         """The records that are records, not errors (logged, except partition EOF)."""
@@ -414,7 +455,7 @@ class KafkaSubscription(Subscription):
                 for partition, records in groupby(run, _partition):
                     part = parts.get((topic, partition))
                     if part is None:
-                        part = parts[(topic, partition)] = _Partition((topic, partition))
+                        part = parts[(topic, partition)] = _Partition(self, (topic, partition))
                     part.records.extend(records)
                     if not part.queued:
                         part.queued = True
@@ -433,19 +474,20 @@ class KafkaSubscription(Subscription):
         while retries and retries[0][0] <= time.monotonic():
             _, _, part, record, attempt = heapq.heappop(retries)
             if not part.gone:
-                return _KafkaDelivery(self, part, record, record.offset(), attempt)
+                return _KafkaDelivery(part, record, record.offset(), attempt)
         return None
 
     def ready(self) -> Delivery | None:
         """The next record already fetched (a due retry first), or None (also once closed)."""
-        if self._closed:
-            return None
-        if self._incoming:
-            self._distribute()
-        if self._retries:
-            delivery = self._retried()
-            if delivery is not None:
-                return delivery
+        if self._incoming or self._retries or self._closed:  # one test per message when none is
+            if self._closed:
+                return None
+            if self._incoming:
+                self._distribute()
+            if self._retries:
+                delivery = self._retried()
+                if delivery is not None:
+                    return delivery
         ready = self._ready
         while ready:
             part = ready[0]
@@ -466,7 +508,7 @@ class KafkaSubscription(Subscription):
             if self._full and self._fetched - self._released < self._low:
                 self._full = False
                 self._room.set()
-            return _KafkaDelivery(self, part, record, offset, 1)
+            return _KafkaDelivery(part, record, offset, 1)
         return None
 
     async def __anext__(self) -> Delivery:
