@@ -1,10 +1,21 @@
-"""A Kafka subscription: one consumer, one poll thread, per-partition order, contiguous commits.
+"""A Kafka subscription: one consumer, taken from by the loop and a poll thread; per-partition order,
+contiguous commits.
 
 Why it is shaped this way:
 
-- **A poll thread per subscription.** ``Consumer.consume`` blocks in C, and group membership and
-  rebalance callbacks only progress while somebody polls; a thread of our own does that, hands whole
-  batches to the loop through a deque (no hop per message), and wakes the loop only when it is parked.
+- **The loop takes records itself; a thread waits for it.** ``Consumer.consume`` blocks in C, and
+  group membership and rebalance callbacks only progress while somebody polls. While records flow,
+  the loop takes a few hundred at a time without waiting (``consume(n, 0)``) once it has handed out
+  the last ones, as a hand-written loop does: records are made and dropped on one thread, few are
+  alive at once, and the garbage collector hardly runs (batches of thousands handed over from a
+  thread survived its young collections and cost a full collection every few tens of thousands of
+  records). A poll thread of our own does what would block: it waits for the next record when the
+  loop has none (and wakes the loop only when it is parked), and polls on when handlers are too slow
+  to come back within ``max.poll.interval``'s margin. A lock keeps the two from calling the consumer
+  at once, and batches reach the loop in the order they were taken.
+- **Slow handlers hold a bounded number of records.** Past the limit, the thread stops taking; still
+  full after a hold, it pauses the partitions and polls on (the group needs it) until the handlers
+  catch up.
 - **Records leave each partition in order; commits are contiguous.** Partitions take turns, and
   within one the records are handed out in offset order, so with the bus's default ``concurrency=1``
   handlers see each partition (each key) in order, while several partitions interleave. An ack marks
@@ -18,7 +29,10 @@ Why it is shaped this way:
 - **Rebalances drop what was not handed out.** On revoke, buffered records of the revoked partitions
   are dropped (they will be fetched again by whoever owns them next), the thread waits a bounded time
   for deliveries in flight to be settled, then commits synchronously: no loss, and no duplicate
-  unless a handler outlives the wait.
+  unless a handler outlives the wait. A revoke served on the loop (during its own take) cannot wait
+  for deliveries in flight, but with ``concurrency=1`` there are none then (the loop takes only
+  between two handlers); with more, those in flight may be handled again by the next owner. Its
+  synchronous commit holds the loop for one round trip to the group coordinator.
 - **"new" without losing the first messages.** Partitions that exist at subscribe time and that the
   group has no committed offset for get their end offset committed before joining; everything else
   (topics a wildcard discovers later) starts at the earliest offset, which for such a topic means
@@ -57,7 +71,8 @@ __all__ = ["KafkaSubscription", "pattern_regex"]
 log = logging.getLogger("amb.kafka")
 _seq = itertools.count()
 _Key = tuple[str, int]
-_BATCH = 5000  # records per consume() call, at most
+_BATCH = 5000  # records per consume() call of the poll thread, at most
+_TAKE = 500  # records per consume() call of the loop, at most (see KafkaSubscription._take)
 # The record type's own methods, unbound: called by map() and groupby() from C per record, they cost
 # a quarter of methodcaller("topic"), which looks the name up on every call. (Any: the stubs type
 # every accessor as optional, and these only ever see records.)
@@ -194,6 +209,13 @@ class KafkaSubscription(Subscription):
         self._thread: threading.Thread | None = None
         self._joined = threading.Event()
         self._next_commit = 0.0  # poll thread only
+        self._pausing = False  # partitions paused for slow handlers (see _pause_while_full)
+        # Every call on the consumer (and every commit) holds this lock: the loop takes records
+        # itself when it can have the lock at once, the thread when the loop is parked or quiet.
+        self._lock = threading.Lock()
+        self._handed = 0.0  # when records last reached the loop (monotonic)
+        self._nudge = threading.Event()  # set by the loop when it parks: the thread waits for it
+        self._loop_thread = threading.get_ident()
 
     # -- setup (in a worker thread) --------------------------------------------------------------
 
@@ -275,22 +297,34 @@ class KafkaSubscription(Subscription):
                         # fetch again after resume on Tansu).
                         self._pause_while_full(consumer)
                         continue
+                if not self._parked and time.monotonic() - self._handed < self._hold:
+                    # The loop has records, and takes the next ones itself: wait until it parks
+                    # (it then needs a blocking wait for the next record) or goes quiet (slow
+                    # handlers: the group must still be polled).
+                    self._nudge.clear()
+                    if not self._parked:
+                        self._nudge.wait(self._hold)
+                    self._commit_if_due(consumer)
+                    continue
                 # One consume() per round while records are flowing: each call is one GIL
                 # acquisition, which costs up to the interpreter's switch interval (5 ms) while the
                 # loop is busy, so each must bring a lot. When nothing is there, poll() blocks
                 # until one record is (consume(n, timeout) would wait for n or the whole timeout).
-                records = consumer.consume(_BATCH, 0)
-                if not records:
-                    first = consumer.poll(0.1)
-                    records = [first, *consumer.consume(_BATCH - 1, 0)] if first is not None else []
-                if records:
-                    if any(map(_error, records)):  # rare: checked in C first
+                with self._lock:  # appended under it too: the loop's takes queue behind
+                    records = consumer.consume(_BATCH, 0)
+                    if not records:
+                        first = consumer.poll(0.1)
+                        records = (
+                            [first, *consumer.consume(_BATCH - 1, 0)] if first is not None else []
+                        )
+                    if records and any(map(_error, records)):  # rare: checked in C first
                         records = self._good(records)
                     if records:
                         self._fetched += len(records)
                         self._incoming.append(records)
-                        if self._parked:
-                            self._loop.soon(self._wake)
+                        self._handed = time.monotonic()
+                if records and self._parked:
+                    self._loop.soon(self._wake)
                 self._commit_if_due(consumer)
         except Exception as exc:  # a fatal consumer error: surface it on __anext__
             log.error("consumer %s failed: %r", self.group, exc)
@@ -298,42 +332,49 @@ class KafkaSubscription(Subscription):
             if self._parked:
                 self._loop.soon(self._wake)
         finally:
-            self._settle_join(consumer)
-            self._commit(consumer, asynchronous=False)
-            try:
-                consumer.close()  # leaves the group: partitions move to the other members at once
-            except Exception as exc:
-                log.debug("closing consumer %s: %r", self.group, exc)
+            with self._lock:
+                self._settle_join(consumer)
+                self._commit(consumer, asynchronous=False)
+                self._consumer = None  # the loop takes no more
+                try:
+                    consumer.close()  # leaves the group: partitions move to the others at once
+                except Exception as exc:
+                    log.debug("closing consumer %s: %r", self.group, exc)
 
     def _pause_while_full(self, consumer: Any) -> None:
         """Keep polling with every assigned partition paused until the loop makes room (or the
         subscription stops); records taken meanwhile (fetched before the pause, or of partitions
         assigned since) still go to the loop. Bounds the records held for slow handlers."""
         log.debug("group %s: handlers are behind, partitions paused", self.group)
+        self._pausing = True
         try:
             while not self._stopping and self._fetched - self._released > self._low:
                 self._room.clear()
                 self._full = True
-                consumer.pause(consumer.assignment())  # again: partitions assigned meanwhile too
-                records = self._good(consumer.consume(_BATCH, 0))
-                if records:
-                    self._fetched += len(records)
-                    self._incoming.append(records)
-                    if self._parked:
-                        self._loop.soon(self._wake)
+                with self._lock:
+                    consumer.pause(consumer.assignment())  # again: partitions assigned meanwhile
+                    records = self._good(consumer.consume(_BATCH, 0))
+                    if records:
+                        self._fetched += len(records)
+                        self._incoming.append(records)
+                if records and self._parked:
+                    self._loop.soon(self._wake)
                 self._commit_if_due(consumer)
                 self._room.wait(self._hold)
         finally:
             self._full = False
+            self._pausing = False
             try:
-                consumer.resume(consumer.assignment())
+                with self._lock:
+                    consumer.resume(consumer.assignment())
             except KafkaException as exc:  # stopping or failing: the consumer is closed next
                 log.debug("resuming consumer %s: %s", self.group, exc)
 
     def _commit_if_due(self, consumer: Any) -> None:
         """The periodic commit of settled positions, every ``commit_interval``."""
         if time.monotonic() >= self._next_commit:
-            self._commit(consumer, asynchronous=True)
+            with self._lock:
+                self._commit(consumer, asynchronous=True)
             self._next_commit = time.monotonic() + self._config.commit_interval
 
     def _good(self, records: list[Message]) -> list[Message]:
@@ -389,11 +430,31 @@ class KafkaSubscription(Subscription):
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._joined.set()
         log.debug("group %s assigned %s", self.group, partitions)
+        # librdkafka keeps a partition's pause across a revoke and a new assignment: set it anew.
+        try:
+            if self._pausing:
+                consumer.pause(partitions)
+            else:
+                consumer.resume(partitions)
+        except KafkaException as exc:
+            log.warning("group %s: pausing/resuming %s failed: %s", self.group, partitions, exc)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         keys = {(tp.topic, tp.partition) for tp in partitions}
         dropped: list[_Partition] = []
-        if self._stopping or not call_soon(self._token, self._drop, keys, dropped):
+        on_loop = threading.get_ident() == self._loop_thread
+        log.debug(
+            "group %s revoked %d partitions (on the %s)",
+            self.group,
+            len(keys),
+            "loop" if on_loop else "poll thread",
+        )
+        if on_loop:
+            # Served by the loop's own take (see ready()): drop them here. Deliveries in flight
+            # (only with concurrency > 1) cannot be waited for on the loop: what is settled is
+            # committed, the rest is redelivered to the next owner.
+            self._drop(keys, dropped)
+        elif self._stopping or not call_soon(self._token, self._drop, keys, dropped):
             dropped = [p for p in list(self._parts.values()) if p.key in keys]
         else:
             # Let the deliveries in flight be settled (bounded), so that their offsets are
@@ -409,7 +470,9 @@ class KafkaSubscription(Subscription):
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         keys = {(tp.topic, tp.partition) for tp in partitions}
-        if not self._stopping:
+        if threading.get_ident() == self._loop_thread:
+            self._drop(keys, [])
+        elif not self._stopping:
             call_soon(self._token, self._drop, keys, [])
         for part in list(self._parts.values()):
             if part.key in keys:
@@ -509,7 +572,40 @@ class KafkaSubscription(Subscription):
                 self._full = False
                 self._room.set()
             return _KafkaDelivery(part, record, offset, 1)
+        if self._take():
+            return self.ready()
         return None
+
+    def _take(self) -> bool:
+        """On the loop, when nothing is at hand: take what librdkafka has already fetched, without
+        waiting, if the poll thread is not in a call. True when records came.
+
+        Taking here, a few hundred at a time and only once the last are handed out, is what a
+        hand-written loop does: the records are made and dropped on one thread, and few are alive
+        at once, so the garbage collector hardly runs (thousands of records handed over from the
+        thread at a time survived its young collections and cost a full collection every few
+        tens of thousands). The poll thread only blocks for the next record when the loop has
+        none, and polls when handlers are too slow to come back for more."""
+        if not self._lock.acquire(False):
+            return False
+        try:  # appended under the lock: a batch of the thread's cannot overtake it
+            consumer = self._consumer  # None once the thread closed it
+            if consumer is None or self._closed:
+                return False
+            records = consumer.consume(_TAKE, 0)  # may serve a rebalance: see _on_revoke
+            self._handed = time.monotonic()
+            if records and any(map(_error, records)):
+                records = self._good(records)
+            if not records:
+                return False
+            self._fetched += len(records)
+            self._incoming.append(records)
+            return True
+        except KafkaException as exc:  # the thread's next call meets it too and reports it
+            log.debug("consumer %s: %s", self.group, exc)
+            return False
+        finally:
+            self._lock.release()
 
     async def __anext__(self) -> Delivery:
         while True:
@@ -526,6 +622,7 @@ class KafkaSubscription(Subscription):
     async def _park(self) -> None:
         self._wakeup = event = anyio.Event()
         self._parked = True
+        self._nudge.set()
         if self._full:
             self._room.set()
         try:
