@@ -604,6 +604,10 @@ class KafkaSubscription(Subscription):
         except KafkaException as exc:  # the thread's next call meets it too and reports it
             log.debug("consumer %s: %s", self.group, exc)
             return False
+        except Exception as exc:  # a rebalance callback failed here: reopen, as the thread would
+            log.error("consumer %s failed: %r", self.group, exc)
+            self._error = KafkaTransportError(f"consumer of {self._spec.pattern!r} failed: {exc}")
+            return False
         finally:
             self._lock.release()
 
