@@ -188,7 +188,7 @@ class KafkaSubscription(Subscription):
         self._parts: dict[_Key, _Partition] = {}
         self._ready: deque[_Partition] = deque()
         self._retries: list[tuple[float, int, _Partition, Message, int]] = []
-        self._committed: dict[_Key, int] = {}  # poll thread only: the positions it committed
+        self._committed: dict[_Key, int] = {}  # the positions committed; used under _lock only
         # Records taken from librdkafka and not yet handed out: _fetched - _released. Each counter
         # has one writer (the thread, the loop), so neither needs a lock.
         self._fetched = 0
@@ -404,7 +404,8 @@ class KafkaSubscription(Subscription):
     def _commit(
         self, consumer: Any, *, asynchronous: bool, parts: list[_Partition] | None = None
     ) -> None:
-        """Commit the partitions' positions that moved since the last commit (in the poll thread).
+        """Commit the partitions' positions that moved since the last commit, holding ``_lock`` (in
+        the poll thread, or on the loop for a revoke served during its take).
 
         ``parts``: those of a revoke, committed even though they are gone; otherwise every assigned
         partition. ``list(dict.values())`` is copied in C, under the GIL: the loop cannot change the
