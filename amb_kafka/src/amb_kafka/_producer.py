@@ -21,7 +21,9 @@ Why it is shaped this way (each point measured with ``python -m bench kafka`` an
 - **A batch is sent at once.** While a ``publish_many`` awaits its reports, the pump thread serves
   them with ``flush`` instead of ``poll``: librdkafka then sends what it holds without waiting out
   ``linger_ms``. The batch is complete when it is awaited; lingering for more messages to join it
-  only added ``linger_ms`` to every batch. Single publishes keep ``linger_ms`` as configured.
+  only added ``linger_ms`` to every batch. Single publishes keep ``linger_ms`` as configured,
+  except one made while the batch's last ``flush(0.05)`` call still runs (up to 50 ms after the
+  batch is confirmed): it goes out with that flush, sooner than ``linger_ms``, never later.
 - **No publish waits forever.** On close the pump flushes for a bounded time, then purges what is
   left: librdkafka then reports those messages as failed, and their publishes raise.
 """
