@@ -317,13 +317,10 @@ class KafkaSubscription(Subscription):
                         records = (
                             [first, *consumer.consume(_BATCH - 1, 0)] if first is not None else []
                         )
-                    if records and any(map(_error, records)):  # rare: checked in C first
-                        records = self._good(records)
-                    if records:
-                        self._fetched += len(records)
-                        self._incoming.append(records)
+                    queued = self._queue(records)
+                    if queued:
                         self._handed = time.monotonic()
-                if records and self._parked:
+                if queued and self._parked:
                     self._loop.soon(self._wake)
                 self._commit_if_due(consumer)
         except Exception as exc:  # a fatal consumer error: surface it on __anext__
@@ -353,11 +350,8 @@ class KafkaSubscription(Subscription):
                 self._full = True
                 with self._lock:
                     consumer.pause(consumer.assignment())  # again: partitions assigned meanwhile
-                    records = self._good(consumer.consume(_BATCH, 0))
-                    if records:
-                        self._fetched += len(records)
-                        self._incoming.append(records)
-                if records and self._parked:
+                    queued = self._queue(consumer.consume(_BATCH, 0))
+                if queued and self._parked:
                     self._loop.soon(self._wake)
                 self._commit_if_due(consumer)
                 self._room.wait(self._hold)
@@ -376,6 +370,18 @@ class KafkaSubscription(Subscription):
             with self._lock:
                 self._commit(consumer, asynchronous=True)
             self._next_commit = time.monotonic() + self._config.commit_interval
+
+    def _queue(self, records: list[Message]) -> bool:
+        """Queue what a consume() call returned for the loop, error events logged and left out
+        (checked in C first: they are rare); True when any record came. Called holding ``_lock``,
+        so that batches reach the loop in the order they were taken."""
+        if records and any(map(_error, records)):
+            records = self._good(records)
+        if not records:
+            return False
+        self._fetched += len(records)
+        self._incoming.append(records)
+        return True
 
     def _good(self, records: list[Message]) -> list[Message]:
         """The records that are records, not errors (logged, except partition EOF)."""
@@ -396,10 +402,8 @@ class KafkaSubscription(Subscription):
         """
         deadline = time.monotonic() + min(self._config.session_timeout_ms / 1000, 10.0)
         while not self._joined.is_set() and time.monotonic() < deadline:
-            records = self._good(consumer.consume(500, 0.05))
-            if records:  # never handed out (the loop is closed): fetched again later
-                self._fetched += len(records)
-                self._incoming.append(records)
+            # never handed out (the loop is closed): fetched again later by the next owner
+            self._queue(consumer.consume(500, 0.05))
 
     def _commit(
         self, consumer: Any, *, asynchronous: bool, parts: list[_Partition] | None = None
@@ -595,13 +599,7 @@ class KafkaSubscription(Subscription):
                 return False
             records = consumer.consume(_TAKE, 0)  # may serve a rebalance: see _on_revoke
             self._handed = time.monotonic()
-            if records and any(map(_error, records)):
-                records = self._good(records)
-            if not records:
-                return False
-            self._fetched += len(records)
-            self._incoming.append(records)
-            return True
+            return self._queue(records)
         except KafkaException as exc:  # the thread's next call meets it too and reports it
             log.debug("consumer %s: %s", self.group, exc)
             return False
