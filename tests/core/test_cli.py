@@ -24,7 +24,7 @@ def test_backends_lists_memory_with_capabilities() -> None:
     done = amb("backends")
     assert done.returncode == 0, done.stderr
     line = next(line for line in done.stdout.splitlines() if line.startswith("memory"))
-    assert "amb-core" in line and "consumer_groups" in line and "asyncio,trio" in line
+    assert "agent-message-bus" in line and "consumer_groups" in line and "asyncio,trio" in line
 
 
 def test_demo_narrates_the_scene() -> None:
@@ -44,7 +44,7 @@ def test_pub_prints_the_id_and_bad_input_is_a_clear_error() -> None:
     assert bad.returncode == 2 and "InvalidTopicError" in bad.stderr
     unknown = amb("pub", "a.b", "1", "--url", "redis://user:pw@localhost:1")
     if unknown.returncode == 2 and "UnknownSchemeError" in unknown.stderr:
-        assert "amb-core[redis]" in unknown.stderr
+        assert "agent-message-bus[redis]" in unknown.stderr
     assert "pw@" not in unknown.stderr + unknown.stdout
     header = amb("pub", "a.b", "1", "--header", "novalue")
     assert header.returncode != 0 and "NAME=VALUE" in header.stderr
