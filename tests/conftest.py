@@ -20,6 +20,12 @@ import pytest
 from amb_core.testing.servers import skip_or_fail
 
 ROOT = Path(__file__).parents[1]
+TINY_PLUGIN = ROOT / "tests" / "tiny_plugin"
+"""The guide's worked example, a plugin distribution of its own (docs/writing-a-backend.md)."""
+# Its source is importable in every test run, but it is not installed there: its entry point (a
+# middleware and a dead-letter handler for every bus) takes effect only where the packaging tests
+# install it, in a fresh venv.
+sys.path.insert(0, str(TINY_PLUGIN / "src"))
 DISTRIBUTIONS = sorted(p.name for p in ROOT.glob("amb_*") if (p / "pyproject.toml").is_file())
 EXTRAS = [d.removeprefix("amb_") for d in DISTRIBUTIONS if d != "amb_core"] + ["trio"]
 DRIVERS = {"redis": "redis", "nats": "nats-py", "kafka": "confluent-kafka", "sqs": "aiobotocore"}
