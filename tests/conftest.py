@@ -89,6 +89,13 @@ def fresh_venv(wheelhouse: Path, tmp_path: Path) -> Callable[[str], Path]:
     return install
 
 
+def hookspec_names() -> list[str]:
+    """The hooks :mod:`amb_core.hookspecs` defines (pluggy marks each with ``amb_spec``)."""
+    from amb_core import hookspecs
+
+    return sorted(name for name, f in vars(hookspecs).items() if hasattr(f, "amb_spec"))
+
+
 def installed_distributions(bin_dir: Path) -> set[str]:
     """Normalised names of the distributions installed in a venv."""
     done = subprocess.run(
