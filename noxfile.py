@@ -62,6 +62,7 @@ def typecheck(session: nox.Session) -> None:
     backends = [f"-e./amb_{name}" for name in PRESENT]
     _install_core(session, "mypy>=1.10", *backends)
     session.run("mypy", "amb_core/src/amb_core")
+    session.run("mypy", "--strict", "tests/tiny_plugin/src/amb_tiny")  # the guide's worked example
     for name in PRESENT:
         session.run("mypy", f"amb_{name}/src/amb_{name}", "--ignore-missing-imports")
 
