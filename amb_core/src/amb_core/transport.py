@@ -242,8 +242,12 @@ class Transport(ABC):
 
     def _set_state(self, state: ConnectionState) -> None:
         """Record a change of the connection's state (safe to call from a driver's callback on
-        the event loop; from another thread, a plain assignment is atomic too)."""
-        if self._state is not ConnectionState.CLOSED or state is ConnectionState.CLOSED:
+        the event loop; from another thread, a plain assignment is atomic too).
+
+        Once ``CLOSED``, only ``CONNECTED`` (a transport connected again) changes it: a driver's
+        late reconnect callback after :meth:`aclose` cannot make a closed transport look alive.
+        """
+        if self._state is not ConnectionState.CLOSED or state is ConnectionState.CONNECTED:
             self._state = state
 
     @abstractmethod
