@@ -235,7 +235,7 @@ class Transport(ABC):
 
         A transport reports ``RECONNECTING`` with :meth:`_set_state` as soon as its driver knows
         the broker is gone, and ``CONNECTED`` once it is back. The bus sets ``CONNECTED`` after a
-        successful :meth:`connect` that left the state ``IDLE``, and ``CLOSED`` after
+        successful :meth:`connect` that left the state ``IDLE`` (or ``CLOSED``), and ``CLOSED`` after
         :meth:`aclose`, so a transport that never reconnects need not touch it.
         """
         return self._state
