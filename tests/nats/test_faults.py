@@ -216,10 +216,11 @@ async def test_foreign_bytes_from_another_client_go_to_the_dlq(
         await bus.subscribe(f"dlq.{topic}.>", dead.append)
         other = await nats.connect(nats_url)
         try:
-            if mode == "jetstream":
+            if mode == "jetstream":  # onto AMB's prefixed subject, as a foreign producer must
                 js = other.jetstream()
-                await js.publish(f"{topic}.in", b"\x00\x01 not json")
-                await js.publish(f"{topic}.in", b'{"from": "go"}', headers={"trace": "t"})
+                subject = f"{stream_prefix}.{topic}.in"
+                await js.publish(subject, b"\x00\x01 not json")
+                await js.publish(subject, b'{"from": "go"}', headers={"trace": "t"})
             else:
                 await other.publish(f"{topic}.in", b"\x00\x01 not json")
                 await other.publish(f"{topic}.in", b'{"from": "go"}', headers={"trace": "t"})
@@ -259,9 +260,9 @@ async def test_consumer_settings_follow_the_bus_policy(nats_url: str, stream_pre
         )
         assert info.config.max_deliver == 5, "the bus's attempts plus one spare"
         assert info.config.ack_wait == 7.5
-        assert info.config.filter_subject == f"{topic}.*"
+        assert info.config.filter_subject == f"{stream_prefix}.{topic}.*"
         stream = await transport._js.stream_info(f"{stream_prefix}_{topic}")
-        assert stream.config.subjects == [topic, f"{topic}.>"]
+        assert stream.config.subjects == [f"{stream_prefix}.{topic}", f"{stream_prefix}.{topic}.>"]
         await sub.aclose()
     finally:
         await transport.aclose()

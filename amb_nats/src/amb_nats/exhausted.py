@@ -50,7 +50,8 @@ async def dead_letter_stored(
     raw = await js.get_msg(stream, seq)
     headers = dict(raw.headers or {})
     headers.pop(MSG_ID_HEADER, None)
-    original, _ = decode_delivery(raw.data or b"", headers, raw.subject or "", deliveries)
+    topic = (raw.subject or "")[streams.skip :]
+    original, _ = decode_delivery(raw.data or b"", headers, topic, deliveries)
     if original.topic.startswith(DLQ_PREFIX):
         log.error("a dead letter on %s ran out of deliveries; dropped", original.topic)
         return
@@ -80,7 +81,7 @@ async def dead_letter_stored(
     del wire_headers[H_TOPIC]
     wire_headers[MSG_ID_HEADER] = f"{original.id}.dlq"  # stored once, whoever hears the advisory
     await streams.ensure(dead.topic)
-    await js.publish(dead.topic, body, headers=wire_headers)
+    await js.publish(streams.subject(dead.topic), body, headers=wire_headers)
     log.warning(
         "message %s on %s ran out of deliveries (%d); dead-lettered",
         original.id,

@@ -4,8 +4,8 @@
 NATS's subject grammar), queue groups as consumer groups, and native request/reply through nats-py's
 shared response inbox, which reports "no responders" at once. It is at-most-once and says so.
 
-*JetStream* mode publishes into streams (one per namespace, see :mod:`amb_nats.naming`) and waits for
-the server's acknowledgement, with the message id as ``Nats-Msg-Id`` so that a retried publish is
+*JetStream* mode publishes into streams (one per namespace, on AMB's own prefixed subjects, see
+:mod:`amb_nats.naming`) and waits for the server's acknowledgement, with the message id as ``Nats-Msg-Id`` so that a retried publish is
 stored once; subscriptions are pull consumers with explicit ack (see :mod:`amb_nats.jetstream`).
 Replies and the bus's inbox (``_INBOX.*`` subjects) travel over core NATS in both modes: they are
 ephemeral by nature, and a request sent into a stream would be answered by JetStream's own ack.
@@ -309,14 +309,15 @@ class NATSTransport(Transport):
         assert streams is not None
         headers[MSG_ID_HEADER] = msg_id  # the server stores a retried publish once
         await streams.ensure(topic)
+        subject = streams.subject(topic)
         try:
-            await self._js.publish(topic, body, headers=headers)
+            await self._js.publish(subject, body, headers=headers)
         except nats.js.errors.NoStreamResponseError:
             # The stream was deleted behind our back: create it again, once.
             streams.forget(namespace_of(topic))
             await streams.ensure(topic)
             try:
-                await self._js.publish(topic, body, headers=headers)
+                await self._js.publish(subject, body, headers=headers)
             except Exception as exc:
                 raise translate_publish_error(exc, topic, self.description) from None
         except nats.errors.MaxPayloadError:
@@ -343,12 +344,13 @@ class NATSTransport(Transport):
     async def publish_raw(
         self, topic: str, body: bytes, headers: dict[str, str] | None = None
     ) -> None:
-        """Send bytes as another program would (no AMB metadata); for tests and tools."""
+        """Send bytes as another program would (no AMB metadata); for tests and tools. In
+        JetStream mode onto the topic's prefixed subject, as a foreign producer must."""
         nc = self._client()
         if self._jetstream:
             assert self._streams is not None
             await self._streams.ensure(topic)
-            await self._js.publish(topic, body, headers=headers)
+            await self._js.publish(self._streams.subject(topic), body, headers=headers)
         else:
             await nc.publish(topic, body, headers=headers)
 
