@@ -21,7 +21,7 @@ from amb_core.errors import (
 from amb_core.message import Message
 from amb_core.testing.conformance import wait_until
 from amb_core.testing.servers import ServerProcess, free_port
-from amb_core.transport import SubscriptionSpec
+from amb_core.transport import ConnectionState, SubscriptionSpec
 from amb_nats import NATSAuthenticationError, NATSBroker, NATSConnectError, NATSTransport, parse_url
 
 from .conftest import start_nats
@@ -40,6 +40,8 @@ def test_defaults_and_modes() -> None:
         "memory",
     )
     assert parse_url("nats://h", mode="js").mode == "jetstream", "keyword options win"
+    assert core.publish_timeout == 5.0, "a publish waits 5 s for a lost connection by default"
+    assert parse_url("nats://h?publish_timeout=0").publish_timeout == 0.0
     assert parse_url("nats://a:1,b:2").servers == ("nats://a:1", "nats://b:2")
 
 
@@ -63,6 +65,7 @@ def test_tls_and_credentials_are_accepted_and_redacted() -> None:
         "nats://h?max_age=soon",
         "nats://h?storage=tape",
         "nats://h?stream_prefix=a.b",
+        "nats://h?publish_timeout=-1",
         "http://h",
         "nats://h:notaport",
     ],
@@ -263,8 +266,10 @@ async def test_connect_again_after_close(nats_url: str) -> None:
         await transport.publish(Message("again.x", 1))
         with anyio.fail_after(5):
             assert (await sub.__anext__()).message.payload == 1
+        assert transport.state is ConnectionState.CONNECTED, "connected again after a close"
         await transport.aclose()
         await transport.aclose()  # idempotent
+        assert transport.state is ConnectionState.CLOSED
     with pytest.raises(NotConnectedError):
         await transport.publish(Message("again.x", 2))
 

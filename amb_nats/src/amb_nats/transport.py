@@ -11,7 +11,10 @@ Replies and the bus's inbox (``_INBOX.*`` subjects) travel over core NATS in bot
 ephemeral by nature, and a request sent into a stream would be answered by JetStream's own ack.
 
 Connection loss after connect is handled by nats-py: it reconnects forever (every half second) and
-re-subscribes; core publishes made meanwhile are buffered, JetStream publishes fail typed.
+re-subscribes. The transport follows it in :attr:`state` (``RECONNECTING``, then ``CONNECTED``), and a
+publish or request made meanwhile waits up to ``publish_timeout`` for the connection, then raises
+:class:`~amb_nats.errors.NATSBrokerUnavailableError` (see :mod:`amb_nats._outage`): nothing is left
+in nats-py's reconnect buffer to be flushed later to nobody.
 """
 
 from __future__ import annotations
@@ -34,10 +37,17 @@ from amb_core.errors import (
     RequestTimeoutError,
 )
 from amb_core.message import Message
-from amb_core.transport import Capabilities, Subscription, SubscriptionSpec, Transport
+from amb_core.transport import (
+    Capabilities,
+    ConnectionState,
+    Subscription,
+    SubscriptionSpec,
+    Transport,
+)
 from amb_core.wire import H_TOPIC, decode, encode
 
 from ._client import make_client
+from ._outage import Outage
 from ._requests import ConnectionLost, NoResponders, ReplyInbox
 from ._wire import header_text
 from .config import NATSConfig, parse_url
@@ -114,6 +124,7 @@ class NATSTransport(Transport):
         self._lines = False  # the client can take pre-written header lines (amb_nats._wire)
         self._inbox: ReplyInbox | None = None
         self._inbox_lock = asyncio.Lock()
+        self._outage = Outage(config.description, config.publish_timeout)
 
     @classmethod
     def from_url(cls, url: str = "nats://127.0.0.1:4222", **options: Any) -> NATSTransport:
@@ -143,6 +154,7 @@ class NATSTransport(Transport):
         # server refusing (or failing TLS) once, ends it at once instead of at connect_timeout.
         verdict: asyncio.Future[BaseException] = loop.create_future()
         refusals: list[BaseException] = []
+        outage = Outage(self.description, cfg.publish_timeout)
 
         async def error_cb(exc: Exception) -> None:
             if self._nc is nc:
@@ -160,12 +172,24 @@ class NATSTransport(Transport):
         async def disconnected_cb() -> None:
             if self._nc is not nc:
                 return  # closing, or a failed connect()
+            self._set_state(ConnectionState.RECONNECTING)
+            outage.lost()
             if self._inbox is not None:
                 self._inbox.fail_all()
             log.warning("NATS disconnected from %s; reconnecting", self.description)
 
         async def reconnected_cb() -> None:
+            if self._nc is not nc:
+                return
+            self._set_state(ConnectionState.CONNECTED)
+            outage.back()
             log.warning("NATS reconnected to %s", self.description)
+
+        async def closed_cb() -> None:
+            outage.back()  # publishes waiting for the connection find it closed
+            if self._nc is nc:  # nats-py gave up by itself (aclose() lets go of nc first)
+                self._set_state(ConnectionState.CLOSED)
+                log.error("NATS connection to %s closed by the driver", self.description)
 
         options: dict[str, Any] = {
             "servers": list(cfg.servers),
@@ -178,6 +202,7 @@ class NATSTransport(Transport):
             "error_cb": error_cb,
             "disconnected_cb": disconnected_cb,
             "reconnected_cb": reconnected_cb,
+            "closed_cb": closed_cb,
         }
         for key in ("name", "token", "user", "password"):
             value = getattr(cfg, key)
@@ -216,6 +241,9 @@ class NATSTransport(Transport):
                 f"{self.description}: cannot connect within {cfg.connect_timeout:g}s ({why})"
             ) from None
         self._nc = nc
+        self._outage = outage
+        # Not _set_state: a transport connected again after aclose() leaves CLOSED too.
+        self._state = ConnectionState.CONNECTED
         self._lines = hasattr(nc, "publish_lines")
         if nc.max_payload:
             self.capabilities = _with_limit(self.capabilities, nc.max_payload)
@@ -248,6 +276,9 @@ class NATSTransport(Transport):
     async def aclose(self) -> None:
         nc, self._nc = self._nc, None
         self._inbox = None
+        if nc is not None:
+            self._set_state(ConnectionState.CLOSED)
+        self._outage.back()
         for sub in list(self._subscriptions):
             try:
                 await asyncio.wait_for(sub.aclose(), 5.0)
@@ -279,6 +310,8 @@ class NATSTransport(Transport):
         if nc is None:
             nc = self._client()
         topic = message.topic
+        if not nc.is_connected:
+            await self._outage.until_connected(nc, topic)
         if self._jetstream and not _is_inbox(topic):
             body, headers = encode(message)
             del headers[H_TOPIC]
@@ -373,6 +406,8 @@ class NATSTransport(Transport):
             body, headers = encode(message)
             del headers[H_TOPIC]
         topic = message.topic
+        if not nc.is_connected:
+            timeout -= await self._outage.until_connected(nc, topic, timeout)
         inbox = self._inbox
         if inbox is None:
             inbox = await self._start_inbox(nc)
