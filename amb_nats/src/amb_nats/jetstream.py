@@ -233,8 +233,9 @@ class JetStreamSubscription(Subscription):
         for msg in left:
             try:
                 await msg.nak()
-            except Exception:
-                break  # the connection is gone; ack_wait will redeliver
+            except Exception as exc:
+                log.debug("nak on close failed (ack_wait will redeliver): %r", exc)
+                break  # the connection is gone: the rest would fail alike
         for sub in (self._psub, self.advisories):
             if sub is None:
                 continue

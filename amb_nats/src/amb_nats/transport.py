@@ -49,6 +49,7 @@ from amb_core.wire import H_TOPIC, decode, encode
 from ._client import make_client
 from ._outage import Outage
 from ._requests import ConnectionLost, NoResponders, ReplyInbox
+from ._tasks import cancel_and_wait, discard_later
 from ._wire import header_text
 from .config import NATSConfig, parse_url
 from .core import CoreSubscription
@@ -216,19 +217,16 @@ class NATSTransport(Transport):
             done, _ = await asyncio.wait(
                 pending, timeout=cfg.connect_timeout, return_when=asyncio.FIRST_COMPLETED
             )
-        except BaseException:
+        except BaseException:  # the caller is cancelled: let the half-made connection go, unawaited
             task.cancel()
+            discard_later(nc.close(), "closing a NATS connection whose connect() was cancelled")
             raise
         if task not in done or task.exception() is not None:
-            task.cancel()
-            try:
-                await task
-            except BaseException:
-                pass
+            await cancel_and_wait(task, "nats-py's connect()")
             try:
                 await nc.close()
-            except Exception:
-                pass
+            except Exception as exc:  # a client that never connected has little to close
+                log.debug("closing the failed NATS connection: %r", exc)
             error = verdict.result() if verdict.done() else (refusals[-1] if refusals else None)
             if not task.cancelled() and task.done() and task.exception() is not None:
                 error = task.exception()
@@ -290,8 +288,8 @@ class NATSTransport(Transport):
         try:
             if nc.is_connected:
                 await nc.flush(timeout=2)
-        except Exception:
-            pass
+        except Exception as exc:  # what was not flushed is lost with the connection: say so
+            log.warning("flushing before closing %s failed: %r", self.description, exc)
         try:
             await asyncio.wait_for(nc.close(), 5.0)
         except Exception as exc:
