@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
 
 import anyio
@@ -177,6 +178,38 @@ async def test_oversized_message_is_typed(nats_url: str, stream_prefix: str, mod
         assert limit
         with pytest.raises(MessageTooLargeError):
             await transport.publish(Message("big.one", b"x" * (limit + 1)))
+    finally:
+        await transport.aclose()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", ["core", "jetstream"])
+@pytest.mark.parametrize("reserved", [False, True], ids=["direct", "generic"])
+async def test_headers_count_towards_the_size_limit(
+    nats_url: str, stream_prefix: str, mode: str, reserved: bool
+) -> None:
+    """The server's max_payload bounds headers and body together, and closes the connection of a
+    client that sends more (nats-py checks the body only): a body that fits with headers that do
+    not is refused before sending, with the whole size, and the connection stays up. ``reserved``
+    takes the generic encoder (a user header named like AMB's)."""
+    topic = f"hdrsize{uuid.uuid4().hex[:8]}"
+    transport = NATSTransport.from_url(nats_url, mode=mode, stream_prefix=stream_prefix)
+    await transport.connect()
+    try:
+        sub = await transport.subscribe(SubscriptionSpec(f"{topic}.x"))
+        limit = transport.capabilities.max_message_size
+        assert limit
+        headers = {"amb-ttl": "60"} if reserved else {}
+        headers["trace"] = "t" * 300
+        with pytest.raises(MessageTooLargeError) as caught:
+            await transport.publish(Message(f"{topic}.x", b"x" * (limit - 100), headers))
+        assert caught.value.limit == limit and caught.value.size > limit
+        await transport.publish(Message(f"{topic}.x", "still connected", headers))
+        with anyio.fail_after(10):
+            delivery = await sub.__anext__()
+        assert delivery.message.payload == "still connected"
+        assert transport.state is ConnectionState.CONNECTED
+        await sub.aclose()
     finally:
         await transport.aclose()
 

@@ -46,7 +46,7 @@ from amb_core.transport import (
 )
 from amb_core.wire import H_TOPIC, decode, encode
 
-from ._client import make_client
+from ._client import header_block_size, make_client
 from ._outage import Outage
 from ._requests import ConnectionLost, NoResponders, ReplyInbox
 from ._tasks import cancel_and_wait, discard_later
@@ -85,6 +85,7 @@ JETSTREAM_CAPABILITIES = Capabilities(
     native_delay=True,
     replay=True,
     headers=True,
+    delivery_count=True,
     max_message_size=_DEFAULT_MAX_PAYLOAD,
 )
 
@@ -319,14 +320,15 @@ class NATSTransport(Transport):
         if fast is None:
             body, headers = encode(message)
             del headers[H_TOPIC]  # the subject is the topic (wire format: amb-topic defaults to it)
+            self._check_size(nc, topic, body, headers)
         try:
             if fast is not None:
                 body = fast[0]
                 await nc.publish_lines(topic, body, fast[1])
             else:
                 await nc.publish(topic, body, headers=headers)
-        except nats.errors.MaxPayloadError:
-            raise MessageTooLargeError(len(body), nc.max_payload, topic) from None
+        except nats.errors.MaxPayloadError as exc:
+            raise self._too_large(nc, topic, body, exc) from None
         except Exception as exc:
             raise translate_publish_error(exc, topic, self.description) from None
 
@@ -334,11 +336,10 @@ class NATSTransport(Transport):
         self, topic: str, body: bytes, headers: dict[str, str], msg_id: str
     ) -> None:
         nc = self._client()
-        if len(body) > nc.max_payload:
-            raise MessageTooLargeError(len(body), nc.max_payload, topic)
+        headers[MSG_ID_HEADER] = msg_id  # the server stores a retried publish once
+        self._check_size(nc, topic, body, headers)
         streams = self._streams
         assert streams is not None
-        headers[MSG_ID_HEADER] = msg_id  # the server stores a retried publish once
         await streams.ensure(topic)
         subject = streams.subject(topic)
         try:
@@ -351,10 +352,26 @@ class NATSTransport(Transport):
                 await self._js.publish(subject, body, headers=headers)
             except Exception as exc:
                 raise translate_publish_error(exc, topic, self.description) from None
-        except nats.errors.MaxPayloadError:
-            raise MessageTooLargeError(len(body), nc.max_payload, topic) from None
+        except nats.errors.MaxPayloadError as exc:
+            raise self._too_large(nc, topic, body, exc) from None
         except Exception as exc:
             raise translate_publish_error(exc, topic, self.description) from None
+
+    @staticmethod
+    def _check_size(nc: Any, topic: str, body: bytes, headers: dict[str, str]) -> None:
+        """Refuse before sending what the server would refuse by closing the connection:
+        ``max_payload`` bounds the header block and the body together.
+
+        :raises MessageTooLargeError: naming the whole size and the server's limit.
+        """
+        size = len(body) + header_block_size(headers)
+        if size > nc.max_payload:
+            raise MessageTooLargeError(size, nc.max_payload, topic)
+
+    @staticmethod
+    def _too_large(nc: Any, topic: str, body: bytes, exc: Exception) -> MessageTooLargeError:
+        """The client's refusal (it knows the size with the header block) as AMB's error."""
+        return MessageTooLargeError(getattr(exc, "size", len(body)), nc.max_payload, topic)
 
     async def publish_many(self, messages: Iterable[Message]) -> None:
         """Core: buffered publishes, flushed once. JetStream: up to 256 acknowledgements awaited
@@ -403,6 +420,7 @@ class NATSTransport(Transport):
         else:
             body, headers = encode(message)
             del headers[H_TOPIC]
+            self._check_size(nc, message.topic, body, headers)
         topic = message.topic
         if not nc.is_connected:
             timeout -= await self._outage.until_connected(nc, topic, timeout)
@@ -420,8 +438,8 @@ class NATSTransport(Transport):
             ) from None
         except (nats.errors.TimeoutError, asyncio.TimeoutError):
             raise RequestTimeoutError(topic, timeout) from None
-        except nats.errors.MaxPayloadError:
-            raise MessageTooLargeError(len(body), nc.max_payload, topic) from None
+        except nats.errors.MaxPayloadError as exc:
+            raise self._too_large(nc, topic, body, exc) from None
         except Exception as exc:
             raise translate_publish_error(exc, topic, self.description) from None
         try:
