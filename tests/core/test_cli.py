@@ -24,7 +24,7 @@ def test_backends_lists_memory_with_capabilities() -> None:
     done = amb("backends")
     assert done.returncode == 0, done.stderr
     line = next(line for line in done.stdout.splitlines() if line.startswith("memory"))
-    assert "amb-core" in line and "consumer_groups" in line and "asyncio,trio" in line
+    assert "agent-message-bus" in line and "consumer_groups" in line and "asyncio,trio" in line
 
 
 def test_demo_narrates_the_scene() -> None:
@@ -44,10 +44,90 @@ def test_pub_prints_the_id_and_bad_input_is_a_clear_error() -> None:
     assert bad.returncode == 2 and "InvalidTopicError" in bad.stderr
     unknown = amb("pub", "a.b", "1", "--url", "redis://user:pw@localhost:1")
     if unknown.returncode == 2 and "UnknownSchemeError" in unknown.stderr:
-        assert "amb-core[redis]" in unknown.stderr
+        assert "agent-message-bus[redis]" in unknown.stderr
     assert "pw@" not in unknown.stderr + unknown.stdout
     header = amb("pub", "a.b", "1", "--header", "novalue")
-    assert header.returncode != 0 and "NAME=VALUE" in header.stderr
+    assert header.returncode == 2 and "NAME=VALUE" in header.stderr
+
+
+def test_version() -> None:
+    done = amb("--version")
+    assert (
+        done.returncode == 0
+        and done.stdout.startswith("amb 0.")
+        and "agent-message-bus" in done.stdout
+    )
+
+
+def test_payloads_are_json_unless_text_is_asked_for() -> None:
+    bad = amb("pub", "a.b", "{bad json")
+    assert bad.returncode == 2 and "not JSON" in bad.stderr and "--text" in bad.stderr
+    assert amb("pub", "a.b", "{bad json", "--text").returncode == 0
+    assert amb("request", "a.b", "{nope", "--timeout", "0.1").returncode == 2
+
+
+def test_payload_forms() -> None:
+    from amb_core.cli import _payload, build_parser
+
+    def parsed(*argv: str) -> object:
+        return _payload(build_parser().parse_args(["pub", "t", *argv]))
+
+    assert parsed() == {}
+    assert parsed('{"a": [1]}') == {"a": [1]}
+    assert parsed("hello world", "--text") == "hello world"
+    assert parsed("42", "--text") == "42"
+    assert parsed("42") == 42
+
+
+def test_memory_url_warns_that_it_lives_in_one_process() -> None:
+    done = amb("pub", "a.b", "1", "--url", "memory://")
+    assert done.returncode == 0 and "lives in this process only" in done.stderr
+
+
+def test_a_url_without_scheme_says_so() -> None:
+    done = amb("pub", "a.b", "1", "--url", "localhost:6379")
+    assert done.returncode == 2 and "has no scheme" in done.stderr and "redis://" in done.stderr
+
+
+def test_backends_with_a_url_shows_that_transports_capabilities() -> None:
+    done = amb("backends", "--url", "memory://")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("MemoryTransport") and "consumer_groups" in done.stdout
+
+
+def test_reply_answers_requests_in_process() -> None:
+    """``amb reply`` and ``amb request`` on one in-process bus: the command's handler answers."""
+    import anyio
+
+    from amb_core.cli import cmd_reply
+
+    async def scenario() -> None:
+        from amb_core import MemoryHub, MessageBus
+
+        MemoryHub.named("cli-reply-test")
+        args = build_args("reply", "svc.echo", "--count", "1", "--timeout", "5")
+        args.url = "memory://cli-reply-test"
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(cmd_reply, args)
+            async with MessageBus.from_url("memory://cli-reply-test") as bus:
+                with anyio.fail_after(5):
+                    while True:
+                        try:
+                            reply = await bus.request("svc.echo", {"n": 1}, timeout=0.2)
+                            break
+                        except TimeoutError:
+                            continue
+        assert reply.payload == {"n": 1}
+
+    anyio.run(scenario)
+
+
+def build_args(*argv: str):  # type: ignore[no-untyped-def]
+    from amb_core.cli import build_parser
+
+    args = build_parser().parse_args(list(argv))
+    args.url_given = False
+    return args
 
 
 def test_request_timeout_exits_with_a_typed_error() -> None:

@@ -262,6 +262,26 @@ class TransportConformance(FaultCases, CapabilityCases, ConformanceBase):
                     tg.start_soon(ask, i)
             assert results == {i: 2 * i for i in range(100)}
 
+    async def test_request_resolves_only_with_its_own_reply(
+        self, make_transport: Any, topic: str
+    ) -> None:
+        """A message on the requester's reply address that answers another request (another
+        correlation id, as a late reply would) is not taken as the answer, natively or not."""
+        async with self.open_bus(make_transport) as server, self.open_bus(make_transport) as client:
+
+            async def decoy_then_answer(message: Message) -> Any:
+                assert message.reply_to is not None
+                await server.publish(
+                    message.reply_to, {"decoy": True}, correlation_id="not-this-request"
+                )
+                await anyio.sleep(0.05)  # give the decoy a head start on the answer
+                return {"answer": message.payload}
+
+            await server.subscribe(f"{topic}.ask", decoy_then_answer)
+            await server.publish(f"{topic}.warmup", None)  # settles the pending subscription
+            reply = await client.request(f"{topic}.ask", 42, timeout=self.timeout)
+            assert reply.payload == {"answer": 42}
+
     async def test_request_timeout_is_typed_and_names_the_topic(
         self, make_transport: Any, topic: str
     ) -> None:
