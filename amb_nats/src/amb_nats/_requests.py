@@ -12,7 +12,9 @@ Only a reply resolves a request. The server, too, sends messages to a request's 
 503 status when nobody subscribes (``NoResponders``), other statuses, and, when a JetStream stream
 (anyone's) captures the request's subject, the stream's PubAck (``{"stream": ..., "seq": ...}``)
 saying it stored the request. Those are left out (see :func:`from_server`) and the request goes on
-waiting for its responder. Plain replies of non-AMB responders (``msg.respond(b'{...}')``) count.
+waiting for its responder. So is an AMB message on the reply subject whose ``amb-correlation-id``
+names another request (anyone may publish to a reply address). Plain replies of non-AMB responders
+(``msg.respond(b'{...}')``, no correlation id) count.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import itertools
 import json
 import logging
 from typing import Any
+
+from amb_core.wire import H_CORRELATION_ID
 
 __all__ = ["ConnectionLost", "NoResponders", "ReplyInbox", "from_server"]
 
@@ -64,13 +68,24 @@ def from_server(msg: Any) -> bool:
     return isinstance(doc.get("stream"), str) and type(doc.get("seq")) is int
 
 
-def _resolve(future: asyncio.Future[Any] | None, msg: Any) -> None:
-    if future is None or future.done():
+Waiting = tuple["asyncio.Future[Any]", str]
+"""A request's future and the correlation id its reply carries, if it carries one."""
+
+
+def _resolve(waiting: Waiting | None, msg: Any) -> None:
+    if waiting is None:
+        return
+    future, correlation_id = waiting
+    if future.done():
         return
     if from_server(msg):
         log.debug(
             "a server message on reply subject %s is not the reply: %r", msg.subject, msg.data
         )
+        return
+    headers = msg.headers
+    if headers and headers.get(H_CORRELATION_ID, correlation_id) != correlation_id:
+        log.debug("a message for another request on reply subject %s was dropped", msg.subject)
         return
     future.set_result(msg)
 
@@ -86,7 +101,7 @@ class ConnectionLost(Exception):
 class _Dispatch:
     """Duck-types the ``asyncio.Queue`` nats-py puts a subscription's messages into."""
 
-    def __init__(self, sub: Any, waiting: dict[str, asyncio.Future[Any]], skip: int) -> None:
+    def __init__(self, sub: Any, waiting: dict[str, Waiting], skip: int) -> None:
         self._sub = sub
         self._waiting = waiting
         self._skip = skip
@@ -114,7 +129,7 @@ class ReplyInbox:
     def __init__(self, nc: Any) -> None:
         self._nc = nc
         self.prefix = f"{nc.new_inbox()}."
-        self._waiting: dict[str, asyncio.Future[Any]] = {}
+        self._waiting: dict[str, Waiting] = {}
         self._tokens = itertools.count()
         self._sub: Any = None
 
@@ -135,16 +150,22 @@ class ReplyInbox:
     def fail_all(self) -> None:
         """Fail every waiting request at once (called when the connection drops): core NATS does
         not keep a reply for a disconnected client, so waiting out the timeout would be useless."""
-        for future in list(self._waiting.values()):
+        for future, _ in list(self._waiting.values()):
             if not future.done():
                 future.set_exception(ConnectionLost())
 
     async def request(
-        self, subject: str, body: bytes, headers: dict[str, str] | str, timeout: float
+        self,
+        subject: str,
+        body: bytes,
+        headers: dict[str, str] | str,
+        timeout: float,
+        correlation_id: str,
     ) -> Any:
         """The reply message.
 
-        ``headers`` is a dict, or header lines already written (``amb_nats._wire``).
+        ``headers`` is a dict, or header lines already written (``amb_nats._wire``);
+        ``correlation_id`` is what an AMB reply to this request carries (``amb-correlation-id``).
 
         :raises asyncio.TimeoutError: after ``timeout`` seconds.
         :raises NoResponders: when the server reports that nobody listens.
@@ -154,7 +175,7 @@ class ReplyInbox:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         waiting = self._waiting
-        waiting[token] = future
+        waiting[token] = (future, correlation_id)
         try:
             if isinstance(headers, str):
                 await self._nc.publish_lines(subject, body, headers, self.prefix + token)

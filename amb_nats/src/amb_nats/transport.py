@@ -428,7 +428,9 @@ class NATSTransport(Transport):
         if inbox is None:
             inbox = await self._start_inbox(nc)
         try:
-            reply = await inbox.request(topic, body, headers, timeout)
+            # An AMB responder answers with the request's correlation id, or its id (bus.reply).
+            expected = message.correlation_id or message.id
+            reply = await inbox.request(topic, body, headers, timeout, expected)
         except (NoResponders, nats.errors.NoRespondersError):
             raise NoRespondersError(topic) from None
         except ConnectionLost:
