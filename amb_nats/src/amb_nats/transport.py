@@ -46,20 +46,14 @@ from amb_core.transport import (
 )
 from amb_core.wire import H_TOPIC, decode, encode
 
-from ._client import header_block_size, make_client
+from ._client import header_block_size
+from ._connect import open_client
 from ._outage import Outage
 from ._requests import ConnectionLost, NoResponders, ReplyInbox
-from ._tasks import cancel_and_wait, discard_later
 from ._wire import header_text
 from .config import NATSConfig, parse_url
 from .core import CoreSubscription
-from .errors import (
-    NATSAuthenticationError,
-    NATSConnectError,
-    NATSError,
-    is_auth_error,
-    translate_publish_error,
-)
+from .errors import NATSConnectError, NATSError, translate_publish_error
 from .jetstream import MSG_ID_HEADER, Streams, open_pull
 from .naming import INBOX_PREFIX, namespace_of
 
@@ -150,97 +144,10 @@ class NATSTransport(Transport):
         if self._nc is not None and not self._nc.is_closed:
             return
         cfg = self.config
-        nc = make_client()
-        loop = asyncio.get_running_loop()
-        # Until this connect() succeeds, errors decide its outcome: the first auth refusal, or every
-        # server refusing (or failing TLS) once, ends it at once instead of at connect_timeout.
-        verdict: asyncio.Future[BaseException] = loop.create_future()
-        refusals: list[BaseException] = []
-        outage = Outage(self.description, cfg.publish_timeout)
-
-        async def error_cb(exc: Exception) -> None:
-            if self._nc is nc:
-                log.warning("NATS connection error on %s: %s", self.description, type(exc).__name__)
-                return
-            if self._nc is not None or verdict.done():
-                return  # a later failure of a connection this transport has since let go
-            if is_auth_error(exc):
-                verdict.set_result(exc)
-            elif isinstance(exc, OSError):
-                refusals.append(exc)
-                if len(refusals) >= len(cfg.servers):
-                    verdict.set_result(exc)
-
-        async def disconnected_cb() -> None:
-            if self._nc is not nc:
-                return  # closing, or a failed connect()
-            self._set_state(ConnectionState.RECONNECTING)
-            outage.lost()
-            if self._inbox is not None:
-                self._inbox.fail_all()
-            log.warning("NATS disconnected from %s; reconnecting", self.description)
-
-        async def reconnected_cb() -> None:
-            if self._nc is not nc:
-                return
-            self._set_state(ConnectionState.CONNECTED)
-            outage.back()
-            log.warning("NATS reconnected to %s", self.description)
-
-        async def closed_cb() -> None:
-            outage.back()  # publishes waiting for the connection find it closed
-            if self._nc is nc:  # nats-py gave up by itself (aclose() lets go of nc first)
-                self._set_state(ConnectionState.CLOSED)
-                log.error("NATS connection to %s closed by the driver", self.description)
-
-        options: dict[str, Any] = {
-            "servers": list(cfg.servers),
-            "connect_timeout": min(2.0, cfg.connect_timeout),
-            "allow_reconnect": True,
-            "max_reconnect_attempts": -1,
-            "reconnect_time_wait": 0.5,
-            # The bus checks every topic against AMB's grammar, which is stricter than NATS's.
-            "skip_subject_validation": True,
-            "error_cb": error_cb,
-            "disconnected_cb": disconnected_cb,
-            "reconnected_cb": reconnected_cb,
-            "closed_cb": closed_cb,
-        }
-        for key in ("name", "token", "user", "password"):
-            value = getattr(cfg, key)
-            if value is not None:
-                options[key] = value
-        if cfg.tls:
-            options["tls"] = self._tls_context()
-        task: asyncio.Future[Any] = asyncio.ensure_future(nc.connect(**options))
-        pending: set[asyncio.Future[Any]] = {task, verdict}
-        try:
-            done, _ = await asyncio.wait(
-                pending, timeout=cfg.connect_timeout, return_when=asyncio.FIRST_COMPLETED
-            )
-        except BaseException:  # the caller is cancelled: let the half-made connection go, unawaited
-            task.cancel()
-            discard_later(nc.close(), "closing a NATS connection whose connect() was cancelled")
-            raise
-        if task not in done or task.exception() is not None:
-            await cancel_and_wait(task, "nats-py's connect()")
-            try:
-                await nc.close()
-            except Exception as exc:  # a client that never connected has little to close
-                log.debug("closing the failed NATS connection: %r", exc)
-            error = verdict.result() if verdict.done() else (refusals[-1] if refusals else None)
-            if not task.cancelled() and task.done() and task.exception() is not None:
-                error = task.exception()
-            if error is not None and is_auth_error(error):
-                raise NATSAuthenticationError(
-                    f"{self.description}: the server refused the credentials"
-                ) from None
-            why = f"{type(error).__name__}" if error is not None else "timed out"
-            raise NATSConnectError(
-                f"{self.description}: cannot connect within {cfg.connect_timeout:g}s ({why})"
-            ) from None
+        tls = self._tls_context() if cfg.tls else None
+        nc = await open_client(cfg, self.description, self, tls)
+        self._outage = Outage(self.description, cfg.publish_timeout)
         self._nc = nc
-        self._outage = outage
         # Not _set_state: a transport connected again after aclose() leaves CLOSED too.
         self._state = ConnectionState.CONNECTED
         self._lines = hasattr(nc, "publish_lines")
@@ -251,12 +158,41 @@ class NATSTransport(Transport):
             try:
                 await self._js.account_info()
             except Exception as exc:
-                await nc.close()
                 self._nc = None
+                self._state = ConnectionState.IDLE
+                await nc.close()
                 raise NATSConnectError(
                     f"{self.description}: JetStream is not available ({type(exc).__name__})"
                 ) from None
             self._streams = Streams(self._js, cfg)
+
+    # What nats-py's callbacks report (see amb_nats._connect), about the client held or another.
+
+    def current_client(self) -> Any:
+        return self._nc
+
+    def on_disconnected(self, nc: Any) -> None:
+        if self._nc is not nc:
+            return  # closing, or a failed connect()
+        self._set_state(ConnectionState.RECONNECTING)
+        self._outage.lost()
+        if self._inbox is not None:
+            self._inbox.fail_all()
+        log.warning("NATS disconnected from %s; reconnecting", self.description)
+
+    def on_reconnected(self, nc: Any) -> None:
+        if self._nc is not nc:
+            return
+        self._set_state(ConnectionState.CONNECTED)
+        self._outage.back()
+        log.warning("NATS reconnected to %s", self.description)
+
+    def on_closed(self, nc: Any) -> None:
+        if self._nc is not nc:  # aclose() lets go of its client first
+            return
+        self._set_state(ConnectionState.CLOSED)
+        self._outage.back()  # publishes waiting for the connection find it closed
+        log.error("NATS connection to %s closed by the driver", self.description)
 
     def _tls_context(self) -> ssl.SSLContext:
         """The system's trust store, or ``tls_ca``; plus a client certificate when given.
