@@ -157,3 +157,47 @@ def test_main_requires_a_command(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main([])
     assert "usage" in capsys.readouterr().err
+
+
+def test_dlq_list_marks_replayed_letters_and_replay_again(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``amb dlq list`` says which letters were replayed; ``replay`` replays each once and stops at
+    letters newer than itself (the replayed messages fail again here); ``--again`` replays every
+    retained letter once more. In process, on a named memory hub the commands share."""
+    import anyio
+
+    from amb_core import MessageBus, RetryPolicy
+    from amb_core.cli import cmd_dlq
+
+    url = "memory://cli-dlq-test"
+
+    def args(*argv: str):  # type: ignore[no-untyped-def]
+        parsed = build_args("dlq", argv[0], "orders.>", *argv[1:], "--idle", "0.2")
+        parsed.url, parsed.limit = url, 100 if argv[0] == "list" else None
+        return parsed
+
+    async def letters(bus: MessageBus, count: int) -> None:
+        for _ in range(100):
+            if len(await bus.dead_letters.list("orders.>", idle=0.05)) >= count:
+                return
+        pytest.fail(f"fewer than {count} dead letters")
+
+    async def scenario() -> None:
+        async with MessageBus.from_url(url, retry=RetryPolicy(max_attempts=1)) as bus:
+            await bus.subscribe("orders.x", lambda m: 1 / 0)  # fails, every time
+            for n in range(2):
+                await bus.publish("orders.x", n)
+            await letters(bus, 2)
+            capsys.readouterr()
+            await cmd_dlq(args("replay"))
+            assert capsys.readouterr().out.strip() == "replayed 2 dead letter(s)"
+            await letters(bus, 4)
+            await cmd_dlq(args("list"))
+            listed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+            assert sorted(r["payload"] for r in listed) == [0, 0, 1, 1]
+            assert [r["replayed"] for r in listed] == [True, True, False, False]
+            await cmd_dlq(args("replay", "--again"))
+            assert capsys.readouterr().out.strip() == "replayed 4 dead letter(s)"
+
+    anyio.run(scenario)

@@ -58,8 +58,8 @@ def _headers(pairs: Sequence[str]) -> dict[str, str]:
     return headers
 
 
-def message_json(message: Message) -> str:
-    """One line of JSON for a message, as ``amb sub`` prints it."""
+def message_json(message: Message, **extra: Any) -> str:
+    """One line of JSON for a message, as ``amb sub`` prints it (``extra`` fields appended)."""
     payload = message.payload
     if isinstance(payload, bytes):
         payload = {"$bytes": payload.decode("utf-8", "backslashreplace")}
@@ -74,6 +74,7 @@ def message_json(message: Message) -> str:
         value = getattr(message, name)
         if value is not None:
             record[name] = value
+    record.update(extra)
     return json.dumps(record, ensure_ascii=False)
 
 
@@ -189,12 +190,23 @@ async def cmd_reply(args: argparse.Namespace) -> int:
 async def cmd_dlq(args: argparse.Namespace) -> int:
     async with _bus(args) as bus:
         if args.action == "list":
-            for message in await bus.dead_letters.list(
-                args.pattern, limit=args.limit, idle=args.idle
-            ):
-                print(message_json(message))
+            letters = await bus.dead_letters.list(args.pattern, limit=args.limit, idle=args.idle)
+            replayed = await bus.dead_letters.replayed(args.pattern, idle=args.idle)
+            if replayed is None and letters:
+                print(
+                    "# this broker keeps no record of replays: 'replayed' is unknown (null)",
+                    file=sys.stderr,
+                )
+            for message in letters:
+                print(
+                    message_json(
+                        message, replayed=None if replayed is None else message.id in replayed
+                    )
+                )
         else:
-            count = await bus.dead_letters.replay(args.pattern, limit=args.limit, idle=args.idle)
+            count = await bus.dead_letters.replay(
+                args.pattern, limit=args.limit, idle=args.idle, again=args.again
+            )
             print(f"replayed {count} dead letter(s)")
     return 0
 
@@ -254,6 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
     dlq.add_argument("pattern", nargs="?", default=">", help="original topics (default: all)")
     dlq.add_argument("--limit", type=int, default=None)
     dlq.add_argument("--idle", type=float, default=1.0, help="stop after this long without one")
+    dlq.add_argument(
+        "--again", action="store_true", help="replay: also the letters replayed before"
+    )
     command("demo", "run a small multi-agent scene and narrate it", cmd_demo)
     parser.set_defaults(default_url=default_url)
     return parser
