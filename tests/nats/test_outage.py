@@ -1,5 +1,5 @@
-"""Publishing while the NATS server is down (issue 14, defect 5), against a nats-server the test owns
-and kills with SIGKILL: a publish either raises ``BrokerUnavailableError`` (at once with
+"""Publishing while the NATS server is down (issue 14, defect 5), against a nats-server the test
+owns and kills with SIGKILL: a publish either raises ``BrokerUnavailableError`` (at once with
 ``publish_timeout=0``, or after the bound) or waits for the reconnection and is then delivered;
 nothing returns normally only to be flushed later to nobody. The connection's state follows:
 ``RECONNECTING`` while the server is down, ``CONNECTED`` once it is back, ``CLOSED`` after close."""

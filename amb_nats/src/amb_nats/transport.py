@@ -5,14 +5,15 @@ NATS's subject grammar), queue groups as consumer groups, and native request/rep
 shared response inbox, which reports "no responders" at once. It is at-most-once and says so.
 
 *JetStream* mode publishes into streams (one per namespace, on AMB's own prefixed subjects, see
-:mod:`amb_nats.naming`) and waits for the server's acknowledgement, with the message id as ``Nats-Msg-Id`` so that a retried publish is
-stored once; subscriptions are pull consumers with explicit ack (see :mod:`amb_nats.jetstream`).
-Replies and the bus's inbox (``_INBOX.*`` subjects) travel over core NATS in both modes: they are
-ephemeral by nature, and a request sent into a stream would be answered by JetStream's own ack.
+:mod:`amb_nats.naming`) and waits for the server's acknowledgement, with the message id as
+``Nats-Msg-Id`` so that a retried publish is stored once; subscriptions are pull consumers with
+explicit ack (see :mod:`amb_nats.jetstream`). Replies and the bus's inbox (``_INBOX.*`` subjects)
+travel over core NATS in both modes: they are ephemeral by nature, and a request sent into a stream
+would be answered by JetStream's own ack.
 
 Connection loss after connect is handled by nats-py: it reconnects forever (every half second) and
-re-subscribes. The transport follows it in :attr:`state` (``RECONNECTING``, then ``CONNECTED``), and a
-publish or request made meanwhile waits up to ``publish_timeout`` for the connection, then raises
+re-subscribes. The transport follows it in :attr:`state` (``RECONNECTING``, then ``CONNECTED``), and
+a publish or request made meanwhile waits up to ``publish_timeout`` for the connection, then raises
 :class:`~amb_nats.errors.NATSBrokerUnavailableError` (see :mod:`amb_nats._outage`): nothing is left
 in nats-py's reconnect buffer to be flushed later to nobody.
 """
