@@ -20,9 +20,15 @@ import math
 from collections import deque
 from typing import Any
 
-from amb_core.errors import TransportError
+from amb_core.errors import DecodeError, TransportError
 from amb_core.topics import is_pattern, matcher
-from amb_core.transport import Delivery, Subscription, SubscriptionSpec, decode_delivery
+from amb_core.transport import (
+    Delivery,
+    Subscription,
+    SubscriptionSpec,
+    decode_delivery,
+    undecodable,
+)
 from amb_core.wire import unpack
 
 from .config import RedisConfig
@@ -62,11 +68,15 @@ class PubSubSubscription(Subscription):
                 "subscriber of %r is %d messages behind; dropping", self.spec.pattern, MAX_BUFFER
             )
             return
+        error: DecodeError | None
         try:
             body, headers = unpack(data)
-        except Exception as exc:  # a bad header line: still dead-letter it
-            body, headers = data, {"content-type": f"invalid: {exc}"[:200]}
-        message, error = decode_delivery(body, headers, topic)
+        except DecodeError as exc:  # a malformed envelope: never handled, never half-read
+            error = exc
+        else:
+            message, error = decode_delivery(body, headers, topic)
+        if error is not None:  # dead-lettered with every byte that arrived, header line too
+            message = undecodable(data, topic)
         self.buffer.append(Delivery(message, 1, error))
         waiter = self.waiter
         if waiter is not None and not waiter.done():
