@@ -34,18 +34,11 @@ from amb_core.wire import unpack
 from .config import RedisConfig
 from .errors import is_connection_error
 
-__all__ = ["PubSubHub", "PubSubSubscription", "glob_of"]
+__all__ = ["PubSubHub", "PubSubSubscription"]
 
 log = logging.getLogger("amb.redis")
-_GLOB_SPECIAL = str.maketrans({c: "\\" + c for c in "?[]\\"})
 MAX_BUFFER = 100_000
 _DATA = (b"message", b"pmessage")
-
-
-def glob_of(config: RedisConfig, pattern: str) -> str:
-    """The Redis glob pre-filtering ``pattern`` (broader than AMB's grammar: re-check deliveries)."""
-    tokens = ["*" if t in ("*", ">") else t.translate(_GLOB_SPECIAL) for t in pattern.split(".")]
-    return config.key(".".join(tokens))
 
 
 class PubSubSubscription(Subscription):
@@ -127,7 +120,7 @@ class PubSubHub:
         """
         wildcard = is_pattern(spec.pattern)
         name = (
-            glob_of(self.config, spec.pattern) if wildcard else self.config.key(spec.pattern)
+            self.config.glob(spec.pattern) if wildcard else self.config.key(spec.pattern)
         ).encode()
         sub = PubSubSubscription(self, spec, name)
         async with self.lock:
@@ -164,7 +157,7 @@ class PubSubHub:
                 return
             del self.routes[sub.name]
             try:
-                if b"*" in sub.name:
+                if is_pattern(sub.spec.pattern):
                     await self.pubsub.punsubscribe(sub.name)
                 else:
                     await self.pubsub.unsubscribe(sub.name)
