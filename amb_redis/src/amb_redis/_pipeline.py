@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ._tasks import cancel_and_wait
 from .errors import RedisPublishError, is_connection_error
 
 __all__ = ["Pipeliner"]
@@ -121,14 +122,12 @@ class Pipeliner:
     async def aclose(self) -> None:
         """Fail what is still queued and stop the drain task."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except BaseException:
-                pass
-        for _, future in self._queue:
-            if not future.done():
-                future.set_exception(RedisPublishError("the transport closed"))
-        self._queue = []
-        self._busy = False
+        try:
+            if task is not None:
+                await cancel_and_wait(task, "the Redis pipeline drain")
+        finally:  # also when the caller is cancelled meanwhile: nobody waits forever
+            for _, future in self._queue:
+                if not future.done():
+                    future.set_exception(RedisPublishError("the transport closed"))
+            self._queue = []
+            self._busy = False

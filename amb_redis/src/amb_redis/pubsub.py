@@ -31,6 +31,7 @@ from amb_core.transport import (
 )
 from amb_core.wire import unpack
 
+from ._tasks import cancel_and_wait
 from .config import RedisConfig
 from .errors import is_connection_error
 
@@ -236,11 +237,7 @@ class PubSubHub:
         self.routes.clear()
         task, self.task = self.task, None
         if task is not None:
-            task.cancel()
-            try:
-                await task
-            except BaseException:
-                pass
+            await cancel_and_wait(task, "the Redis pub/sub reader")
         try:
             await self.pubsub.aclose()
         except Exception as exc:

@@ -197,8 +197,9 @@ class StreamSubscription(Subscription):
         for key, entry_id, _ in due:
             pipe.xclaim(key, self.group, self.consumer, 0, [entry_id])
         results = await pipe.execute(raise_on_error=False)
-        for (key, _, attempt), claimed in zip(due, results, strict=True):
-            if isinstance(claimed, Exception):
+        for (key, entry_id, attempt), claimed in zip(due, results, strict=True):
+            if isinstance(claimed, Exception):  # still pending: a claim round takes it later
+                log.debug("XCLAIM of nacked %r %r failed: %r", key, entry_id, claimed)
                 continue
             for entry_id, fields in claimed:
                 self._push(key, entry_id, fields, attempt + 1)
@@ -216,7 +217,10 @@ class StreamSubscription(Subscription):
         results = await pipe.execute(raise_on_error=False)
         claimed: list[tuple[bytes, list[Any]]] = []
         for key, result in zip(keys, results, strict=True):
-            if isinstance(result, Exception) or not result[1]:
+            if isinstance(result, Exception):  # a vanished group is recreated by the next read
+                log.debug("XAUTOCLAIM on %r failed: %r", key, result)
+                continue
+            if not result[1]:
                 continue
             claimed.append((key, result[1]))
         if not claimed:
