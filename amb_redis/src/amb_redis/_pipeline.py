@@ -5,7 +5,9 @@ faster (PERFORMANCE.md). A lone caller sends its command at once (no extra task,
 callers arriving while a round trip is in flight queue up, and the queue leaves as one pipeline as
 soon as that round trip ends. Lost connections are retried with backoff within ``timeout`` seconds,
 so a Redis restart delays publishes instead of failing them (a retried XADD may be stored twice:
-at-least-once).
+at-least-once). Each retry is bounded by the time left, so a command ends within ``timeout`` of its
+first failure; the first attempt, sent without a timer (none on the hot path), is bounded by
+redis-py's ``socket_timeout`` (5 s by default) when the connection hangs half-open.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ._tasks import cancel_and_wait
-from .errors import RedisPublishError, is_connection_error
+from ._tasks import bounded, cancel_and_wait
+from .errors import RedisPublishError, RedisUnavailableError, is_connection_error
 
 __all__ = ["Pipeliner"]
 
@@ -32,15 +34,25 @@ class Pipeliner:
     :param limit: the most commands per pipeline.
     :param timeout: how long to retry through connection errors before failing.
     :param scrub: removes secrets from error text.
+    :param lost: called with the error when a command meets a lost connection.
+    :param back: called when a command succeeds after its own connection errors.
     """
 
     def __init__(
-        self, client: Any, limit: int, timeout: float, scrub: Callable[[str], str]
+        self,
+        client: Any,
+        limit: int,
+        timeout: float,
+        scrub: Callable[[str], str],
+        lost: Callable[[BaseException], None] = lambda exc: None,
+        back: Callable[[], None] = lambda: None,
     ) -> None:
         self._client = client
         self._limit = limit
         self._timeout = timeout
         self._scrub = scrub
+        self._lost = lost
+        self._back = back
         self._busy = False
         self._queue: list[_Call] = []
         self._task: asyncio.Task[None] | None = None
@@ -74,23 +86,36 @@ class Pipeliner:
         return results
 
     async def _retrying(self, send: Callable[[Any], Any], what: Any) -> Any:
-        deadline = time.monotonic() + self._timeout
+        """``send(what)``, retried through connection errors until ``timeout`` after the call."""
+        started = time.monotonic()
+        try:
+            return await send(what)
+        except Exception as exc:
+            error: BaseException = exc
+        deadline = started + self._timeout
         delay = 0.05
         while True:
+            if not is_connection_error(error):
+                raise RedisPublishError(self._scrub(f"Redis refused: {error}")) from None
+            self._lost(error)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise RedisUnavailableError(
+                    self._scrub(f"Redis unreachable for {self._timeout:g}s: {error!r}")
+                ) from None
+            log.warning(
+                "Redis connection lost (%s); retrying in %.2fs", self._scrub(repr(error)), delay
+            )
+            await asyncio.sleep(min(delay, left))
+            delay = min(delay * 2, 1.0)
             try:
-                return await send(what)
+                with bounded(max(0.01, deadline - time.monotonic())):
+                    result = await send(what)
             except Exception as exc:
-                if not is_connection_error(exc):
-                    raise RedisPublishError(self._scrub(f"Redis refused: {exc}")) from None
-                if time.monotonic() + delay > deadline:
-                    raise RedisPublishError(
-                        self._scrub(f"Redis unreachable for {self._timeout:g}s: {exc}")
-                    ) from None
-                log.warning(
-                    "Redis connection lost (%s); retrying in %.2fs", self._scrub(str(exc)), delay
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
+                error = exc
+                continue
+            self._back()
+            return result
 
     async def _drain(self) -> None:
         try:

@@ -30,6 +30,7 @@ DEFAULTS: dict[str, Any] = {
     "block": 1.0,
     "connect_timeout": 5.0,
     "publish_timeout": 10.0,
+    "heartbeat": 1.0,
     "batch": 500,
 }
 _KINDS: dict[str, type] = {
@@ -41,6 +42,7 @@ _KINDS: dict[str, type] = {
     "block": float,
     "connect_timeout": float,
     "publish_timeout": float,
+    "heartbeat": float,
     "batch": int,
 }
 _SCHEMES = ("redis", "rediss", "unix")
@@ -61,6 +63,7 @@ class RedisConfig:
     :param block: the longest a stream read blocks before it looks for claims and new streams.
     :param connect_timeout: bound on ``connect()``.
     :param publish_timeout: how long a publish retries through a lost connection.
+    :param heartbeat: seconds between PINGs that keep the connection state current (:mod:`._health`).
     :param batch: the most commands sent in one pipeline.
     """
 
@@ -73,6 +76,7 @@ class RedisConfig:
     block: float = 1.0
     connect_timeout: float = 5.0
     publish_timeout: float = 10.0
+    heartbeat: float = 1.0
     batch: int = 500
 
     @classmethod
@@ -111,7 +115,7 @@ class RedisConfig:
             raise ConfigurationError(
                 f"Redis namespace must be non-empty without ':': {namespace!r}"
             )
-        for key in ("discover", "block", "connect_timeout", "publish_timeout"):
+        for key in ("discover", "block", "connect_timeout", "publish_timeout", "heartbeat"):
             if key in values and values[key] <= 0:
                 raise ConfigurationError(f"Redis option {key} must be positive")
         if values.get("scan", 0) < 0:

@@ -18,6 +18,7 @@ import asyncio
 import logging
 import math
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from amb_core.errors import DecodeError, TransportError
@@ -31,7 +32,7 @@ from amb_core.transport import (
 )
 from amb_core.wire import unpack
 
-from ._tasks import cancel_and_wait
+from ._tasks import bounded, cancel_and_wait
 from .config import RedisConfig
 from .errors import is_connection_error
 
@@ -105,8 +106,16 @@ class PubSubSubscription(Subscription):
 class PubSubHub:
     """The transport's one pub/sub connection and the reader that fans its messages out."""
 
-    def __init__(self, client: Any, config: RedisConfig) -> None:
+    def __init__(
+        self,
+        client: Any,
+        config: RedisConfig,
+        lost: Callable[[BaseException], None] = lambda exc: None,
+        back: Callable[[], None] = lambda: None,
+    ) -> None:
         self.config = config
+        self.lost = lost
+        self.back = back
         self.prefix = len(config.namespace) + 1
         self.pubsub = client.pubsub(ignore_subscribe_messages=False)
         self.routes: dict[bytes, list[PubSubSubscription]] = {}
@@ -139,7 +148,8 @@ class PubSubHub:
                     await self.pubsub.subscribe(name)
                 if self.task is None:
                     self.task = asyncio.get_running_loop().create_task(self._read())
-                await asyncio.wait_for(future, self.config.connect_timeout)
+                with bounded(self.config.connect_timeout):
+                    await future
             except Exception as exc:
                 self.routes.pop(name, None)
                 self.confirm.pop(name, None)
@@ -174,6 +184,7 @@ class PubSubHub:
         which reconnects and re-subscribes.
         """
         delay = 0.05
+        failed = False  # a connection error since the last successful read
         direct = False
         can_direct = True  # False when this redis-py's read_response takes other arguments
         while True:
@@ -190,6 +201,9 @@ class PubSubHub:
                     message = await self.pubsub.get_message(timeout=1.0)
                     conn = self.pubsub.connection
                     direct = can_direct and conn is not None and conn.is_connected
+                    if failed:  # the first read since an error: reconnected
+                        failed = False
+                        self.back()
                 delay = 0.05
             except asyncio.CancelledError:
                 raise
@@ -203,6 +217,8 @@ class PubSubHub:
                     log.error("Redis pub/sub reader failed: %r", exc)
                 else:
                     log.warning("Redis pub/sub connection lost: %r; reconnecting", exc)
+                    self.lost(exc)
+                    failed = True
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
                 continue

@@ -287,10 +287,13 @@ class StreamSubscription(Subscription):
                 raise StopAsyncIteration
             try:
                 await self._fill()
+                if delay > 0.05:  # the first read since an error
+                    self.transport._connection_back()
                 delay = 0.05
             except Exception as exc:
                 if is_connection_error(exc):
                     self.recover = True  # a read's reply may have been lost with the link
+                    self.transport._connection_lost(exc)
                     log.warning(
                         "Redis stream read on %r failed: %r; retrying", self.spec.pattern, exc
                     )
