@@ -48,6 +48,7 @@ STREAMS_CAPABILITIES = Capabilities(
     ordered=True,
     replay=True,
     headers=True,
+    delivery_count=True,
 )
 PUBSUB_CAPABILITIES = Capabilities(ordered=True, native_wildcards=True)
 _EPHEMERAL = INBOX_PREFIX + "."
