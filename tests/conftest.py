@@ -1,8 +1,10 @@
 """Fixtures shared by every test folder: the wheelhouse and fresh virtual environments.
 
-Packaging tests install what a user installs: wheels built from this checkout, into a new venv. The
-amb-core wheel is installed *by path* (``amb_core-…whl[extra]``) because PyPI has an unrelated
-``amb-core`` project; the backend distributions resolve from the wheelhouse, their drivers from PyPI.
+Packaging tests install what a user installs, the way a user does: by name with extras
+(``agent-message-bus[redis]``), into a new venv, from a local index that holds the wheels built from
+this checkout and the third-party wheels they need (downloaded once per run), with no other index
+(``--no-index --find-links``): so the names, the extras and the dependencies are what is tested,
+and nothing of the same name elsewhere can stand in for ours.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from amb_core.testing.servers import skip_or_fail
 
 ROOT = Path(__file__).parents[1]
 DISTRIBUTIONS = sorted(p.name for p in ROOT.glob("amb_*") if (p / "pyproject.toml").is_file())
+EXTRAS = [d.removeprefix("amb_") for d in DISTRIBUTIONS if d != "amb_core"] + ["trio"]
 DRIVERS = {"redis": "redis", "nats": "nats-py", "kafka": "confluent-kafka", "sqs": "aiobotocore"}
 
 
@@ -31,7 +34,8 @@ def _uv() -> list[str]:
 
 @pytest.fixture(scope="session")
 def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Wheels of every distribution in this checkout, built once per test session."""
+    """A local index: wheels of every distribution in this checkout, built once per test session,
+    and every wheel they depend on (with all extras), downloaded beside them."""
     out = tmp_path_factory.mktemp("wheelhouse")
     for dist in DISTRIBUTIONS:
         subprocess.run(
@@ -40,31 +44,34 @@ def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
             capture_output=True,
             timeout=300,
         )
+    fetched = subprocess.run(
+        [
+            *(sys.executable, "-m", "pip", "download", "-q", "-d", str(out)),
+            *("--find-links", str(out), f"agent-message-bus[{','.join(EXTRAS)}]"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert fetched.returncode == 0, fetched.stderr[-3000:]
     return out
 
 
 @pytest.fixture
 def fresh_venv(wheelhouse: Path, tmp_path: Path) -> Callable[[str], Path]:
-    """``install(extras)`` makes a new venv with ``amb-core[extras]`` from the wheels; returns its bin."""
+    """``install(extras)`` makes a new venv with ``agent-message-bus[extras]`` installed by name
+    from the wheelhouse alone; returns its bin folder."""
 
     def install(extras: str = "") -> Path:
         venv = tmp_path / "venv"
         subprocess.run(
             [*_uv(), "venv", "-q", "-p", sys.executable, str(venv)], check=True, timeout=120
         )
-        core = next(wheelhouse.glob("amb_core-*.whl"))
-        spec = f"{core}[{extras}]" if extras else str(core)
+        spec = f"agent-message-bus[{extras}]" if extras else "agent-message-bus"
         done = subprocess.run(
             [
-                *_uv(),
-                "pip",
-                "install",
-                "-q",
-                "-p",
-                str(venv / "bin" / "python"),
-                "--find-links",
-                str(wheelhouse),
-                spec,
+                *(*_uv(), "pip", "install", "-q", "-p", str(venv / "bin" / "python")),
+                *("--no-index", "--find-links", str(wheelhouse), spec),
             ],
             capture_output=True,
             text=True,
@@ -130,7 +137,7 @@ anyio.run(main)
 def check_backend_install(
     fresh_venv: Callable[[str], Path], backend: str, seed: str, url: str
 ) -> None:
-    """What a user gets from ``pip install "amb-core[<backend>]"``: the backend's driver and no
+    """What a user gets from ``pip install "agent-message-bus[<backend>]"``: the backend's driver and no
     other, ``amb backends`` listing it, and a real round trip through the broker at ``url`` using
     the seed's class name, all in a fresh venv built from the wheels."""
     bin_dir = fresh_venv(backend)

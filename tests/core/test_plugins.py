@@ -47,12 +47,12 @@ class FakeTransport(MemoryTransport):
 
 def test_memory_registers_through_the_hook() -> None:
     entry = registries().transports.get("memory")
-    assert entry.factory is MemoryTransport and entry.distribution == "amb-core"
+    assert entry.factory is MemoryTransport and entry.distribution == "agent-message-bus"
     assert isinstance(MessageBus.from_url("memory://").transport, MemoryTransport)
 
 
 def test_unknown_scheme_names_the_distribution_to_install() -> None:
-    with pytest.raises(UnknownSchemeError, match=r"amb-core\[kafka\]"):
+    with pytest.raises(UnknownSchemeError, match=r"agent-message-bus\[kafka\]"):
         registries().transports.get("kafka")
     with pytest.raises(UnknownSchemeError, match="installed schemes: memory"):
         MessageBus.from_url("gopher://x")
