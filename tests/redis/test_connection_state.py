@@ -94,3 +94,32 @@ async def test_publish_waits_out_a_short_outage(redis_server: ServerProcess, mod
             await anyio.to_thread.run_sync(redis_server.start)
         assert returned and returned[0] < 10, returned
         await wait_until(lambda: bus.state is ConnectionState.CONNECTED, 5, "connected")
+
+
+@pytest.mark.parametrize("mode", ["streams", "pubsub"])
+async def test_concurrent_publishes_during_an_outage_all_end_within_the_bound(
+    redis_server: ServerProcess, mode: str
+) -> None:
+    """Publishes queued behind one another (they share pipelines) each keep their own deadline:
+    none waits for the one before it to give up first."""
+    async with MessageBus(_transport(redis_server, mode, publish_timeout=1.0, batch=10)) as bus:
+        await bus.publish("many.x", 0)
+        await anyio.to_thread.run_sync(redis_server.kill)
+        outcomes: list[tuple[float, BaseException | None]] = []
+
+        async def publish(i: int) -> None:
+            started = time.monotonic()
+            try:
+                await bus.publish("many.x", i)
+            except Exception as exc:
+                outcomes.append((time.monotonic() - started, exc))
+            else:
+                outcomes.append((time.monotonic() - started, None))
+
+        async with anyio.create_task_group() as tg:
+            for i in range(50):
+                tg.start_soon(publish, i)
+        assert len(outcomes) == 50
+        assert all(isinstance(e, RedisUnavailableError) for _, e in outcomes), outcomes[:3]
+        slowest = max(t for t, _ in outcomes)
+        assert slowest < 1.5, f"the slowest gave up after {slowest:.2f}s; publish_timeout is 1s"

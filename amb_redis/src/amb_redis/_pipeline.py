@@ -24,7 +24,7 @@ from .errors import RedisPublishError, RedisUnavailableError, is_connection_erro
 __all__ = ["Pipeliner"]
 
 log = logging.getLogger("amb.redis")
-_Call = tuple[tuple[Any, ...], "asyncio.Future[Any]"]
+_Call = tuple[tuple[Any, ...], "asyncio.Future[Any]", float]  # args, reply, time of the call
 
 
 class Pipeliner:
@@ -60,15 +60,18 @@ class Pipeliner:
     async def call(self, *args: Any) -> Any:
         """Run one command; returns its reply.
 
-        :raises RedisPublishError: when Redis refused it or stayed unreachable for ``timeout``.
+        :raises RedisPublishError: when Redis refused it.
+        :raises RedisUnavailableError: when Redis stayed unreachable for ``timeout`` after the call
+            (also a call queued behind others: each keeps its own deadline).
         """
+        started = time.monotonic()
         if self._busy:
             future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-            self._queue.append((args, future))
+            self._queue.append((args, future, started))
             return await future
         self._busy = True
         try:
-            return await self._retrying(self._one, args)
+            return await self._retrying(self._one, args, started)
         finally:
             if self._queue:
                 self._task = asyncio.get_running_loop().create_task(self._drain())
@@ -80,14 +83,14 @@ class Pipeliner:
 
     async def _many(self, batch: list[_Call]) -> list[Any]:
         pipe = self._client.pipeline(transaction=False)
-        for args, _ in batch:
+        for args, _, _ in batch:
             pipe.execute_command(*args)
         results: list[Any] = await pipe.execute(raise_on_error=False)
         return results
 
-    async def _retrying(self, send: Callable[[Any], Any], what: Any) -> Any:
-        """``send(what)``, retried through connection errors until ``timeout`` after the call."""
-        started = time.monotonic()
+    async def _retrying(self, send: Callable[[Any], Any], what: Any, started: float) -> Any:
+        """``send(what)``, retried through connection errors until ``timeout`` after ``started``
+        (the time of the call, or of the earliest call in a batch)."""
         try:
             return await send(what)
         except Exception as exc:
@@ -122,16 +125,16 @@ class Pipeliner:
             while self._queue:
                 batch, self._queue = self._queue[: self._limit], self._queue[self._limit :]
                 try:
-                    results = await self._retrying(self._many, batch)
+                    results = await self._retrying(self._many, batch, batch[0][2])
                 except BaseException as exc:
                     error = exc if isinstance(exc, Exception) else RedisPublishError("cancelled")
-                    for _, future in batch:
+                    for _, future, _ in batch:
                         if not future.done():
                             future.set_exception(error)
                     if not isinstance(exc, Exception):
                         raise
                     continue
-                for (_, future), result in zip(batch, results, strict=True):
+                for (_, future, _), result in zip(batch, results, strict=True):
                     if future.done():
                         continue
                     if isinstance(result, Exception):
@@ -151,7 +154,7 @@ class Pipeliner:
             if task is not None:
                 await cancel_and_wait(task, "the Redis pipeline drain")
         finally:  # also when the caller is cancelled meanwhile: nobody waits forever
-            for _, future in self._queue:
+            for _, future, _ in self._queue:
                 if not future.done():
                     future.set_exception(RedisPublishError("the transport closed"))
             self._queue = []

@@ -166,7 +166,7 @@ class RedisTransport(Transport):
     def _connection_back(self) -> None:
         """Redis answered after the connection was lost: ``CONNECTED``."""
         if self.state is ConnectionState.RECONNECTING and not self._closed:
-            log.warning("Redis connection is back (%s)", self.description)
+            log.info("Redis connection is back (%s)", self.description)
             self._set_state(ConnectionState.CONNECTED)
 
     async def aclose(self) -> None:
@@ -181,7 +181,8 @@ class RedisTransport(Transport):
         if self.client is None:
             return
         heartbeat = self._heartbeat
-        for task in (heartbeat, self._hub and self._hub.task, self._pipeliner._task):
+        reader = self._hub.task if self._hub is not None else None
+        for task in (heartbeat, reader, self._pipeliner._task):
             if task is not None:
                 task.cancel()
         if heartbeat is not None:
