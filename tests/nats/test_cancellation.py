@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from amb_core.aio import cancel_and_wait
 from amb_nats import NATSTransport
-from amb_nats._tasks import cancel_and_wait
 from amb_nats.errors import NATSConnectError
 
 pytestmark = [pytest.mark.nats, pytest.mark.anyio]

@@ -13,8 +13,9 @@ import logging
 import ssl
 from typing import Any, Protocol
 
+from amb_core.aio import cancel_and_wait, discard_later
+
 from ._client import make_client
-from ._tasks import cancel_and_wait, discard_later
 from .config import NATSConfig
 from .errors import NATSAuthenticationError, NATSConnectError, is_auth_error
 
@@ -102,11 +103,13 @@ async def open_client(
         )
     except BaseException:  # the caller is cancelled: let the half-made connection go, unawaited
         task.cancel()
-        discard_later(nc.close(), "closing a NATS connection whose connect() was cancelled")
+        discard_later(
+            nc.close(), "closing a NATS connection whose connect() was cancelled", log=log
+        )
         raise
     if task in done and task.exception() is None:
         return nc
-    await cancel_and_wait(task, "nats-py's connect()")
+    await cancel_and_wait(task, "nats-py's connect()", log=log)
     try:
         await nc.close()
     except Exception as exc:  # a client that never connected has little to close
