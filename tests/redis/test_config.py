@@ -26,6 +26,12 @@ def test_amb_options_leave_the_url_and_kwargs_win() -> None:
     assert (config.mode, config.maxlen, config.namespace) == ("pubsub", 5, "y")
     assert config.url == "redis://h:1/2?socket_timeout=3"
     assert config.key("a.b") == "y:a.b" and config.registry == "y::topics"
+    assert (config.scan, RedisConfig.parse("redis://h?scan=0").scan) == (1000, 0)
+
+
+def test_glob_escapes_all_but_the_wildcards() -> None:
+    config = RedisConfig.parse("redis://h", namespace="n*[x]?")
+    assert config.glob("a.*.>") == "n\\*\\[x\\]\\?:a.*.*"
 
 
 @pytest.mark.parametrize(
@@ -36,6 +42,7 @@ def test_amb_options_leave_the_url_and_kwargs_win() -> None:
         ("redis://h?maxlen=many", {}),
         ("redis://h", {"namespace": "a:b"}),
         ("redis://h", {"discover": 0}),
+        ("redis://h?scan=-1", {}),
         ("redis://h", {"colour": "blue"}),
     ],
 )

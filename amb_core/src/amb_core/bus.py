@@ -157,8 +157,8 @@ class MessageBus:
         )
         self._send = wrap_send(self.middleware, self.transport.publish)
         await self.transport.connect()
-        if self.transport.state is ConnectionState.IDLE:
-            self.transport._set_state(ConnectionState.CONNECTED)
+        if self.transport.state in (ConnectionState.IDLE, ConnectionState.CLOSED):
+            self.transport._set_state(ConnectionState.CONNECTED)  # one that does not report it
         tg = anyio.create_task_group()
         await tg.__aenter__()
         self._tg = tg

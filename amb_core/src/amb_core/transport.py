@@ -235,15 +235,19 @@ class Transport(ABC):
 
         A transport reports ``RECONNECTING`` with :meth:`_set_state` as soon as its driver knows
         the broker is gone, and ``CONNECTED`` once it is back. The bus sets ``CONNECTED`` after a
-        successful :meth:`connect` that left the state ``IDLE``, and ``CLOSED`` after
+        successful :meth:`connect` that left the state ``IDLE`` (or ``CLOSED``), and ``CLOSED`` after
         :meth:`aclose`, so a transport that never reconnects need not touch it.
         """
         return self._state
 
     def _set_state(self, state: ConnectionState) -> None:
         """Record a change of the connection's state (safe to call from a driver's callback on
-        the event loop; from another thread, a plain assignment is atomic too)."""
-        if self._state is not ConnectionState.CLOSED or state is ConnectionState.CLOSED:
+        the event loop; from another thread, a plain assignment is atomic too).
+
+        Once ``CLOSED``, only ``CONNECTED`` (a transport connected again) changes it: a driver's
+        late reconnect callback after :meth:`aclose` cannot make a closed transport look alive.
+        """
+        if self._state is not ConnectionState.CLOSED or state is ConnectionState.CONNECTED:
             self._state = state
 
     @abstractmethod
