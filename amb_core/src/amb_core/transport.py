@@ -244,8 +244,9 @@ class Transport(ABC):
         """Record a change of the connection's state (safe to call from a driver's callback on
         the event loop; from another thread, a plain assignment is atomic too).
 
-        Once ``CLOSED``, only ``CONNECTED`` (a transport connected again) changes it: a driver's
-        late reconnect callback after :meth:`aclose` cannot make a closed transport look alive.
+        Once ``CLOSED``, ``RECONNECTING`` is ignored (a driver still retrying after
+        :meth:`aclose`) and ``CONNECTED`` is taken (the transport connected again), so a transport
+        stops its driver's callbacks in :meth:`aclose`.
         """
         if self._state is not ConnectionState.CLOSED or state is ConnectionState.CONNECTED:
             self._state = state
