@@ -343,3 +343,11 @@ def test_the_seed_spelling_takes_a_url_like_every_broker() -> None:
     assert NATSBroker(parse_url("nats://127.0.0.1:4222")).mode == "core"
     with pytest.raises(ConfigurationError):
         NATSBroker(parse_url("nats://127.0.0.1:4222"), mode="jetstream")
+
+
+def test_capabilities_by_mode_are_what_each_mode_declares() -> None:
+    """``amb backends`` reads capabilities_by_mode: it must say what a transport of each mode has."""
+    from amb_nats import NATSTransport
+
+    for mode, caps in NATSTransport.capabilities_by_mode.items():
+        assert NATSTransport(f"nats://127.0.0.1:4222?mode={mode}").capabilities == caps

@@ -70,3 +70,11 @@ def test_from_url_and_the_seed_spelling() -> None:
     assert isinstance(MessageBus(RedisBroker(url="redis://localhost:6379")).transport, RedisBroker)
     for url in ("rediss://localhost:6380", "unix:///tmp/redis.sock"):
         assert isinstance(MessageBus.from_url(url).transport, RedisTransport)
+
+
+def test_capabilities_by_mode_are_what_each_mode_declares() -> None:
+    """``amb backends`` reads capabilities_by_mode: it must say what a transport of each mode has."""
+    from amb_redis import RedisTransport
+
+    for mode, caps in RedisTransport.capabilities_by_mode.items():
+        assert RedisTransport(f"redis://127.0.0.1:6379?mode={mode}").capabilities == caps

@@ -104,6 +104,11 @@ class NATSTransport(Transport):
 
     scheme: ClassVar[str] = "nats"
     event_loops: ClassVar[frozenset[str]] = frozenset({"asyncio"})
+    capabilities = CORE_CAPABILITIES  # the default mode's; an instance sets its own
+    capabilities_by_mode: ClassVar[dict[str, Capabilities]] = {
+        "core": CORE_CAPABILITIES,
+        "jetstream": JETSTREAM_CAPABILITIES,
+    }
 
     def __init__(self, url: str | NATSConfig = "nats://127.0.0.1:4222", **options: Any) -> None:
         config = url if isinstance(url, NATSConfig) else parse_url(url, **options)

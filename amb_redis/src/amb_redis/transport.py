@@ -16,7 +16,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, ClassVar
 
 from amb_core.errors import ConfigurationError, NotConnectedError
 from amb_core.inbox import INBOX_PREFIX
@@ -66,6 +66,10 @@ class RedisTransport(Transport):
     scheme = "redis"
     event_loops = frozenset({"asyncio"})
     capabilities = STREAMS_CAPABILITIES  # the default mode's; an instance in pub/sub mode overrides
+    capabilities_by_mode: ClassVar[dict[str, Capabilities]] = {
+        "streams": STREAMS_CAPABILITIES,
+        "pubsub": PUBSUB_CAPABILITIES,
+    }
 
     def __init__(self, url: str = "redis://localhost:6379", **options: Any) -> None:
         self.config = RedisConfig.parse(url, **options)
