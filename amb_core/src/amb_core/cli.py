@@ -14,7 +14,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import anyio
@@ -131,25 +131,31 @@ async def cmd_pub(args: argparse.Namespace) -> int:
     return 0
 
 
-async def cmd_sub(args: argparse.Namespace) -> int:
-    received = 0
+async def _serve(args: argparse.Namespace, what: str, answer: Callable[[Message], Any]) -> int:
+    """Subscribe ``args.pattern``, print each message as a JSON line and pass it to ``answer``
+    (whose return value answers a request), until ``--count`` messages or ``--timeout``: exit 1
+    when fewer than ``--count`` came."""
+    seen = 0
     done = anyio.Event()
 
-    async def show(message: Message) -> None:
-        nonlocal received
+    async def show(message: Message) -> Any:
+        nonlocal seen
         print(message_json(message), flush=True)
-        received += 1
-        if args.count and received >= args.count:
+        seen += 1
+        if args.count and seen >= args.count:
             done.set()
+        return answer(message)
 
     async with _bus(args) as bus:
         await bus.subscribe(args.pattern, show, group=args.group)
-        print(
-            f"# listening on {args.pattern} at {redact_url(args.url)}", file=sys.stderr, flush=True
-        )
+        print(f"# {what} {args.pattern} at {redact_url(args.url)}", file=sys.stderr, flush=True)
         with anyio.move_on_after(args.timeout):
             await done.wait()
-    return 0 if not args.count or received >= args.count else 1
+    return 0 if not args.count or seen >= args.count else 1
+
+
+async def cmd_sub(args: argparse.Namespace) -> int:
+    return await _serve(args, "listening on", lambda message: None)
 
 
 async def cmd_request(args: argparse.Namespace) -> int:
@@ -161,30 +167,14 @@ async def cmd_request(args: argparse.Namespace) -> int:
 
 
 async def cmd_reply(args: argparse.Namespace) -> int:
-    """Answer requests on a pattern: with the request's own payload (``--echo``, the default) or a
-    fixed payload; prints each request as ``amb sub`` does."""
+    """Answer requests on a pattern: with the request's own payload (the default) or a fixed
+    payload; prints each request as ``amb sub`` does."""
     fixed = None if args.payload is None and not args.text else _payload(args)
-    answered = 0
-    done = anyio.Event()
-
-    async def answer(message: Message) -> Any:
-        nonlocal answered
-        print(message_json(message), flush=True)
-        answered += 1
-        if args.count and answered >= args.count:
-            done.set()
-        return message.payload if fixed is None else fixed
-
-    async with _bus(args) as bus:
-        await bus.subscribe(args.pattern, answer, group=args.group)
-        print(
-            f"# answering requests on {args.pattern} at {redact_url(args.url)}",
-            file=sys.stderr,
-            flush=True,
-        )
-        with anyio.move_on_after(args.timeout):
-            await done.wait()
-    return 0 if not args.count or answered >= args.count else 1
+    return await _serve(
+        args,
+        "answering requests on",
+        lambda message: message.payload if fixed is None else fixed,
+    )
 
 
 async def cmd_dlq(args: argparse.Namespace) -> int:
