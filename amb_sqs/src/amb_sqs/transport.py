@@ -64,6 +64,23 @@ _SHORT_POLL_PAUSE = 0.05
 _RECEIVE_BACKOFF = (0.1, 0.25, 0.5, 1.0, 2.0)
 
 
+_Pending = tuple[dict[str, Any], int, asyncio.Future[None]]
+"""A publish waiting for a batch: its ``PublishBatch`` entry, its size as SNS counts it, and the
+future its caller awaits."""
+
+
+def _take_batch(pending: deque[_Pending]) -> list[_Pending]:
+    """The next ``PublishBatch`` off ``pending``: up to 10 entries whose sizes add up to at most
+    :data:`MAX_SIZE`, since SNS refuses a whole batch over 256 KiB in all (``BatchRequestTooLong``),
+    not only a single message over it. Every entry alone fits (:func:`to_sns` checked)."""
+    batch = [pending.popleft()]
+    total = batch[0][1]
+    while pending and len(batch) < _BATCH and total + pending[0][1] <= MAX_SIZE:
+        total += pending[0][1]
+        batch.append(pending.popleft())
+    return batch
+
+
 class _SQSDelivery(Delivery):
     __slots__ = ("_handle", "_sub")
 
@@ -341,7 +358,7 @@ class SQSTransport(Transport):
         self.archive_url = ""
         self._closed = False
         self._subscriptions: set[_SQSSubscription] = set()
-        self._pending: deque[tuple[dict[str, Any], asyncio.Future[None]]] = deque()
+        self._pending: deque[_Pending] = deque()
         self._flights = 0
         # Batches in flight at once. FIFO: one, or a later batch could overtake an earlier one
         # and break the order of a message group (SNS keeps order only within a batch).
@@ -433,7 +450,7 @@ class SQSTransport(Transport):
             *(sub.aclose() for sub in list(self._subscriptions)), return_exceptions=True
         )
         while self._pending:
-            _, future = self._pending.popleft()
+            _, _, future = self._pending.popleft()
             if not future.done():
                 future.set_exception(NotConnectedError(f"{self.description} closed"))
         stack, self._stack = self._stack, None
@@ -448,30 +465,39 @@ class SQSTransport(Transport):
 
     # -- publishing ------------------------------------------------------------------------------
 
-    def _entry(self, message: Message) -> dict[str, Any]:
-        text, attributes = to_sns(message)
+    def _entry(self, message: Message) -> tuple[dict[str, Any], int]:
+        """The ``PublishBatch`` entry for ``message`` and its size as SNS counts it.
+
+        :raises MessageTooLargeError: over :data:`MAX_SIZE`, before anything is sent.
+        """
+        text, attributes, size = to_sns(message)
         entry: dict[str, Any] = {"Message": text, "MessageAttributes": attributes}
         if self.config.fifo:
             key = message.key or message.headers.get(H_KEY) or message.topic
             entry["MessageGroupId"] = key[:128]
             entry["MessageDeduplicationId"] = message.id[:128]
-        return entry
+        return entry, size
 
     async def publish(self, message: Message) -> None:
         self._check()
+        entry, size = self._entry(message)
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((self._entry(message), future))
+        self._pending.append((entry, size, future))
         if self._flights < self._max_flights:
             self._spawn_flush()
         await future
 
     async def publish_many(self, messages: Iterable[Message]) -> None:
+        """Queue every message for batching, then await them all. Every message is encoded (and
+        checked against :data:`MAX_SIZE`) before any is queued, so one that is too large raises
+        with nothing sent, rather than leaving the ones before it queued for some later flush."""
         self._check()
+        entries = [self._entry(message) for message in messages]
         loop = asyncio.get_running_loop()
         futures = []
-        for message in messages:
+        for entry, size in entries:
             future: asyncio.Future[None] = loop.create_future()
-            self._pending.append((self._entry(message), future))
+            self._pending.append((entry, size, future))
             futures.append(future)
         while self._flights < self._max_flights and self._flights * _BATCH < len(self._pending):
             self._spawn_flush()
@@ -488,10 +514,8 @@ class SQSTransport(Transport):
         try:
             pending = self._pending
             while pending and self.sns is not None:
-                batch = [pending.popleft() for _ in range(min(_BATCH, len(pending)))]
-                entries = []
-                for i, (entry, _) in enumerate(batch):
-                    entries.append({**entry, "Id": str(i)})
+                batch = _take_batch(pending)
+                entries = [{**entry, "Id": str(i)} for i, (entry, _, _) in enumerate(batch)]
                 try:
                     try:
                         response = await self.sns.publish_batch(
@@ -507,12 +531,12 @@ class SQSTransport(Transport):
                         )
                 except Exception as exc:
                     error = translate(exc, "publish", self.description, publishing=True)
-                    for _, future in batch:
+                    for _, _, future in batch:
                         if not future.done():
                             future.set_exception(error)
                     continue
                 failed = {f["Id"]: f for f in response.get("Failed") or []}
-                for i, (_, future) in enumerate(batch):
+                for i, (_, _, future) in enumerate(batch):
                     if future.done():
                         continue
                     failure = failed.get(str(i))
