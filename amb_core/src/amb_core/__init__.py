@@ -17,6 +17,7 @@ from .deadletter import DeadLetter, DeadLetters, RetryPolicy
 from .errors import (
     AMBError,
     AuthenticationError,
+    BrokerUnavailableError,
     ConfigurationError,
     ConnectError,
     DecodeError,
@@ -42,16 +43,25 @@ from .middleware import Middleware
 from .plugins import hookimpl
 from .routing import Router, Rule
 from .subscriber import Subscriber
-from .transport import Capabilities, Delivery, Subscription, SubscriptionSpec, Transport
+from .transport import (
+    Capabilities,
+    ConnectionState,
+    Delivery,
+    Subscription,
+    SubscriptionSpec,
+    Transport,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AMBError",
     "AuthenticationError",
+    "BrokerUnavailableError",
     "Capabilities",
     "ConfigurationError",
     "ConnectError",
+    "ConnectionState",
     "DeadLetter",
     "DeadLetters",
     "DecodeError",

@@ -25,7 +25,7 @@ from .middleware import Call, Middleware, Send, wrap_call, wrap_send
 from .plugins import registries
 from .subscriber import Handler, Subscriber
 from .topics import validate_pattern, validate_topic
-from .transport import Subscription, SubscriptionSpec, Transport
+from .transport import ConnectionState, Subscription, SubscriptionSpec, Transport
 
 __all__ = ["MessageBus"]
 
@@ -91,6 +91,7 @@ class MessageBus:
         self._starting: list[Subscriber] = []
         self._inbox: Inbox | None = None
         self._replied: set[str] = set()  # ids of requests being handled that reply() answered
+        self._dead_letters_lost = 0  # dead letters not stored on an at-most-once transport
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> MessageBus:
@@ -144,6 +145,8 @@ class MessageBus:
         )
         self._send = wrap_send(self.middleware, self.transport.publish)
         await self.transport.connect()
+        if self.transport.state is ConnectionState.IDLE:
+            self.transport._set_state(ConnectionState.CONNECTED)
         tg = anyio.create_task_group()
         await tg.__aenter__()
         self._tg = tg
@@ -170,7 +173,10 @@ class MessageBus:
         finally:
             try:
                 with anyio.CancelScope(shield=True):
-                    await self.transport.aclose()
+                    try:
+                        await self.transport.aclose()
+                    finally:
+                        self.transport._set_state(ConnectionState.CLOSED)
             finally:
                 tg, self._tg = self._tg, None
                 if tg is not None:
@@ -178,6 +184,12 @@ class MessageBus:
                     await tg.__aexit__(None, None, None)
 
     close = aclose
+
+    @property
+    def state(self) -> ConnectionState:
+        """The transport's connection state (``IDLE``, ``CONNECTED``, ``RECONNECTING``, ``CLOSED``):
+        what a readiness probe reports. See :class:`~amb_core.transport.ConnectionState`."""
+        return self.transport.state
 
     async def __aenter__(self) -> MessageBus:
         return await self.connect()
@@ -308,8 +320,8 @@ class MessageBus:
         for subscriber in starting:
             try:
                 await subscriber.wait_ready()
-            except Exception:
-                pass  # reported by the subscriber itself and by awaiting it
+            except Exception as exc:  # reported by the subscriber itself and by awaiting it
+                log.debug("subscription %r did not start: %r", subscriber.pattern, exc)
 
     # -- subscribe ------------------------------------------------------------------------------
 
@@ -538,15 +550,25 @@ class MessageBus:
         """List and replay dead letters (needs ``replay`` or ``dead_letter_replay``)."""
         return DeadLetters(self)
 
-    async def _dead_letter(self, dead: DeadLetter) -> None:
+    async def _dead_letter(self, dead: DeadLetter) -> bool:
+        """Hand ``dead`` to every dead-letter handler and tell a waiting requester; True when
+        every handler stored it (one that raises is logged and makes it False)."""
         handlers = self._dlq_handlers
         if handlers is None:
             handlers = registries().dead_letters.handlers
+        stored = True
         for handler in handlers:
             try:
                 await handler(dead, self)
             except Exception as exc:
-                log.exception("dead-letter handler %r failed: %r", handler, exc)
+                stored = False
+                log.error(
+                    "dead-letter handler %r failed for %s from %r: %r",
+                    handler,
+                    dead.message.id,
+                    dead.message.topic,
+                    exc,
+                )
         message = dead.message
         if message.reply_to is not None:
             error_headers = {H_ERROR: dead.error[:2000], H_ERROR_REASON: dead.reason}
@@ -556,6 +578,7 @@ class MessageBus:
                 log.warning(
                     "could not tell the requester of %s about its failure: %r", message.id, exc
                 )
+        return stored
 
     # -- routing --------------------------------------------------------------------------------
 

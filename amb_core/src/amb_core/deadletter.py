@@ -6,6 +6,15 @@ natively delayed where the broker can); after ``max_attempts`` deliveries the me
 ``amb_register_dead_letter_handlers`` hook). The default handler publishes it to ``dlq.<topic>``, the
 payload unchanged and the reason in headers, so dead letters live on the same broker, survive as long
 as it keeps messages, and can be listed and replayed from anywhere (``amb dlq list|replay``).
+
+A dead letter is stored only when *every* handler returns: one that raises means "not stored". The
+message is then not settled on an at-least-once transport: it is nacked and comes back after the
+retry policy's ``max_delay`` (30 s by default), is handled again, and is dead-lettered again if it
+still fails, paced by that delay until storing works, so handlers see a letter at least once and
+should be idempotent. On an at-most-once transport the message cannot come back: the loss is logged
+as an error and counted in :attr:`DeadLetters.lost`. A letter the broker refuses as too large is
+stored in a reduced form: the reason and metadata, and a marked excerpt of the body
+(``amb-dlq-truncated`` holds the original body's size); such letters are listed but never replayed.
 """
 
 from __future__ import annotations
@@ -19,9 +28,11 @@ from typing import TYPE_CHECKING, Literal, Protocol
 import anyio
 import attrs
 
+from .errors import MessageTooLargeError
 from .message import Message
 from .topics import MAX_TOPIC_LENGTH
 from .transport import SubscriptionSpec
+from .wire import encode_payload
 
 if TYPE_CHECKING:
     from .bus import MessageBus
@@ -34,6 +45,7 @@ __all__ = [
     "H_DLQ_ORIGINAL_ID",
     "H_DLQ_REASON",
     "H_DLQ_TOPIC",
+    "H_DLQ_TRUNCATED",
     "DeadLetter",
     "DeadLetterHandler",
     "DeadLetterReason",
@@ -51,6 +63,10 @@ H_DLQ_ATTEMPTS = "amb-dlq-attempts"
 H_DLQ_TOPIC = "amb-dlq-topic"
 H_DLQ_ORIGINAL_ID = "amb-dlq-original-id"
 H_DLQ_AT = "amb-dlq-at"
+H_DLQ_TRUNCATED = "amb-dlq-truncated"
+EXCERPT_BYTES = 4096
+"""The most of a too-large body a reduced dead letter keeps (less where the broker's limit is
+small: a quarter of it)."""
 DeadLetterReason = Literal[
     "handler_error", "max_attempts", "undecodable", "expired", "rejected", "unroutable"
 ]
@@ -100,7 +116,8 @@ class DeadLetter:
 
 
 class DeadLetterHandler(Protocol):
-    """Receives every dead letter of a bus; must not raise (errors are logged)."""
+    """Receives every dead letter of a bus. Raising means the letter was not stored: the message
+    is then given back (at-least-once transports) or counted as lost (see the module's text)."""
 
     def __call__(self, dead: DeadLetter, bus: MessageBus) -> Awaitable[None]: ...
 
@@ -114,30 +131,70 @@ def dlq_topic(topic: str) -> str:
 
 
 async def publish_to_dlq(dead: DeadLetter, bus: MessageBus) -> None:
-    """The default handler: publish to ``dlq.<topic>`` with reason, error, attempts and topic."""
+    """The default handler: publish to ``dlq.<topic>`` with reason, error, attempts and topic.
+
+    A letter the broker refuses as too large is published again in a reduced form (see
+    :func:`reduced`); when even that fails, the error propagates: the letter is not stored.
+    """
     original = dead.message
     if original.topic.startswith(DLQ_PREFIX):
         log.error("dead letter from a dead-letter topic %s dropped: %s", original.topic, dead.error)
         return
     headers = dict(original.headers)
-    headers.update(
-        {
-            H_DLQ_REASON: dead.reason,
-            H_DLQ_ERROR: dead.error[:2000],
-            H_DLQ_ATTEMPTS: str(dead.attempts),
-            H_DLQ_TOPIC: original.topic,
-            H_DLQ_ORIGINAL_ID: original.id,
-            H_DLQ_AT: repr(time.time()),
-        }
-    )
-    await bus.publish(
-        dlq_topic(original.topic),
-        original.payload,
-        headers=headers,
-        correlation_id=original.correlation_id,
-        key=original.key,
-        sender=original.sender,
-    )
+    headers.update(_dlq_headers(dead, 2000))
+    topic = dlq_topic(original.topic)
+    try:
+        await bus.publish(
+            topic,
+            original.payload,
+            headers=headers,
+            correlation_id=original.correlation_id,
+            key=original.key,
+            sender=original.sender,
+        )
+    except MessageTooLargeError as exc:
+        body = _body_of(original.payload)
+        log.warning(
+            "dead letter of %s (%d bytes) is too large for the broker (%s): storing an excerpt",
+            original.id,
+            len(body),
+            exc,
+        )
+        await bus.publish(
+            topic,
+            reduced(body, exc.limit),
+            headers={**_dlq_headers(dead, 500), H_DLQ_TRUNCATED: str(len(body))},
+            correlation_id=original.correlation_id,
+            key=original.key,
+            sender=original.sender,
+        )
+
+
+def _dlq_headers(dead: DeadLetter, error_chars: int) -> dict[str, str]:
+    original = dead.message
+    return {
+        H_DLQ_REASON: dead.reason,
+        H_DLQ_ERROR: dead.error[:error_chars],
+        H_DLQ_ATTEMPTS: str(dead.attempts),
+        H_DLQ_TOPIC: original.topic,
+        H_DLQ_ORIGINAL_ID: original.id,
+        H_DLQ_AT: repr(time.time()),
+    }
+
+
+def _body_of(payload: object) -> bytes:
+    try:
+        return encode_payload(payload)[0]
+    except Exception:  # a payload that never was JSON: its text is the best excerpt there is
+        return repr(payload).encode()
+
+
+def reduced(body: bytes, limit: int) -> bytes:
+    """The excerpt a reduced dead letter carries: the body's first bytes (at most
+    ``EXCERPT_BYTES``, and at most a quarter of the broker's ``limit`` when it has a small one), as
+    bytes, whatever the payload was; its ``amb-dlq-truncated`` header marks it."""
+    size = EXCERPT_BYTES if limit <= 0 else max(0, min(EXCERPT_BYTES, limit // 4))
+    return body[:size]
 
 
 def original_of(dead: Message) -> Message:
@@ -169,6 +226,12 @@ class DeadLetters:
     def __init__(self, bus: MessageBus) -> None:
         self._bus = bus
 
+    @property
+    def lost(self) -> int:
+        """Dead letters that could not be stored on an at-most-once transport (the message could
+        not come back either): each also logged as an error. Zero is the only good value."""
+        return self._bus._dead_letters_lost
+
     def _spec(self, pattern: str, group: str | None) -> SubscriptionSpec:
         return SubscriptionSpec(pattern=DLQ_PREFIX + pattern, group=group, start="earliest")
 
@@ -196,6 +259,10 @@ class DeadLetters:
     ) -> int:
         """Publish dead letters again to their original topics; return how many.
 
+        A reduced letter (``amb-dlq-truncated``: only an excerpt of its body was kept) is not
+        published again, which would hand a handler a cut body: it is logged and taken off the
+        replay group's queue (where the broker retains it, :meth:`list` still shows it).
+
         :raises UnsupportedError: when the transport cannot read retained messages.
         """
         count = 0
@@ -203,9 +270,17 @@ class DeadLetters:
             while limit is None or count < limit:
                 with anyio.move_on_after(idle):
                     delivery = await sub.__anext__()
-                    await self._bus._publish_message(original_of(delivery.message))
+                    letter = delivery.message
+                    if H_DLQ_TRUNCATED in letter.headers:
+                        log.warning(
+                            "dead letter %s holds only an excerpt of %s bytes: not replayed",
+                            letter.headers.get(H_DLQ_ORIGINAL_ID, letter.id),
+                            letter.headers[H_DLQ_TRUNCATED],
+                        )
+                    else:
+                        await self._bus._publish_message(original_of(letter))
+                        count += 1
                     await delivery.ack()
-                    count += 1
                     continue
                 break
         return count

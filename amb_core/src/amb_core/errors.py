@@ -17,7 +17,8 @@ one backend. Driver exceptions never escape raw: backends translate them at the 
     │   ├── ConnectError                      cannot reach the broker at connect
     │   │   └── AuthenticationError           the broker refused the credentials
     │   ├── PublishError                      the broker did not take a message
-    │   │   └── MessageTooLargeError          the message exceeds the broker's size limit
+    │   │   ├── MessageTooLargeError          the message exceeds the broker's size limit
+    │   │   └── BrokerUnavailableError        the connection is down (reconnecting)
     │   └── NotConnectedError                 used before connect() or after close()
     ├── DecodeError                           bytes that are not a readable AMB envelope
     ├── RequestError                          request/reply failed
@@ -32,6 +33,7 @@ from __future__ import annotations
 __all__ = [
     "AMBError",
     "AuthenticationError",
+    "BrokerUnavailableError",
     "ConfigurationError",
     "ConnectError",
     "DecodeError",
@@ -118,6 +120,12 @@ class MessageTooLargeError(PublishError):
         self.size = size
         self.limit = limit
         self.topic = topic
+
+
+class BrokerUnavailableError(PublishError):
+    """The connection to the broker is down (the transport is reconnecting), so a message could
+    not be handed over: raised at once or after the bounded wait the transport documents. The
+    message was not sent; publishing again once :attr:`Transport.state` is ``CONNECTED`` is safe."""
 
 
 class NotConnectedError(TransportError):

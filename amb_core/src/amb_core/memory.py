@@ -316,6 +316,7 @@ class MemoryTransport(Transport):
         native_wildcards=True,
         replay=True,
         headers=True,
+        delivery_count=True,
     )
 
     def __init__(self, hub: MemoryHub | None = None, *, serialize: bool = False) -> None:

@@ -181,8 +181,8 @@ class Subscriber:
             if source is not None:
                 try:
                     await source.aclose()
-                except Exception:
-                    pass
+                except Exception as close_error:  # the broken one; the reopen below is what counts
+                    log.warning("closing failed subscription %r: %r", self.pattern, close_error)
             try:
                 self._source = source = await self._bus.transport.subscribe(self._spec)
                 return await source.__anext__()
@@ -360,10 +360,35 @@ class Subscriber:
         await self._dead(delivery, reason, error)
 
     async def _dead(self, delivery: Delivery, reason: DeadLetterReason, error: str) -> None:
+        """Dead-letter the delivery, and settle it only once the letter is stored: otherwise an
+        at-least-once transport gets it back after ``retry.max_delay`` (paced, never a hot loop,
+        and never a stalled queue), and an at-most-once one counts and logs the loss."""
         attempts = max(delivery.attempt, self.retry.max_attempts if reason == "max_attempts" else 1)
-        dead = DeadLetter(delivery.message, reason, error, attempts, self.pattern)
-        await self._bus._dead_letter(dead)
-        await delivery.ack()
+        message = delivery.message
+        dead = DeadLetter(message, reason, error, attempts, self.pattern)
+        if await self._bus._dead_letter(dead):
+            await delivery.ack()
+        elif self._redelivers:
+            log.error(
+                "dead letter of %s from %r (%s) was not stored: the message is given back and "
+                "returns in %gs",
+                message.id,
+                message.topic,
+                reason,
+                self.retry.max_delay,
+            )
+            await delivery.nack(self.retry.max_delay)
+        else:
+            self._bus._dead_letters_lost += 1
+            log.error(
+                "dead letter of %s from %r (%s) was not stored and the transport cannot redeliver: "
+                "the message is LOST (%d lost on this bus)",
+                message.id,
+                message.topic,
+                reason,
+                self._bus._dead_letters_lost,
+            )
+            await delivery.ack()
 
     # -- stopping -------------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
+from enum import Enum
 from typing import Any, ClassVar, Literal
 
 import attrs
@@ -25,6 +26,7 @@ from .wire import decode
 
 __all__ = [
     "Capabilities",
+    "ConnectionState",
     "Delivery",
     "Subscription",
     "SubscriptionSpec",
@@ -51,7 +53,17 @@ class Capabilities:
         be listed and replayed (``bus.dead_letters``, ``amb dlq``), on a broker that cannot replay
         ordinary topics (SQS keeps an archive queue of dead letters). ``replay`` implies it.
     :param headers: metadata rides in broker-native headers rather than inside the body.
-    :param max_message_size: the largest encoded message the broker takes, when it has a limit.
+    :param delivery_count: the broker counts deliveries, so a message handed to another consumer
+        after its first one died arrives with ``attempt >= 2`` (Redis Streams, JetStream, SQS).
+        Without it, attempts are counted by the consumer and start again at 1 after a takeover.
+    :param max_message_size: the largest encoded message the broker takes, when it has a limit:
+        a publish past it raises :class:`~amb_core.errors.MessageTooLargeError` before anything is
+        sent.
+
+    ``native_wildcards``, ``native_request_reply`` and ``native_dead_letter`` are informational:
+    they say how the transport does something every transport must do (the core re-checks
+    wildcards, runs request/reply over an inbox and dead-letters by itself), so the suite proves the
+    behaviour on every transport, not the flag.
     """
 
     persistent: bool = False
@@ -65,11 +77,30 @@ class Capabilities:
     replay: bool = False
     dead_letter_replay: bool = False
     headers: bool = False
+    delivery_count: bool = False
     max_message_size: int | None = None
 
     def names(self) -> list[str]:
         """The names of the boolean capabilities that are ``True``."""
         return [f.name for f in attrs.fields(Capabilities) if getattr(self, f.name) is True]
+
+
+class ConnectionState(str, Enum):
+    """Where a transport's connection to its broker stands (:attr:`Transport.state`).
+
+    ``IDLE`` before :meth:`Transport.connect`; ``CONNECTED`` while the broker is reachable;
+    ``RECONNECTING`` while the connection is lost and the driver tries again (publishes may raise
+    :class:`~amb_core.errors.BrokerUnavailableError` or wait, as the transport documents);
+    ``CLOSED`` after :meth:`Transport.aclose`. A readiness probe reports ready on ``CONNECTED``.
+    """
+
+    IDLE = "idle"
+    CONNECTED = "connected"
+    RECONNECTING = "reconnecting"
+    CLOSED = "closed"
+
+    def __str__(self) -> str:
+        return self.value
 
 
 @attrs.frozen(slots=True)
@@ -195,6 +226,25 @@ class Transport(ABC):
     scheme: ClassVar[str] = ""
     event_loops: ClassVar[frozenset[str]] = frozenset({"asyncio"})
     capabilities: Capabilities = Capabilities()
+    _state: ConnectionState = ConnectionState.IDLE
+
+    @property
+    def state(self) -> ConnectionState:
+        """The connection's state, as the transport last learnt it; read by applications (a
+        readiness probe) and by the conformance suite.
+
+        A transport reports ``RECONNECTING`` with :meth:`_set_state` as soon as its driver knows
+        the broker is gone, and ``CONNECTED`` once it is back. The bus sets ``CONNECTED`` after a
+        successful :meth:`connect` that left the state ``IDLE``, and ``CLOSED`` after
+        :meth:`aclose`, so a transport that never reconnects need not touch it.
+        """
+        return self._state
+
+    def _set_state(self, state: ConnectionState) -> None:
+        """Record a change of the connection's state (safe to call from a driver's callback on
+        the event loop; from another thread, a plain assignment is atomic too)."""
+        if self._state is not ConnectionState.CLOSED or state is ConnectionState.CLOSED:
+            self._state = state
 
     @abstractmethod
     async def connect(self) -> None:
