@@ -146,3 +146,19 @@ def namespace_url(sqs_base_url: str, _cleanup_shared_endpoint: None) -> Callable
 def sqs_url(namespace_url: Callable[..., str]) -> str:
     """A URL with a namespace of its own (its own SNS topic), so tests never see each other."""
     return namespace_url()
+
+
+@pytest.fixture
+def own_moto(moto_server: ServerProcess | None) -> Iterator[ServerProcess]:
+    """A moto server owned by one test (to kill and restart it); needs the local moto, not
+    AMB_SQS_URL."""
+    if moto_server is None:
+        pytest.skip("uses a fixture-owned moto server; AMB_SQS_URL points elsewhere")
+    server = start_moto()
+    yield server
+    server.close()
+
+
+def moto_url(server: ServerProcess, namespace: str = "faults", **options: str) -> str:
+    base = f"sqs://?region=us-east-1&endpoint=http://127.0.0.1:{server.port}&wait=1"
+    return with_namespace(base, namespace, **options)

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import anyio
@@ -24,25 +23,10 @@ from amb_core.transport import SubscriptionSpec
 from amb_sqs import SQSAuthenticationError, SQSConnectError, SQSTransport, sweep_redriven
 from amb_sqs.naming import group_queue_name
 
-from .conftest import start_moto, with_namespace
+from .conftest import moto_url, start_moto, with_namespace
 
 pytestmark = [pytest.mark.sqs, pytest.mark.anyio]
 TIMEOUT = 30.0
-
-
-@pytest.fixture
-def own_moto(moto_server: ServerProcess | None) -> Iterator[ServerProcess]:
-    """A moto server owned by one test (to restart it); needs the local moto, not AMB_SQS_URL."""
-    if moto_server is None:
-        pytest.skip("uses a fixture-owned moto server; AMB_SQS_URL points elsewhere")
-    server = start_moto()
-    yield server
-    server.close()
-
-
-def moto_url(server: ServerProcess, namespace: str = "faults", **options: str) -> str:
-    base = f"sqs://?region=us-east-1&endpoint=http://127.0.0.1:{server.port}&wait=1"
-    return with_namespace(base, namespace, **options)
 
 
 async def test_refused_endpoint_is_a_typed_error_in_bounded_time() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from amb_core.errors import (
     AMBError,
     AuthenticationError,
+    BrokerUnavailableError,
     ConfigurationError,
     ConnectError,
     PublishError,
@@ -21,6 +22,7 @@ __all__ = [
     "SQSConnectError",
     "SQSError",
     "SQSPublishError",
+    "SQSUnavailableError",
     "translate",
 ]
 
@@ -58,6 +60,11 @@ class SQSPublishError(SQSError, PublishError):
     """SNS did not take a message."""
 
 
+class SQSUnavailableError(SQSConnectError, BrokerUnavailableError):
+    """A publish could not reach SNS (refused, reset or timed out after botocore's retries): the
+    message was not sent. Also an ``SQSConnectError``, as such failures were before."""
+
+
 def error_code(exc: BaseException) -> str:
     """The AWS error code of a botocore ``ClientError`` (``""`` for anything else)."""
     response = getattr(exc, "response", None)
@@ -91,7 +98,7 @@ def translate(exc: BaseException, action: str, where: str, *, publishing: bool =
             TimeoutError,
         ),
     ):
-        return SQSConnectError(text)
+        return SQSUnavailableError(text) if publishing else SQSConnectError(text)
     if publishing:
         return SQSPublishError(text)
     return SQSError(text)

@@ -38,9 +38,17 @@ from amb_core.deadletter import DLQ_PREFIX
 from amb_core.errors import ConfigurationError, NotConnectedError, UnsupportedError
 from amb_core.message import Message
 from amb_core.topics import matcher
-from amb_core.transport import Capabilities, Delivery, Subscription, SubscriptionSpec, Transport
+from amb_core.transport import (
+    Capabilities,
+    ConnectionState,
+    Delivery,
+    Subscription,
+    SubscriptionSpec,
+    Transport,
+)
 from amb_core.wire import H_KEY
 
+from ._liveness import Liveness
 from .codec import MAX_SIZE, from_sqs, to_sns
 from .config import SQSConfig, parse_url
 from .errors import SQSError, SQSPublishError, error_code, translate
@@ -365,6 +373,7 @@ class SQSTransport(Transport):
         self._max_flights = 1 if self.config.fifo else _PUBLISH_FLIGHTS
         self._tasks: set[asyncio.Task[None]] = set()
         self._group_lock = asyncio.Lock()
+        self._liveness: Liveness | None = None
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SQSTransport:
@@ -417,6 +426,15 @@ class SQSTransport(Transport):
             raise
         self._stack = stack
         self._closed = False
+        self._state = ConnectionState.CONNECTED  # the declarations just got through (a reconnect
+        # after aclose() too, which _set_state would refuse to leave CLOSED for)
+        self._liveness = Liveness(self._set_state, self._probe, self.description)
+        for client in (self.sqs, self.sns):
+            self._liveness.watch(client)
+
+    async def _probe(self) -> None:
+        """One cheap request, to learn whether the endpoint answers (see :mod:`._liveness`)."""
+        await self.sqs.list_queues(QueueNamePrefix=self.config.namespace, MaxResults=1)
 
     async def _declare_namespace(self) -> None:
         """Create (idempotently) the namespace's SNS topic and its native DLQ queue."""
@@ -445,6 +463,10 @@ class SQSTransport(Transport):
         if self._closed:
             return
         self._closed = True
+        self._set_state(ConnectionState.CLOSED)  # requests failing while closing change nothing
+        if self._liveness is not None:
+            await self._liveness.aclose()
+            self._liveness = None
         # Concurrently: each group subscription may wait for its current long poll.
         await asyncio.gather(
             *(sub.aclose() for sub in list(self._subscriptions)), return_exceptions=True
