@@ -8,6 +8,7 @@ put in the environment (moto accepts any); with ``AMB_SQS_URL``, the real chain 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sys
 import threading
@@ -112,8 +113,8 @@ def delete_namespaces(urls: list[str]) -> None:
                 try:
                     await transport.connect()
                     await transport.delete_namespace()
-                except Exception:
-                    pass
+                except Exception as exc:  # cleanup goes on with the next namespace
+                    logging.getLogger(__name__).warning("cleaning %s failed: %r", url, exc)
                 finally:
                     await transport.aclose()
 

@@ -312,12 +312,18 @@ class _SQSSubscription(Subscription):
         )
         for task in pending:
             task.cancel()
+        if pending:
+            await asyncio.wait(pending)
         for task in done:
             if not task.cancelled() and task.exception() is not None:
-                log.debug("poller ended with %r", task.exception())
-        if self._ack_task is not None:
-            with contextlib.suppress(Exception):
-                await self._ack_task
+                log.error(
+                    "a receive loop of %r had failed: %r", self.spec.pattern, task.exception()
+                )
+        if self._ack_task is not None and not self._ack_task.done():
+            # asyncio.wait, not ``await task``: cancelling this close must not cancel the deletes
+            # of messages already handled (they would come back as duplicates), and the flush
+            # never raises (it logs what it could not delete).
+            await asyncio.wait([self._ack_task])
         if self._acks:
             await self._flush_acks()
         if self.owned:
@@ -329,6 +335,15 @@ class _SQSSubscription(Subscription):
         self.outstanding.clear()
         if left:
             await self.change_visibility(left, 0)
+
+
+async def _close_clients(stack: contextlib.AsyncExitStack, description: str) -> None:
+    """Close the aiobotocore clients; a failure is logged (there is nothing left to undo), and
+    cancellation goes through."""
+    try:
+        await stack.aclose()
+    except Exception as exc:
+        log.warning("closing the clients of %s failed: %r", description, exc)
 
 
 class SQSTransport(Transport):
@@ -417,8 +432,7 @@ class SQSTransport(Transport):
             await asyncio.wait_for(self._declare_namespace(), bound)
         except BaseException as exc:
             self.sqs = self.sns = None
-            with contextlib.suppress(Exception):
-                await stack.aclose()
+            await _close_clients(stack, self.description)
             if isinstance(exc, asyncio.TimeoutError):
                 exc = TimeoutError(f"no answer within {bound:g}s")
             if isinstance(exc, Exception):
@@ -468,17 +482,20 @@ class SQSTransport(Transport):
             await self._liveness.aclose()
             self._liveness = None
         # Concurrently: each group subscription may wait for its current long poll.
-        await asyncio.gather(
-            *(sub.aclose() for sub in list(self._subscriptions)), return_exceptions=True
+        subscriptions = list(self._subscriptions)
+        results = await asyncio.gather(
+            *(sub.aclose() for sub in subscriptions), return_exceptions=True
         )
+        for sub, result in zip(subscriptions, results, strict=True):
+            if isinstance(result, Exception):
+                log.warning("closing the subscription to %r failed: %r", sub.spec.pattern, result)
         while self._pending:
             _, _, future = self._pending.popleft()
             if not future.done():
                 future.set_exception(NotConnectedError(f"{self.description} closed"))
         stack, self._stack = self._stack, None
         if stack is not None:
-            with contextlib.suppress(Exception):
-                await stack.aclose()
+            await _close_clients(stack, self.description)
         self.sqs = self.sns = None
 
     def _check(self) -> None:
@@ -750,14 +767,18 @@ class SQSTransport(Transport):
         while True:
             page = await self.sns.list_subscriptions_by_topic(**listing)
             for sub_info in page.get("Subscriptions", []):
-                with contextlib.suppress(Exception):
+                try:
                     await self.sns.unsubscribe(SubscriptionArn=sub_info["SubscriptionArn"])
+                except Exception as exc:  # go on deleting the rest; the topic's deletion follows
+                    log.warning("unsubscribing %s failed: %r", sub_info["SubscriptionArn"], exc)
             if not page.get("NextToken"):
                 break
             listing["NextToken"] = page["NextToken"]
         for url in urls:
-            with contextlib.suppress(Exception):
+            try:
                 await self.sqs.delete_queue(QueueUrl=url)
+            except Exception as exc:  # go on deleting the rest
+                log.warning("deleting queue %s failed: %r", url, exc)
         await self.sns.delete_topic(TopicArn=self.topic_arn)
         return len(urls)
 
