@@ -5,6 +5,7 @@ program sent straight to a queue take the dead-letter path, and an endpoint rest
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -23,7 +24,7 @@ from amb_core.transport import SubscriptionSpec
 from amb_sqs import SQSAuthenticationError, SQSConnectError, SQSTransport, sweep_redriven
 from amb_sqs.naming import group_queue_name
 
-from .conftest import moto_url, start_moto, with_namespace
+from .conftest import DUMMY_AWS, moto_url, start_moto, with_namespace
 
 pytestmark = [pytest.mark.sqs, pytest.mark.anyio]
 TIMEOUT = 30.0
@@ -37,6 +38,25 @@ async def test_refused_endpoint_is_a_typed_error_in_bounded_time() -> None:
     assert time.monotonic() - started < 10
     assert isinstance(caught.value, SQSConnectError)
     assert "127.0.0.1" in str(caught.value)
+
+
+async def test_an_endpoint_that_never_answers_is_a_typed_error_in_bounded_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A socket that takes connections and never answers (a hung endpoint): ``connect()`` gives
+    up after its bound (``3 x connect_timeout + 1`` s), typed, rather than after botocore's read
+    timeouts and retries."""
+    for key, value in DUMMY_AWS.items():
+        monkeypatch.setenv(key, value)
+    with socket.socket() as hung:
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(16)
+        port = hung.getsockname()[1]
+        url = f"sqs://?region=us-east-1&endpoint=http://127.0.0.1:{port}&connect_timeout=1&wait=5"
+        started = time.monotonic()
+        with pytest.raises(SQSConnectError, match="no answer within 4s"):
+            await SQSTransport(url).connect()
+        assert time.monotonic() - started < 8
 
 
 async def test_bad_credentials_are_typed_and_redacted(

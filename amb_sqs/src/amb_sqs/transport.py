@@ -29,7 +29,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
 import attrs
@@ -337,6 +337,27 @@ class _SQSSubscription(Subscription):
             await self.change_visibility(left, 0)
 
 
+async def _within(work: Coroutine[Any, Any, None], seconds: float) -> None:
+    """Run ``work``, cancelled after ``seconds``.
+
+    Not ``asyncio.wait_for``: before Python 3.12 it can lose the caller's own cancellation when
+    ``work`` ends at the moment the caller is cancelled. Here the caller's cancellation always
+    propagates (``asyncio.wait`` never absorbs it), and ``work`` is cancelled with it.
+
+    :raises TimeoutError: when ``work`` did not end in time.
+    """
+    task = asyncio.ensure_future(work)
+    try:
+        await asyncio.wait([task], timeout=seconds)
+    finally:
+        if not task.done():
+            task.cancel()
+            await asyncio.wait([task])
+    if task.cancelled():
+        raise TimeoutError(f"no answer within {seconds:g}s")
+    task.result()
+
+
 async def _close_clients(stack: contextlib.AsyncExitStack, description: str) -> None:
     """Close the aiobotocore clients; a failure is logged (there is nothing left to undo), and
     cancellation goes through."""
@@ -429,12 +450,10 @@ class SQSTransport(Transport):
                 )
                 setattr(self, service, client)
             bound = config.connect_timeout * 3 + 1
-            await asyncio.wait_for(self._declare_namespace(), bound)
+            await _within(self._declare_namespace(), bound)
         except BaseException as exc:
             self.sqs = self.sns = None
             await _close_clients(stack, self.description)
-            if isinstance(exc, asyncio.TimeoutError):
-                exc = TimeoutError(f"no answer within {bound:g}s")
             if isinstance(exc, Exception):
                 raise translate(exc, "connect", self.description) from None
             raise
