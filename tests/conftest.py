@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from amb_core.testing.servers import skip_or_fail
+
 ROOT = Path(__file__).parents[1]
 DISTRIBUTIONS = sorted(p.name for p in ROOT.glob("amb_*") if (p / "pyproject.toml").is_file())
 DRIVERS = {"redis": "redis", "nats": "nats-py", "kafka": "confluent-kafka", "sqs": "aiobotocore"}
@@ -24,7 +26,7 @@ def _uv() -> list[str]:
     found = shutil.which("uv")
     if found:
         return [found]
-    pytest.skip("uv is needed to build wheels and venvs (pip install uv)")
+    skip_or_fail("uv is needed to build wheels and venvs (pip install uv)")
 
 
 @pytest.fixture(scope="session")

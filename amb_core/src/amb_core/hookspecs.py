@@ -61,7 +61,10 @@ def amb_register_dead_letter_handlers(registry: DeadLetterRegistry) -> None:
     """Register handlers for messages that end as dead letters.
 
     Called once per process, for every plugin; every registered handler is called, in
-    registration order, for each dead letter on every bus that does not set its own list.
+    registration order, for each dead letter on every bus that does not set its own list. Every
+    handler must succeed for the letter to count as stored: one that raises leaves the message
+    unsettled (an at-least-once transport delivers it again, and every handler sees the letter
+    again), so handlers must be idempotent. See :mod:`amb_core.deadletter`.
 
     :param registry: call ``registry.add(handler)`` with a
         :class:`~amb_core.deadletter.DeadLetterHandler` (an async callable taking the

@@ -1,8 +1,13 @@
-"""AMB's pytest plugin (entry point ``pytest11``): the event-loop option and ready fixtures.
+"""AMB's pytest plugin (entry point ``pytest11``): ready fixtures, and the event-loop matrix on request.
 
-``--amb-loop asyncio|trio|all`` chooses the anyio backends async tests run on (default asyncio), so
-nox can run one suite per event loop. Fixtures: ``memory_bus`` (a connected in-memory bus for testing
-your agents) and ``memory_transport_factory`` (transports sharing one in-memory hub).
+Installing the library must not change another project's test run, so the plugin only *adds*
+things by default: the fixtures ``memory_bus`` (a connected in-memory bus for testing your agents)
+and ``memory_transport_factory`` (transports sharing one in-memory hub), and the ``--amb-loop``
+option. The event-loop matrix — anyio's ``anyio_backend`` parametrized over asyncio and/or trio —
+is switched on only when a project asks: ``--amb-loop asyncio|trio|all`` on the command line, or
+``amb_loop = ...`` in its pytest configuration. Otherwise ``anyio_backend`` stays whatever the
+project (or anyio's own plugin, asyncio by default) says, and ``@pytest.mark.parametrize(
+"anyio_backend", ...)`` works as usual.
 """
 
 from __future__ import annotations
@@ -14,31 +19,57 @@ import pytest
 from ..bus import MessageBus
 from ..memory import MemoryHub, MemoryTransport
 
-__all__ = ["anyio_backend", "memory_bus", "memory_transport_factory"]
+__all__ = ["LoopMatrix", "loops_requested", "memory_bus", "memory_transport_factory"]
+
+LOOPS = ("asyncio", "trio", "all")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("amb")
     group.addoption(
         "--amb-loop",
-        choices=("asyncio", "trio", "all"),
-        default="asyncio",
-        help="event loop(s) for async tests: asyncio (default), trio or all",
+        choices=LOOPS,
+        default=None,
+        help="run async tests on these event loops: asyncio, trio or all (parametrizes "
+        "anyio_backend; off unless given here or as the amb_loop ini option)",
     )
+    parser.addini("amb_loop", "event loops for async tests (asyncio, trio or all); off if empty")
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "anyio_backend" in metafunc.fixturenames:
-        choice = metafunc.config.getoption("--amb-loop")
-        loops = ["asyncio", "trio"] if choice == "all" else [choice]
-        metafunc.parametrize("anyio_backend", loops, scope="module")
+def loops_requested(config: pytest.Config) -> list[str] | None:
+    """The event loops the project asked for (``--amb-loop`` wins over ``amb_loop``), or None.
+
+    :raises pytest.UsageError: for a value other than asyncio, trio or all.
+    """
+    choice = config.getoption("--amb-loop") or str(config.getini("amb_loop") or "").strip()
+    if not choice:
+        return None
+    if choice not in LOOPS:
+        raise pytest.UsageError(f"amb_loop must be one of {', '.join(LOOPS)}, not {choice!r}")
+    return ["asyncio", "trio"] if choice == "all" else [choice]
 
 
-@pytest.fixture(scope="module")
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    """The anyio backend of this test, from ``--amb-loop`` (parametrized in pytest_generate_tests)."""
-    return str(getattr(request, "param", "asyncio"))
+def pytest_configure(config: pytest.Config) -> None:
+    loops = loops_requested(config)
+    if loops is not None:
+        config.pluginmanager.register(LoopMatrix(loops), "amb-loop-matrix")
+
+
+class LoopMatrix:
+    """Registered only on request: parametrizes ``anyio_backend`` over the chosen loops."""
+
+    def __init__(self, loops: list[str]) -> None:
+        self.loops = loops
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        if "anyio_backend" in metafunc.fixturenames:
+            metafunc.parametrize("anyio_backend", self.loops, scope="module")
+
+    @pytest.fixture(scope="module")
+    def anyio_backend(self, request: pytest.FixtureRequest) -> str:
+        """The anyio backend of this test, from ``--amb-loop``/``amb_loop``."""
+        return str(request.param)
 
 
 @pytest.fixture
