@@ -14,7 +14,9 @@ import sys
 import threading
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
 from urllib.parse import urlencode
 
 import pytest
@@ -163,3 +165,16 @@ def own_moto(moto_server: ServerProcess | None) -> Iterator[ServerProcess]:
 def moto_url(server: ServerProcess, namespace: str = "faults", **options: str) -> str:
     base = f"sqs://?region=us-east-1&endpoint=http://127.0.0.1:{server.port}&wait=1"
     return with_namespace(base, namespace, **options)
+
+
+@asynccontextmanager
+async def raw_client(transport: SQSTransport, service: str) -> AsyncIterator[Any]:
+    """A plain aiobotocore client for ``service`` (``"sqs"`` or ``"sns"``) on the transport's
+    endpoint and region, as another program would open it: the transport is read for where its
+    broker is, never used to send."""
+    from aiobotocore.session import get_session
+
+    async with get_session().create_client(
+        service, region_name=transport.config.region, endpoint_url=transport.config.endpoint
+    ) as client:
+        yield client

@@ -11,7 +11,7 @@ namespace's native DLQ queue, so it neither vanishes nor loops for ever.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -22,27 +22,10 @@ from amb_core.testing.conformance import FAST_RETRY, wait_until
 from amb_sqs import SQSTransport
 from amb_sqs.naming import group_queue_name
 
+from .conftest import raw_client
+
 pytestmark = [pytest.mark.sqs, pytest.mark.anyio]
 TIMEOUT = 30.0
-
-
-@pytest.fixture
-async def raw_sqs() -> AsyncIterator[Any]:
-    """A plain aiobotocore SQS client, as another program would use (endpoint set per call)."""
-    from aiobotocore.session import get_session
-
-    clients: list[Any] = []
-
-    async def make(transport: SQSTransport) -> Any:
-        context = get_session().create_client(
-            "sqs", region_name="us-east-1", endpoint_url=transport.config.endpoint
-        )
-        clients.append(context)
-        return await context.__aenter__()
-
-    yield make
-    for context in clients:
-        await context.__aexit__(None, None, None)
 
 
 async def queue_of(sqs: Any, transport: SQSTransport, group: str, pattern: str) -> str:
@@ -50,20 +33,19 @@ async def queue_of(sqs: Any, transport: SQSTransport, group: str, pattern: str) 
     return str((await sqs.get_queue_url(QueueName=name))["QueueUrl"])
 
 
-async def test_a_1_mb_foreign_body_is_dead_lettered_reduced(
-    sqs_url: str, raw_sqs: Callable[..., Any]
-) -> None:
+async def test_a_1_mb_foreign_body_is_dead_lettered_reduced(sqs_url: str) -> None:
     """The issue's case: 1 MB that is not an AMB envelope, sent straight to a group queue. The
     letter on ``dlq.<topic>`` says ``undecodable`` and is marked as truncated (with the original
     size), and the queue goes on: a message sent after it is handled."""
-    async with MessageBus(SQSTransport(sqs_url), retry=FAST_RETRY) as bus:
-        transport = bus.transport
-        assert isinstance(transport, SQSTransport)
+    transport = SQSTransport(sqs_url)
+    async with (
+        MessageBus(transport, retry=FAST_RETRY) as bus,
+        raw_client(transport, "sqs") as sqs,
+    ):
         handled: list[Message] = []
         await bus.subscribe("orders.new", handled.append, group="shop")
         dead: list[Message] = []
         await bus.subscribe("dlq.orders.>", dead.append)
-        sqs = await raw_sqs(transport)
         queue = await queue_of(sqs, transport, "shop", "orders.new")
         body = "<order>" + "x" * 1_000_000 + "</order>"  # text SQS takes, not JSON
         await sqs.send_message(QueueUrl=queue, MessageBody=body)
@@ -82,7 +64,7 @@ async def test_a_1_mb_foreign_body_is_dead_lettered_reduced(
 
 
 async def test_a_letter_that_cannot_be_stored_comes_back_paced_then_is_redriven(
-    namespace_url: Callable[..., str], raw_sqs: Callable[..., Any]
+    namespace_url: Callable[..., str],
 ) -> None:
     """A dead-letter handler that keeps failing: the message is not settled but nacked, so SQS
     gives it back after ``retry.max_delay`` (1 s here), never at once, and after
@@ -96,11 +78,12 @@ async def test_a_letter_that_cannot_be_stored_comes_back_paced_then_is_redriven(
         raise RuntimeError("the dead-letter store is down")
 
     url = namespace_url(redrive_margin="1")
-    async with MessageBus(SQSTransport(url), retry=retry, dead_letter_handlers=[refuse]) as bus:
-        transport = bus.transport
-        assert isinstance(transport, SQSTransport)
+    transport = SQSTransport(url)
+    async with (
+        MessageBus(transport, retry=retry, dead_letter_handlers=[refuse]) as bus,
+        raw_client(transport, "sqs") as sqs,
+    ):
         await bus.subscribe("pay.card", print, group="payers")
-        sqs = await raw_sqs(transport)
         await sqs.send_message(
             QueueUrl=await queue_of(sqs, transport, "payers", "pay.card"), MessageBody="not json"
         )

@@ -385,6 +385,7 @@ class SQSTransport(Transport):
         native_dead_letter=True,  # redrive; proven by test_native_redrive_reaches_the_bus...
         dead_letter_replay=True,  # the archive queue (``dlq_archive``, on by default)
         headers=True,
+        delivery_count=True,  # ApproximateReceiveCount
         max_message_size=MAX_SIZE,
     )
 
