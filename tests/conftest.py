@@ -1,8 +1,10 @@
 """Fixtures shared by every test folder: the wheelhouse and fresh virtual environments.
 
-Packaging tests install what a user installs: wheels built from this checkout, into a new venv. The
-amb-core wheel is installed *by path* (``amb_core-…whl[extra]``) because PyPI has an unrelated
-``amb-core`` project; the backend distributions resolve from the wheelhouse, their drivers from PyPI.
+Packaging tests install what a user installs, the way a user does: by name with extras
+(``agent-message-bus[redis]``), into a new venv, from a local index that holds the wheels built from
+this checkout and the third-party wheels they need (downloaded once per run), with no other index
+(``--no-index --find-links``): so the names, the extras and the dependencies are what is tested,
+and nothing of the same name elsewhere can stand in for ours.
 """
 
 from __future__ import annotations
@@ -18,7 +20,14 @@ import pytest
 from amb_core.testing.servers import skip_or_fail
 
 ROOT = Path(__file__).parents[1]
+TINY_PLUGIN = ROOT / "tests" / "tiny_plugin"
+"""The guide's worked example, a plugin distribution of its own (docs/writing-a-backend.md)."""
+# Its source is importable in every test run, but it is not installed there: its entry point (a
+# middleware and a dead-letter handler for every bus) takes effect only where the packaging tests
+# install it, in a fresh venv.
+sys.path.insert(0, str(TINY_PLUGIN / "src"))
 DISTRIBUTIONS = sorted(p.name for p in ROOT.glob("amb_*") if (p / "pyproject.toml").is_file())
+EXTRAS = [d.removeprefix("amb_") for d in DISTRIBUTIONS if d != "amb_core"] + ["trio"]
 DRIVERS = {"redis": "redis", "nats": "nats-py", "kafka": "confluent-kafka", "sqs": "aiobotocore"}
 
 
@@ -31,7 +40,8 @@ def _uv() -> list[str]:
 
 @pytest.fixture(scope="session")
 def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Wheels of every distribution in this checkout, built once per test session."""
+    """A local index: wheels of every distribution in this checkout, built once per test session,
+    and every wheel they depend on (with all extras), downloaded beside them."""
     out = tmp_path_factory.mktemp("wheelhouse")
     for dist in DISTRIBUTIONS:
         subprocess.run(
@@ -40,31 +50,34 @@ def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
             capture_output=True,
             timeout=300,
         )
+    fetched = subprocess.run(
+        [
+            *(sys.executable, "-m", "pip", "download", "-q", "-d", str(out)),
+            *("--find-links", str(out), f"agent-message-bus[{','.join(EXTRAS)}]"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert fetched.returncode == 0, fetched.stderr[-3000:]
     return out
 
 
 @pytest.fixture
 def fresh_venv(wheelhouse: Path, tmp_path: Path) -> Callable[[str], Path]:
-    """``install(extras)`` makes a new venv with ``amb-core[extras]`` from the wheels; returns its bin."""
+    """``install(extras)`` makes a new venv with ``agent-message-bus[extras]`` installed by name
+    from the wheelhouse alone; returns its bin folder."""
 
     def install(extras: str = "") -> Path:
         venv = tmp_path / "venv"
         subprocess.run(
             [*_uv(), "venv", "-q", "-p", sys.executable, str(venv)], check=True, timeout=120
         )
-        core = next(wheelhouse.glob("amb_core-*.whl"))
-        spec = f"{core}[{extras}]" if extras else str(core)
+        spec = f"agent-message-bus[{extras}]" if extras else "agent-message-bus"
         done = subprocess.run(
             [
-                *_uv(),
-                "pip",
-                "install",
-                "-q",
-                "-p",
-                str(venv / "bin" / "python"),
-                "--find-links",
-                str(wheelhouse),
-                spec,
+                *(*_uv(), "pip", "install", "-q", "-p", str(venv / "bin" / "python")),
+                *("--no-index", "--find-links", str(wheelhouse), spec),
             ],
             capture_output=True,
             text=True,
@@ -74,6 +87,13 @@ def fresh_venv(wheelhouse: Path, tmp_path: Path) -> Callable[[str], Path]:
         return venv / "bin"
 
     return install
+
+
+def hookspec_names() -> list[str]:
+    """The hooks :mod:`amb_core.hookspecs` defines (pluggy marks each with ``amb_spec``)."""
+    from amb_core import hookspecs
+
+    return sorted(name for name, f in vars(hookspecs).items() if hasattr(f, "amb_spec"))
 
 
 def installed_distributions(bin_dir: Path) -> set[str]:
@@ -130,7 +150,7 @@ anyio.run(main)
 def check_backend_install(
     fresh_venv: Callable[[str], Path], backend: str, seed: str, url: str
 ) -> None:
-    """What a user gets from ``pip install "amb-core[<backend>]"``: the backend's driver and no
+    """What a user gets from ``pip install "agent-message-bus[<backend>]"``: the backend's driver and no
     other, ``amb backends`` listing it, and a real round trip through the broker at ``url`` using
     the seed's class name, all in a fresh venv built from the wheels."""
     bin_dir = fresh_venv(backend)

@@ -2,7 +2,7 @@
 
 An example whose first line is ``# backend: <name>`` needs that backend's broker: the backend's own
 test folder runs it with ``AMB_URL`` pointing at the broker its fixtures found. Every other example
-runs in the core tests with nothing but ``amb-core``.
+runs in the core tests with nothing but ``agent-message-bus``.
 """
 
 from __future__ import annotations

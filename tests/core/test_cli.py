@@ -24,7 +24,7 @@ def test_backends_lists_memory_with_capabilities() -> None:
     done = amb("backends")
     assert done.returncode == 0, done.stderr
     line = next(line for line in done.stdout.splitlines() if line.startswith("memory"))
-    assert "amb-core" in line and "consumer_groups" in line and "asyncio,trio" in line
+    assert "agent-message-bus" in line and "consumer_groups" in line and "asyncio,trio" in line
 
 
 def test_demo_narrates_the_scene() -> None:
@@ -44,10 +44,90 @@ def test_pub_prints_the_id_and_bad_input_is_a_clear_error() -> None:
     assert bad.returncode == 2 and "InvalidTopicError" in bad.stderr
     unknown = amb("pub", "a.b", "1", "--url", "redis://user:pw@localhost:1")
     if unknown.returncode == 2 and "UnknownSchemeError" in unknown.stderr:
-        assert "amb-core[redis]" in unknown.stderr
+        assert "agent-message-bus[redis]" in unknown.stderr
     assert "pw@" not in unknown.stderr + unknown.stdout
     header = amb("pub", "a.b", "1", "--header", "novalue")
-    assert header.returncode != 0 and "NAME=VALUE" in header.stderr
+    assert header.returncode == 2 and "NAME=VALUE" in header.stderr
+
+
+def test_version() -> None:
+    done = amb("--version")
+    assert (
+        done.returncode == 0
+        and done.stdout.startswith("amb 0.")
+        and "agent-message-bus" in done.stdout
+    )
+
+
+def test_payloads_are_json_unless_text_is_asked_for() -> None:
+    bad = amb("pub", "a.b", "{bad json")
+    assert bad.returncode == 2 and "not JSON" in bad.stderr and "--text" in bad.stderr
+    assert amb("pub", "a.b", "{bad json", "--text").returncode == 0
+    assert amb("request", "a.b", "{nope", "--timeout", "0.1").returncode == 2
+
+
+def test_payload_forms() -> None:
+    from amb_core.cli import _payload, build_parser
+
+    def parsed(*argv: str) -> object:
+        return _payload(build_parser().parse_args(["pub", "t", *argv]))
+
+    assert parsed() == {}
+    assert parsed('{"a": [1]}') == {"a": [1]}
+    assert parsed("hello world", "--text") == "hello world"
+    assert parsed("42", "--text") == "42"
+    assert parsed("42") == 42
+
+
+def test_memory_url_warns_that_it_lives_in_one_process() -> None:
+    done = amb("pub", "a.b", "1", "--url", "memory://")
+    assert done.returncode == 0 and "lives in this process only" in done.stderr
+
+
+def test_a_url_without_scheme_says_so() -> None:
+    done = amb("pub", "a.b", "1", "--url", "localhost:6379")
+    assert done.returncode == 2 and "has no scheme" in done.stderr and "redis://" in done.stderr
+
+
+def test_backends_with_a_url_shows_that_transports_capabilities() -> None:
+    done = amb("backends", "--url", "memory://")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("MemoryTransport") and "consumer_groups" in done.stdout
+
+
+def test_reply_answers_requests_in_process() -> None:
+    """``amb reply`` and ``amb request`` on one in-process bus: the command's handler answers."""
+    import anyio
+
+    from amb_core.cli import cmd_reply
+
+    async def scenario() -> None:
+        from amb_core import MemoryHub, MessageBus
+
+        MemoryHub.named("cli-reply-test")
+        args = build_args("reply", "svc.echo", "--count", "1", "--timeout", "5")
+        args.url = "memory://cli-reply-test"
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(cmd_reply, args)
+            async with MessageBus.from_url("memory://cli-reply-test") as bus:
+                with anyio.fail_after(5):
+                    while True:
+                        try:
+                            reply = await bus.request("svc.echo", {"n": 1}, timeout=0.2)
+                            break
+                        except TimeoutError:
+                            continue
+        assert reply.payload == {"n": 1}
+
+    anyio.run(scenario)
+
+
+def build_args(*argv: str):  # type: ignore[no-untyped-def]
+    from amb_core.cli import build_parser
+
+    args = build_parser().parse_args(list(argv))
+    args.url_given = False
+    return args
 
 
 def test_request_timeout_exits_with_a_typed_error() -> None:
@@ -77,3 +157,47 @@ def test_main_requires_a_command(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main([])
     assert "usage" in capsys.readouterr().err
+
+
+def test_dlq_list_marks_replayed_letters_and_replay_again(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``amb dlq list`` says which letters were replayed; ``replay`` replays each once and stops at
+    letters newer than itself (the replayed messages fail again here); ``--again`` replays every
+    retained letter once more. In process, on a named memory hub the commands share."""
+    import anyio
+
+    from amb_core import MessageBus, RetryPolicy
+    from amb_core.cli import cmd_dlq
+
+    url = "memory://cli-dlq-test"
+
+    def args(*argv: str):  # type: ignore[no-untyped-def]
+        parsed = build_args("dlq", argv[0], "orders.>", *argv[1:], "--idle", "0.2")
+        parsed.url, parsed.limit = url, 100 if argv[0] == "list" else None
+        return parsed
+
+    async def letters(bus: MessageBus, count: int) -> None:
+        for _ in range(100):
+            if len(await bus.dead_letters.list("orders.>", idle=0.05)) >= count:
+                return
+        pytest.fail(f"fewer than {count} dead letters")
+
+    async def scenario() -> None:
+        async with MessageBus.from_url(url, retry=RetryPolicy(max_attempts=1)) as bus:
+            await bus.subscribe("orders.x", lambda m: 1 / 0)  # fails, every time
+            for n in range(2):
+                await bus.publish("orders.x", n)
+            await letters(bus, 2)
+            capsys.readouterr()
+            await cmd_dlq(args("replay"))
+            assert capsys.readouterr().out.strip() == "replayed 2 dead letter(s)"
+            await letters(bus, 4)
+            await cmd_dlq(args("list"))
+            listed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+            assert sorted(r["payload"] for r in listed) == [0, 0, 1, 1]
+            assert [r["replayed"] for r in listed] == [True, True, False, False]
+            await cmd_dlq(args("replay", "--again"))
+            assert capsys.readouterr().out.strip() == "replayed 4 dead letter(s)"
+
+    anyio.run(scenario)

@@ -76,3 +76,27 @@ def test_dumps_refuses_what_json_cannot_represent() -> None:
         dumps({"when": object()})
     with pytest.raises(TypeError):
         dumps({("tuple", "key"): 1})
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"\x00" + b"a" * 100_000,  # json.loads guesses UTF-16-BE and fails at the end
+        b'\x00{"a": 1}',
+        b'{"a": 1}\x00',
+    ],
+)
+def test_loads_reports_the_fault_in_valid_utf8_not_an_encoding_guess(body: bytes) -> None:
+    with pytest.raises(json.JSONDecodeError) as caught:
+        loads(body)
+    assert caught.value.pos == body.index(b"\x00"), "the error points at the NUL byte"
+
+
+def test_loads_reports_bytes_that_are_no_unicode_as_not_utf8() -> None:
+    with pytest.raises(UnicodeDecodeError) as caught:
+        loads(b"\x00\xff\xfe\x00\xff")  # json.loads guesses UTF-16-BE: "truncated data"
+    assert caught.value.encoding == "utf-8" and caught.value.start == 1
+
+
+def test_loads_still_reads_utf16_without_a_bom() -> None:
+    assert loads('{"a": 1}'.encode("utf-16-le")) == json.loads('{"a": 1}'.encode("utf-16-le"))

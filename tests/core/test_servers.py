@@ -11,7 +11,7 @@ from amb_core.testing.servers import in_ci, skip_or_fail
 def test_missing_broker_fails_under_ci(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
     monkeypatch.setenv("CI", value)
     assert in_ci()
-    with pytest.raises(pytest.fail.Exception, match="no broker here.*CI=true"):
+    with pytest.raises(pytest.fail.Exception, match=r"no broker here.*CI=true"):
         skip_or_fail("no broker here")
 
 

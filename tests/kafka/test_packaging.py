@@ -1,4 +1,4 @@
-"""``amb-core[kafka]`` installs from the wheels with confluent-kafka and no other driver, lists the backend
+"""``agent-message-bus[kafka]`` installs from the wheels with confluent-kafka and no other driver, lists the backend
 and round-trips a message through the real broker (see ``check_backend_install``)."""
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
 
 import anyio
@@ -21,7 +22,7 @@ from amb_core.errors import (
 from amb_core.message import Message
 from amb_core.testing.conformance import wait_until
 from amb_core.testing.servers import ServerProcess, free_port
-from amb_core.transport import SubscriptionSpec
+from amb_core.transport import ConnectionState, SubscriptionSpec
 from amb_nats import NATSAuthenticationError, NATSBroker, NATSConnectError, NATSTransport, parse_url
 
 from .conftest import start_nats
@@ -40,6 +41,8 @@ def test_defaults_and_modes() -> None:
         "memory",
     )
     assert parse_url("nats://h", mode="js").mode == "jetstream", "keyword options win"
+    assert core.publish_timeout == 5.0, "a publish waits 5 s for a lost connection by default"
+    assert parse_url("nats://h?publish_timeout=0").publish_timeout == 0.0
     assert parse_url("nats://a:1,b:2").servers == ("nats://a:1", "nats://b:2")
 
 
@@ -63,6 +66,7 @@ def test_tls_and_credentials_are_accepted_and_redacted() -> None:
         "nats://h?max_age=soon",
         "nats://h?storage=tape",
         "nats://h?stream_prefix=a.b",
+        "nats://h?publish_timeout=-1",
         "http://h",
         "nats://h:notaport",
     ],
@@ -179,6 +183,38 @@ async def test_oversized_message_is_typed(nats_url: str, stream_prefix: str, mod
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("mode", ["core", "jetstream"])
+@pytest.mark.parametrize("reserved", [False, True], ids=["direct", "generic"])
+async def test_headers_count_towards_the_size_limit(
+    nats_url: str, stream_prefix: str, mode: str, reserved: bool
+) -> None:
+    """The server's max_payload bounds headers and body together, and closes the connection of a
+    client that sends more (nats-py checks the body only): a body that fits with headers that do
+    not is refused before sending, with the whole size, and the connection stays up. ``reserved``
+    takes the generic encoder (a user header named like AMB's)."""
+    topic = f"hdrsize{uuid.uuid4().hex[:8]}"
+    transport = NATSTransport.from_url(nats_url, mode=mode, stream_prefix=stream_prefix)
+    await transport.connect()
+    try:
+        sub = await transport.subscribe(SubscriptionSpec(f"{topic}.x"))
+        limit = transport.capabilities.max_message_size
+        assert limit
+        headers = {"amb-ttl": "60"} if reserved else {}
+        headers["trace"] = "t" * 300
+        with pytest.raises(MessageTooLargeError) as caught:
+            await transport.publish(Message(f"{topic}.x", b"x" * (limit - 100), headers))
+        assert caught.value.limit == limit and caught.value.size > limit
+        await transport.publish(Message(f"{topic}.x", "still connected", headers))
+        with anyio.fail_after(10):
+            delivery = await sub.__anext__()
+        assert delivery.message.payload == "still connected"
+        assert transport.state is ConnectionState.CONNECTED
+        await sub.aclose()
+    finally:
+        await transport.aclose()
+
+
+@pytest.mark.anyio
 async def test_jetstream_refuses_a_pattern_without_namespace(
     nats_url: str, stream_prefix: str
 ) -> None:
@@ -263,8 +299,10 @@ async def test_connect_again_after_close(nats_url: str) -> None:
         await transport.publish(Message("again.x", 1))
         with anyio.fail_after(5):
             assert (await sub.__anext__()).message.payload == 1
+        assert transport.state is ConnectionState.CONNECTED, "connected again after a close"
         await transport.aclose()
         await transport.aclose()  # idempotent
+        assert transport.state is ConnectionState.CLOSED
     with pytest.raises(NotConnectedError):
         await transport.publish(Message("again.x", 2))
 
@@ -305,3 +343,11 @@ def test_the_seed_spelling_takes_a_url_like_every_broker() -> None:
     assert NATSBroker(parse_url("nats://127.0.0.1:4222")).mode == "core"
     with pytest.raises(ConfigurationError):
         NATSBroker(parse_url("nats://127.0.0.1:4222"), mode="jetstream")
+
+
+def test_capabilities_by_mode_are_what_each_mode_declares() -> None:
+    """``amb backends`` reads capabilities_by_mode: it must say what a transport of each mode has."""
+    from amb_nats import NATSTransport
+
+    for mode, caps in NATSTransport.capabilities_by_mode.items():
+        assert NATSTransport(f"nats://127.0.0.1:4222?mode={mode}").capabilities == caps

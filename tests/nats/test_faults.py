@@ -12,7 +12,7 @@ import anyio
 import pytest
 
 from amb_core import MessageBus
-from amb_core.deadletter import H_DLQ_REASON, RetryPolicy
+from amb_core.deadletter import H_DLQ_REASON, H_DLQ_TRUNCATED, RetryPolicy
 from amb_core.errors import AMBError, PublishError, RequestError, TransportError
 from amb_core.message import Message
 from amb_core.testing.conformance import wait_until
@@ -216,10 +216,11 @@ async def test_foreign_bytes_from_another_client_go_to_the_dlq(
         await bus.subscribe(f"dlq.{topic}.>", dead.append)
         other = await nats.connect(nats_url)
         try:
-            if mode == "jetstream":
+            if mode == "jetstream":  # onto AMB's prefixed subject, as a foreign producer must
                 js = other.jetstream()
-                await js.publish(f"{topic}.in", b"\x00\x01 not json")
-                await js.publish(f"{topic}.in", b'{"from": "go"}', headers={"trace": "t"})
+                subject = f"{stream_prefix}.{topic}.in"
+                await js.publish(subject, b"\x00\x01 not json")
+                await js.publish(subject, b'{"from": "go"}', headers={"trace": "t"})
             else:
                 await other.publish(f"{topic}.in", b"\x00\x01 not json")
                 await other.publish(f"{topic}.in", b'{"from": "go"}', headers={"trace": "t"})
@@ -259,9 +260,9 @@ async def test_consumer_settings_follow_the_bus_policy(nats_url: str, stream_pre
         )
         assert info.config.max_deliver == 5, "the bus's attempts plus one spare"
         assert info.config.ack_wait == 7.5
-        assert info.config.filter_subject == f"{topic}.*"
+        assert info.config.filter_subject == f"{stream_prefix}.{topic}.*"
         stream = await transport._js.stream_info(f"{stream_prefix}_{topic}")
-        assert stream.config.subjects == [topic, f"{topic}.>"]
+        assert stream.config.subjects == [f"{stream_prefix}.{topic}", f"{stream_prefix}.{topic}.>"]
         await sub.aclose()
     finally:
         await transport.aclose()
@@ -347,6 +348,42 @@ async def test_deliveries_running_out_unseen_are_dead_lettered(
     assert letter.headers[H_DLQ_REASON] == "max_attempts"
     assert letter.headers["amb-dlq-original-id"] == sent.id
     assert letter.headers["amb-dlq-topic"] == f"{topic}.job"
+
+
+async def test_an_exhausted_message_too_large_for_its_dead_letter_is_stored_reduced(
+    nats_url: str, stream_prefix: str
+) -> None:
+    """The advisory path's dead letter of a message that fits the server, but not with the
+    dead-letter metadata, is stored as a marked excerpt (as the bus's own handler stores one)."""
+    topic = unique("exhaustbig")
+    url = f"{nats_url}{'&' if '?' in nats_url else '?'}mode=jetstream"
+    transport = NATSTransport.from_url(url, stream_prefix=stream_prefix)
+    async with MessageBus.from_url(url, stream_prefix=stream_prefix) as bus:
+        dead: list[Message] = []
+        await bus.subscribe(f"dlq.{topic}.>", dead.append)
+        await transport.connect()
+        try:
+            limit = transport.capabilities.max_message_size
+            assert limit
+            spec = SubscriptionSpec(f"{topic}.job", group="g", max_attempts=1, ack_wait=0.5)
+            sub = await transport.subscribe(spec)
+            body = b"\x00" + b"y" * (limit - 300)  # fits with AMB's headers, not with the letter's
+            await bus.publish(f"{topic}.job", body)
+            with anyio.fail_after(10):
+                await sub.__anext__()  # never settled: as if the consumer died
+                await sub.__anext__()  # the spare delivery, never settled either
+            async with anyio.create_task_group() as tg:
+                # A waiting pull: the server checks the delivery limit when it would redeliver.
+                tg.start_soon(sub.__anext__)
+                await wait_until(lambda: len(dead) >= 1, 15, "the reduced dead letter")
+                tg.cancel_scope.cancel()
+        finally:
+            await transport.aclose()
+    letter = dead[0]
+    assert letter.headers[H_DLQ_REASON] == "max_attempts"
+    assert letter.headers[H_DLQ_TRUNCATED] == str(len(body))
+    assert isinstance(letter.payload, bytes) and body.startswith(letter.payload)
+    assert 0 < len(letter.payload) < limit
 
 
 async def test_jetstream_publish_many_stores_each_once(nats_url: str, stream_prefix: str) -> None:

@@ -1,4 +1,4 @@
-"""amb-core alone installs from its wheel with only pluggy, anyio and attrs, and works."""
+"""agent-message-bus alone installs from its wheel with only pluggy, anyio and attrs, and works."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def test_core_wheel_installs_alone_and_runs(fresh_venv: Callable[[str], Path]) -
     bin_dir = fresh_venv("")
     assert_only_driver(bin_dir, None)
     names = installed_distributions(bin_dir)
-    assert {"amb-core", "pluggy", "anyio", "attrs"} <= names
+    assert {"agent-message-bus", "pluggy", "anyio", "attrs"} <= names
     backends = subprocess.run(
         [str(bin_dir / "amb"), "backends"], capture_output=True, text=True, check=True
     )

@@ -26,6 +26,12 @@ def test_amb_options_leave_the_url_and_kwargs_win() -> None:
     assert (config.mode, config.maxlen, config.namespace) == ("pubsub", 5, "y")
     assert config.url == "redis://h:1/2?socket_timeout=3"
     assert config.key("a.b") == "y:a.b" and config.registry == "y::topics"
+    assert (config.scan, RedisConfig.parse("redis://h?scan=0").scan) == (1000, 0)
+
+
+def test_glob_escapes_all_but_the_wildcards() -> None:
+    config = RedisConfig.parse("redis://h", namespace="n*[x]?")
+    assert config.glob("a.*.>") == "n\\*\\[x\\]\\?:a.*.*"
 
 
 @pytest.mark.parametrize(
@@ -36,6 +42,7 @@ def test_amb_options_leave_the_url_and_kwargs_win() -> None:
         ("redis://h?maxlen=many", {}),
         ("redis://h", {"namespace": "a:b"}),
         ("redis://h", {"discover": 0}),
+        ("redis://h?scan=-1", {}),
         ("redis://h", {"colour": "blue"}),
     ],
 )
@@ -63,3 +70,11 @@ def test_from_url_and_the_seed_spelling() -> None:
     assert isinstance(MessageBus(RedisBroker(url="redis://localhost:6379")).transport, RedisBroker)
     for url in ("rediss://localhost:6380", "unix:///tmp/redis.sock"):
         assert isinstance(MessageBus.from_url(url).transport, RedisTransport)
+
+
+def test_capabilities_by_mode_are_what_each_mode_declares() -> None:
+    """``amb backends`` reads capabilities_by_mode: it must say what a transport of each mode has."""
+    from amb_redis import RedisTransport
+
+    for mode, caps in RedisTransport.capabilities_by_mode.items():
+        assert RedisTransport(f"redis://127.0.0.1:6379?mode={mode}").capabilities == caps

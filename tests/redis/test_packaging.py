@@ -1,4 +1,4 @@
-"""``amb-core[redis]`` installs from the wheels with redis-py and no other driver, lists the backend
+"""``agent-message-bus[redis]`` installs from the wheels with redis-py and no other driver, lists the backend
 and round-trips a message through the real broker (see ``check_backend_install``)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``amb-core[sqs]`` installs from the wheels with aiobotocore and no other driver, lists the backend
+"""``agent-message-bus[sqs]`` installs from the wheels with aiobotocore and no other driver, lists the backend
 and round-trips a message through the real broker (see ``check_backend_install``)."""
 
 from __future__ import annotations

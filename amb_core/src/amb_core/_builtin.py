@@ -10,7 +10,7 @@ from .plugins import DeadLetterRegistry, TransportRegistry, hookimpl
 
 @hookimpl
 def amb_register_transports(registry: TransportRegistry) -> None:
-    registry.add("memory", MemoryTransport, distribution="amb-core")
+    registry.add("memory", MemoryTransport, distribution="agent-message-bus")
 
 
 @hookimpl

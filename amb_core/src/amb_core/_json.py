@@ -6,7 +6,11 @@
 circular structure then ends in ``RecursionError``, which falls back to the checking encoder for its
 usual ``ValueError``), and the scanner runs directly on UTF-8 text; anything that does not fit the
 fast path (leading or trailing whitespace, another encoding, bad JSON) takes the standard functions,
-so results and errors are theirs. Interpreters without the C accelerators use the standard functions.
+so results are theirs. Errors are theirs too, except where ``json.loads`` would report its encoding
+guess rather than the fault: for bytes that are valid UTF-8 the UTF-8 reading's error is raised, and
+for bytes that are no Unicode encoding at all, the UTF-8 codec's (a body that starts with a NUL byte
+is "Expecting value ... (char 0)", not a UTF-16 codec error a megabyte further on). Interpreters
+without the C accelerators use the standard functions.
 """
 
 from __future__ import annotations
@@ -66,8 +70,11 @@ def loads(body: bytes | bytearray | memoryview) -> Any:
     """
     try:
         text = body.decode() if type(body) is bytes else bytes(body).decode()
-    except UnicodeDecodeError:
-        return json.loads(bytes(body))  # UTF-16/32 or invalid: json.loads detects or refuses
+    except UnicodeDecodeError as not_utf8:
+        try:
+            return json.loads(bytes(body))  # UTF-16/32: json.loads detects it
+        except UnicodeDecodeError:
+            raise not_utf8 from None  # neither: say that it is not UTF-8, not what was guessed
     if _c_scan is not None:
         try:
             value, end = _c_scan(text, 0)
@@ -78,5 +85,13 @@ def loads(body: bytes | bytearray | memoryview) -> Any:
                 return value
     try:
         return _decode_text(text)
-    except ValueError:
-        return json.loads(bytes(body))  # a UTF-8 BOM, say: json.loads accepts or explains
+    except ValueError as as_utf8:
+        try:
+            return json.loads(bytes(body))  # a UTF-8 BOM, UTF-16 without one: json.loads detects
+        except ValueError:
+            if text.startswith("\ufeff"):
+                raise  # json.loads read past the BOM: its error is the true one
+            # Valid UTF-8, the encoding JSON requires, so its reading's error is the true one:
+            # json.loads guesses UTF-16 for text that starts with a NUL byte, say, and reports a
+            # codec error far from the fault.
+            raise as_utf8 from None

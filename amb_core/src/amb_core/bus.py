@@ -100,6 +100,7 @@ class MessageBus:
         ``options`` go to the transport, except the bus's own keyword arguments.
 
         :raises UnknownSchemeError: naming the distribution to install.
+        :raises ConfigurationError: when the URL has no scheme.
         """
         from .urls import scheme_of
 
@@ -112,7 +113,18 @@ class MessageBus:
             "middleware",
         }
         bus_options = {k: options.pop(k) for k in list(options) if k in bus_keys}
-        transport = registries().transports.get(scheme_of(url) or url).create(url, **options)
+        scheme = scheme_of(url)
+        if not scheme:
+            from .errors import ConfigurationError
+            from .urls import redact_url
+
+            raise ConfigurationError(
+                f"URL {redact_url(url)!r} has no scheme: write it as SCHEME://HOST:PORT, e.g. "
+                f"redis://{redact_url(url) or 'localhost:6379'} ("
+                + ", ".join(f"{s}://" for s in sorted(registries().transports.entries))
+                + " installed)"
+            )
+        transport = registries().transports.get(scheme).create(url, **options)
         return cls(transport, **bus_options)
 
     def __repr__(self) -> str:
@@ -145,8 +157,8 @@ class MessageBus:
         )
         self._send = wrap_send(self.middleware, self.transport.publish)
         await self.transport.connect()
-        if self.transport.state is ConnectionState.IDLE:
-            self.transport._set_state(ConnectionState.CONNECTED)
+        if self.transport.state in (ConnectionState.IDLE, ConnectionState.CLOSED):
+            self.transport._set_state(ConnectionState.CONNECTED)  # one that does not report it
         tg = anyio.create_task_group()
         await tg.__aenter__()
         self._tg = tg

@@ -29,7 +29,7 @@ import anyio
 import attrs
 
 from .errors import MessageTooLargeError
-from .message import Message
+from .message import Message, new_id
 from .topics import MAX_TOPIC_LENGTH
 from .transport import SubscriptionSpec
 from .wire import encode_payload
@@ -46,6 +46,7 @@ __all__ = [
     "H_DLQ_REASON",
     "H_DLQ_TOPIC",
     "H_DLQ_TRUNCATED",
+    "REPLAYED_PREFIX",
     "DeadLetter",
     "DeadLetterHandler",
     "DeadLetterReason",
@@ -213,12 +214,29 @@ def original_of(dead: Message) -> Message:
     )
 
 
+REPLAYED_PREFIX = "amb.replayed."
+"""Where :meth:`DeadLetters.replay` records each letter it replayed (``amb.replayed.<topic>``,
+payload the letter's id), so that :meth:`DeadLetters.replayed` can tell later which were."""
+
+
+def _newer(letter: Message, started: float) -> bool:
+    """True when ``letter`` was dead-lettered after ``started`` (its ``amb-dlq-at``)."""
+    try:
+        return float(letter.headers.get(H_DLQ_AT, "0")) > started
+    except ValueError:
+        return False
+
+
 class DeadLetters:
     """List and replay what the default handler published to ``dlq.*`` topics.
 
     Both read the broker's retained dead letters, so they need a transport with the ``replay`` or
-    ``dead_letter_replay`` capability; ``list`` only looks, ``replay`` consumes with the durable group ``amb-dlq-replay``
-    (so a dead letter is replayed once however often ``replay`` runs).
+    ``dead_letter_replay`` capability; ``list`` only looks, ``replay`` consumes with the durable
+    group ``amb-dlq-replay`` (so a dead letter is replayed once however often ``replay`` runs,
+    unless ``again=True`` asks for every retained letter once more). Each replay is recorded on
+    ``amb.replayed.<topic>``; :meth:`replayed` reads those records back where the broker retains
+    ordinary topics (``replay``: memory, Redis Streams, JetStream, Kafka), and returns None where it
+    does not (SQS keeps only dead letters).
     """
 
     REPLAY_GROUP = "amb-dlq-replay"
@@ -254,23 +272,54 @@ class DeadLetters:
                 break
         return found
 
+    async def replayed(self, pattern: str = ">", *, idle: float = 0.5) -> set[str] | None:
+        """Ids of the dead letters (of original topics matching ``pattern``) that :meth:`replay`
+        published again, or None when the broker cannot say (no ``replay`` capability)."""
+        if not self._bus.transport.capabilities.replay:
+            return None
+        ids: set[str] = set()
+        spec = SubscriptionSpec(pattern=REPLAYED_PREFIX + pattern, start="earliest")
+        async with self._bus._raw_subscription(spec) as sub:
+            while True:
+                with anyio.move_on_after(idle):
+                    delivery = await sub.__anext__()
+                    if isinstance(delivery.message.payload, str):
+                        ids.add(delivery.message.payload)
+                    continue
+                break
+        return ids
+
     async def replay(
-        self, pattern: str = ">", *, limit: int | None = None, idle: float = 0.5
+        self,
+        pattern: str = ">",
+        *,
+        limit: int | None = None,
+        idle: float = 0.5,
+        again: bool = False,
     ) -> int:
         """Publish dead letters again to their original topics; return how many.
 
-        A reduced letter (``amb-dlq-truncated``: only an excerpt of its body was kept) is not
-        published again, which would hand a handler a cut body: it is logged and taken off the
-        replay group's queue (where the broker retains it, :meth:`list` still shows it).
+        Replay stops at the first letter dead-lettered after it began (a replayed message that
+        failed again), leaving it for the next replay, so that it always ends. A reduced letter
+        (``amb-dlq-truncated``: only an excerpt of its body was kept) is not published again,
+        which would hand a handler a cut body: it is logged and taken off the replay group's
+        queue (where the broker retains it, :meth:`list` still shows it).
+
+        ``again=True`` replays every retained letter once more (a fresh group reads them from
+        the start), including those replayed before.
 
         :raises UnsupportedError: when the transport cannot read retained messages.
         """
         count = 0
-        async with self._bus._raw_subscription(self._spec(pattern, self.REPLAY_GROUP)) as sub:
+        started = time.time()
+        group = f"{self.REPLAY_GROUP}-{new_id()}" if again else self.REPLAY_GROUP
+        async with self._bus._raw_subscription(self._spec(pattern, group)) as sub:
             while limit is None or count < limit:
                 with anyio.move_on_after(idle):
                     delivery = await sub.__anext__()
                     letter = delivery.message
+                    if _newer(letter, started):  # a replayed message that failed again
+                        break  # unsettled: it waits for the next replay
                     if H_DLQ_TRUNCATED in letter.headers:
                         log.warning(
                             "dead letter %s holds only an excerpt of %s bytes: not replayed",
@@ -278,7 +327,9 @@ class DeadLetters:
                             letter.headers[H_DLQ_TRUNCATED],
                         )
                     else:
-                        await self._bus._publish_message(original_of(letter))
+                        original = original_of(letter)
+                        await self._bus._publish_message(original)
+                        await self._bus.publish(REPLAYED_PREFIX + original.topic, letter.id)
                         count += 1
                     await delivery.ack()
                     continue

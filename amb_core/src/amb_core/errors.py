@@ -78,7 +78,7 @@ class UnknownSchemeError(ConfigurationError):
     def __init__(self, scheme: str, hint: str | None, known: list[str]) -> None:
         message = f"no transport for URL scheme {scheme!r}"
         if hint:
-            message += f"; install it with: pip install 'amb-core[{hint}]'"
+            message += f"; install it with: pip install 'agent-message-bus[{hint}]'"
         message += f" (installed schemes: {', '.join(sorted(known)) or 'none'})"
         super().__init__(message)
         self.scheme = scheme

@@ -235,15 +235,20 @@ class Transport(ABC):
 
         A transport reports ``RECONNECTING`` with :meth:`_set_state` as soon as its driver knows
         the broker is gone, and ``CONNECTED`` once it is back. The bus sets ``CONNECTED`` after a
-        successful :meth:`connect` that left the state ``IDLE``, and ``CLOSED`` after
+        successful :meth:`connect` that left the state ``IDLE`` (or ``CLOSED``), and ``CLOSED`` after
         :meth:`aclose`, so a transport that never reconnects need not touch it.
         """
         return self._state
 
     def _set_state(self, state: ConnectionState) -> None:
         """Record a change of the connection's state (safe to call from a driver's callback on
-        the event loop; from another thread, a plain assignment is atomic too)."""
-        if self._state is not ConnectionState.CLOSED or state is ConnectionState.CLOSED:
+        the event loop; from another thread, a plain assignment is atomic too).
+
+        Once ``CLOSED``, ``RECONNECTING`` is ignored (a driver still retrying after
+        :meth:`aclose`) and ``CONNECTED`` is taken (the transport connected again), so a transport
+        stops its driver's callbacks in :meth:`aclose`.
+        """
+        if self._state is not ConnectionState.CLOSED or state is ConnectionState.CONNECTED:
             self._state = state
 
     @abstractmethod

@@ -9,4 +9,4 @@ from .transport import KafkaTransport
 
 @hookimpl
 def amb_register_transports(registry: TransportRegistry) -> None:
-    registry.add("kafka", KafkaTransport, distribution="amb-kafka")
+    registry.add("kafka", KafkaTransport, distribution="agent-message-bus-kafka")

@@ -6,11 +6,17 @@ headers per message that doubled the cost of a publish. This subclass overrides 
 methods concerned, keeping their semantics: keys are validated once and remembered, values still
 lose CR/LF, and parsing still skips malformed lines. When a nats-py version lacks those internals,
 the plain client is used (correct, only slower).
+
+The server's ``max_payload`` bounds the header block *and* the body; nats-py checks the body only,
+and a message past the limit makes the server close the connection (nats-py does not come back
+from that). So this client checks the whole size and raises :class:`PayloadTooLarge` before
+sending, and :func:`header_block_size` lets the transport check before it even gets here.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from nats.aio.client import Client
@@ -23,18 +29,46 @@ from nats.errors import (
     OutboundBufferLimitError,
 )
 
-__all__ = ["KEY_PATTERN", "clean_value", "known_keys", "make_client"]
+__all__ = [
+    "KEY_PATTERN",
+    "PayloadTooLarge",
+    "clean_value",
+    "header_block_size",
+    "known_keys",
+    "make_client",
+]
 
 _KEY = KEY_PATTERN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _NEWLINES = str.maketrans({"\r": " ", "\n": " "})
 _KEYS_LIMIT = 4096
 _CRLF = b"\r\n"
 _STATUS_AT = len(b"NATS/1.0")  # a space here starts an inline status
-_BLOCK_AT = len(b"NATS/1.0\r\n")
+_HEADER_LINE = b"NATS/1.0\r\n"
+_BLOCK_AT = len(_HEADER_LINE)
 _SPACE = ord(" ")
 _CONNECTED, _CLOSED, _DRAINING_PUBS = (
     getattr(Client, name, None) for name in ("CONNECTED", "CLOSED", "DRAINING_PUBS")
 )
+
+
+class PayloadTooLarge(MaxPayloadError):
+    """Header block and body together exceed the server's ``max_payload``."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+
+def header_block_size(headers: Mapping[str, str] | None) -> int:
+    """The bytes of the NATS header block nats-py (or this client) writes for ``headers``."""
+    if not headers:
+        return 0
+    size = len(_HEADER_LINE) + len(_CRLF)
+    for key, value in headers.items():
+        key = key.strip()
+        if key:
+            size += len(key.encode()) + 4 + len(clean_value(value).encode())  # ": " and CRLF
+    return size
 
 
 def clean_value(value: str) -> str:
@@ -66,6 +100,8 @@ class _FastHeadersClient(Client):
         if subject == "":
             raise BadSubjectError
         if headers is None:
+            if payload_size > self._max_payload:
+                raise PayloadTooLarge(payload_size)
             cmd = b"".join((f"PUB {subject} {reply} {payload_size}\r\n".encode(), payload, _CRLF))
         else:
             valid = self._valid_keys
@@ -85,6 +121,8 @@ class _FastHeadersClient(Client):
             lines.append("\r\n")
             hdr = "".join(lines).encode()
             size = len(hdr)
+            if size + payload_size > self._max_payload:
+                raise PayloadTooLarge(size + payload_size)
             cmd = b"".join(
                 (
                     f"HPUB {subject} {reply} {size} {size + payload_size}\r\n".encode(),
@@ -107,8 +145,10 @@ class _FastHeadersClient(Client):
         checks as nats-py's ``publish``, minus the subject's (AMB checks topics). The command is
         queued inline (what nats-py's ``_send_command`` does, without its coroutine)."""
         size = len(payload)
-        if size > self._max_payload:
-            raise MaxPayloadError
+        hdr = f"NATS/1.0\r\n{lines}\r\n".encode()
+        hsize = len(hdr)
+        if hsize + size > self._max_payload:
+            raise PayloadTooLarge(hsize + size)
         status = self._status
         if status != _CONNECTED:
             if status == _CLOSED:
@@ -120,8 +160,6 @@ class _FastHeadersClient(Client):
                 or size + self._pending_data_size > self._max_pending_size
             ):
                 raise OutboundBufferLimitError
-        hdr = f"NATS/1.0\r\n{lines}\r\n".encode()
-        hsize = len(hdr)
         cmd = b"".join(
             (f"HPUB {subject} {reply} {hsize} {hsize + size}\r\n".encode(), hdr, payload, _CRLF)
         )

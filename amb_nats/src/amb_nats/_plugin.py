@@ -9,5 +9,5 @@ from .transport import NATSTransport
 
 @hookimpl
 def amb_register_transports(registry: TransportRegistry) -> None:
-    registry.add("nats", NATSTransport, distribution="amb-nats")
-    registry.add("tls", NATSTransport, distribution="amb-nats")
+    registry.add("nats", NATSTransport, distribution="agent-message-bus-nats")
+    registry.add("tls", NATSTransport, distribution="agent-message-bus-nats")

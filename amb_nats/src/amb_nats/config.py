@@ -7,7 +7,9 @@
 
 Options (query string or keyword arguments): ``mode`` (``core``, the default, or ``jetstream``),
 ``name`` (client name shown by the server), ``connect_timeout`` (seconds, default 5: the bound on
-``connect()``), ``stream_prefix`` (JetStream stream names, default ``AMB``), ``max_age`` (seconds a
+``connect()``), ``publish_timeout`` (seconds, default 5: how long a publish or request made while
+the connection is down waits for it to come back before ``BrokerUnavailableError``; 0 raises at
+once), ``stream_prefix`` (JetStream stream names, default ``AMB``), ``max_age`` (seconds a
 JetStream stream keeps messages, default 86400), ``max_bytes`` (per stream, default unlimited),
 ``storage`` (``file`` or ``memory``), ``replicas`` (default 1), ``token``, ``user``, ``password``,
 ``tls_ca`` (a CA bundle to trust instead of the system's), ``tls_cert`` and ``tls_key`` (a client
@@ -41,6 +43,7 @@ class NATSConfig:
     mode: Mode = "core"
     name: str | None = None
     connect_timeout: float = 5.0
+    publish_timeout: float = 5.0
     stream_prefix: str = "AMB"
     max_age: float = 86400.0
     max_bytes: int = -1
@@ -120,6 +123,7 @@ def parse_url(url: str, **overrides: Any) -> NATSConfig:
         mode=mode,  # type: ignore[arg-type]
         name=options.pop("name", None),
         connect_timeout=_number(options, "connect_timeout", float, 5.0),
+        publish_timeout=_number(options, "publish_timeout", float, 5.0),
         stream_prefix=str(options.pop("stream_prefix", "AMB")),
         max_age=_number(options, "max_age", float, 86400.0),
         max_bytes=_number(options, "max_bytes", int, -1),
@@ -134,6 +138,8 @@ def parse_url(url: str, **overrides: Any) -> NATSConfig:
     )
     if options:
         raise ConfigurationError(f"unknown NATS option(s): {', '.join(sorted(options))}")
+    if config.publish_timeout < 0:
+        raise ConfigurationError("NATS option 'publish_timeout' must be 0 or more seconds")
     if not config.stream_prefix.replace("_", "").replace("-", "").isalnum():
         raise ConfigurationError("stream_prefix may hold letters, digits, '_' and '-' only")
     return config

@@ -69,5 +69,5 @@ class CoreSubscription(Subscription):
             log.debug("unsubscribe failed: %r", exc)
         try:
             self._queue.put_nowait(None)
-        except asyncio.QueueFull:
-            pass
+        except asyncio.QueueFull:  # a reader is not waiting then: it finds the queue, then closed
+            log.debug("no room for the wake-up of a closed subscription; none needed")

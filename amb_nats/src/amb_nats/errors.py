@@ -10,6 +10,7 @@ import asyncio
 
 from amb_core.errors import (
     AuthenticationError,
+    BrokerUnavailableError,
     ConnectError,
     NotConnectedError,
     PublishError,
@@ -18,6 +19,7 @@ from amb_core.errors import (
 
 __all__ = [
     "NATSAuthenticationError",
+    "NATSBrokerUnavailableError",
     "NATSConnectError",
     "NATSError",
     "NATSPublishError",
@@ -42,6 +44,11 @@ class NATSPublishError(NATSError, PublishError):
     """The NATS server (or JetStream) did not take a message."""
 
 
+class NATSBrokerUnavailableError(NATSPublishError, BrokerUnavailableError):
+    """The connection is down (nats-py is reconnecting): the message was not sent, at once or after
+    the ``publish_timeout`` wait for the connection to come back."""
+
+
 def is_auth_error(exc: BaseException) -> bool:
     """True for the server's 'Authorization Violation' / 'Authentication' errors."""
     text = str(exc).lower()
@@ -56,6 +63,11 @@ def translate_publish_error(exc: Exception, subject: str, where: str) -> Transpo
 
     if isinstance(exc, (nats.errors.ConnectionClosedError,)):
         return NotConnectedError(f"{where}: the NATS connection is closed")
+    if isinstance(exc, nats.errors.OutboundBufferLimitError):  # nats-py's: only while disconnected
+        return NATSBrokerUnavailableError(
+            f"{where}: the connection is down (reconnecting); the message for {subject!r} "
+            "was not sent"
+        )
     if isinstance(exc, (asyncio.TimeoutError, nats.errors.TimeoutError)):
         return NATSPublishError(f"{where}: no acknowledgement for {subject!r} in time")
     return NATSPublishError(

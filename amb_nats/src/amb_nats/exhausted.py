@@ -7,7 +7,10 @@ delivering: it announces that on ``$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.<s
 Each subscription with a delivery limit listens there, reads the message back from the stream, and
 publishes it to ``dlq.<topic>`` with the same headers the bus's default dead-letter handler writes
 (reason ``max_attempts``). Every member of a group hears the advisory; the dead letter's
-``Nats-Msg-Id`` (derived from the message id) makes JetStream store it once.
+``Nats-Msg-Id`` (derived from the message id) makes JetStream store it once. A letter that would not
+fit the server's ``max_payload`` with its metadata is stored reduced, as the bus's default handler
+stores one (:func:`amb_core.deadletter.reduced`: an excerpt of the body, marked
+``amb-dlq-truncated``, without the user headers).
 """
 
 from __future__ import annotations
@@ -25,11 +28,15 @@ from amb_core.deadletter import (
     H_DLQ_ORIGINAL_ID,
     H_DLQ_REASON,
     H_DLQ_TOPIC,
+    H_DLQ_TRUNCATED,
     dlq_topic,
+    reduced,
 )
 from amb_core.message import Message
 from amb_core.transport import decode_delivery
 from amb_core.wire import H_TOPIC, encode
+
+from ._client import header_block_size
 
 if TYPE_CHECKING:
     from nats.js.client import JetStreamContext
@@ -43,44 +50,59 @@ ADVISORY = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES"
 MSG_ID_HEADER = "Nats-Msg-Id"
 
 
+def _wire(dead: Message, original_id: str) -> tuple[bytes, dict[str, str]]:
+    body, headers = encode(dead)
+    del headers[H_TOPIC]
+    headers[MSG_ID_HEADER] = f"{original_id}.dlq"  # stored once, whoever hears the advisory
+    return body, headers
+
+
 async def dead_letter_stored(
-    js: JetStreamContext, streams: Streams, stream: str, seq: int, deliveries: int
+    js: JetStreamContext, streams: Streams, stream: str, seq: int, deliveries: int, limit: int
 ) -> None:
-    """Read message ``seq`` of ``stream`` and publish it as a dead letter."""
+    """Read message ``seq`` of ``stream`` and publish it as a dead letter (reduced when it would
+    exceed ``limit``, the server's ``max_payload``)."""
     raw = await js.get_msg(stream, seq)
     headers = dict(raw.headers or {})
     headers.pop(MSG_ID_HEADER, None)
-    original, _ = decode_delivery(raw.data or b"", headers, raw.subject or "", deliveries)
+    topic = (raw.subject or "")[streams.skip :]
+    original, _ = decode_delivery(raw.data or b"", headers, topic, deliveries)
     if original.topic.startswith(DLQ_PREFIX):
         log.error("a dead letter on %s ran out of deliveries; dropped", original.topic)
         return
-    dead_headers = dict(original.headers)
-    dead_headers.update(
-        {
-            H_DLQ_REASON: "max_attempts",
-            H_DLQ_ERROR: (
-                f"JetStream's delivery limit ({deliveries}) was reached without an "
-                "acknowledgement: the consumers died or stalled during the last attempts"
-            ),
-            H_DLQ_ATTEMPTS: str(deliveries),
-            H_DLQ_TOPIC: original.topic,
-            H_DLQ_ORIGINAL_ID: original.id,
-            H_DLQ_AT: repr(time.time()),
-        }
-    )
-    dead = Message(
-        dlq_topic(original.topic),
-        original.payload,
-        dead_headers,
-        correlation_id=original.correlation_id,
-        key=original.key,
-        sender=original.sender,
-    )
-    body, wire_headers = encode(dead)
-    del wire_headers[H_TOPIC]
-    wire_headers[MSG_ID_HEADER] = f"{original.id}.dlq"  # stored once, whoever hears the advisory
+    dlq_headers = {
+        H_DLQ_REASON: "max_attempts",
+        H_DLQ_ERROR: (
+            f"JetStream's delivery limit ({deliveries}) was reached without an "
+            "acknowledgement: the consumers died or stalled during the last attempts"
+        ),
+        H_DLQ_ATTEMPTS: str(deliveries),
+        H_DLQ_TOPIC: original.topic,
+        H_DLQ_ORIGINAL_ID: original.id,
+        H_DLQ_AT: repr(time.time()),
+    }
+    fields: dict[str, Any] = {
+        "correlation_id": original.correlation_id,
+        "key": original.key,
+        "sender": original.sender,
+    }
+    topic = dlq_topic(original.topic)
+    dead = Message(topic, original.payload, {**original.headers, **dlq_headers}, **fields)
+    body, wire_headers = _wire(dead, original.id)
+    if len(body) + header_block_size(wire_headers) > limit:
+        whole = raw.data or b""  # the body as stored: the encoded payload
+        log.warning(
+            "dead letter of %s (%d bytes) is too large for the server (max_payload %d): "
+            "storing an excerpt",
+            original.id,
+            len(whole),
+            limit,
+        )
+        dlq_headers[H_DLQ_TRUNCATED] = str(len(whole))
+        dead = Message(topic, reduced(whole, limit), dlq_headers, **fields)
+        body, wire_headers = _wire(dead, original.id)
     await streams.ensure(dead.topic)
-    await js.publish(dead.topic, body, headers=wire_headers)
+    await js.publish(streams.subject(dead.topic), body, headers=wire_headers)
     log.warning(
         "message %s on %s ran out of deliveries (%d); dead-lettered",
         original.id,
@@ -98,7 +120,12 @@ async def watch_exhausted(
         try:
             event = json.loads(msg.data)
             await dead_letter_stored(
-                js, streams, stream, int(event["stream_seq"]), int(event.get("deliveries", 0))
+                js,
+                streams,
+                stream,
+                int(event["stream_seq"]),
+                int(event.get("deliveries", 0)),
+                nc.max_payload,
             )
         except Exception as exc:  # never let an advisory break the connection's dispatcher
             log.error("dead-lettering an exhausted message of %s failed: %r", stream, exc)

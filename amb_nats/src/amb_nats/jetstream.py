@@ -1,5 +1,8 @@
 """JetStream: streams created or bound as needed, pull consumers, explicit ack, nak with delay.
 
+Every subject here is AMB's prefixed one (:func:`amb_nats.naming.subject_of`); deliveries give the
+bus the topic, with the prefix taken off.
+
 Consumer groups are durable pull consumers (they outlive their members: the ``persistent``
 capability); a fan-out subscriber gets an ephemeral pull consumer that is deleted when it closes
 (and by the server after a minute without pulls if the process died). ``max_deliver`` is the bus's
@@ -23,7 +26,7 @@ from amb_core.transport import Delivery, Subscription, SubscriptionSpec, decode_
 
 from .errors import NATSError
 from .exhausted import watch_exhausted
-from .naming import consumer_name, namespace_of, stream_name, stream_subjects
+from .naming import consumer_name, namespace_of, stream_name, stream_subjects, subject_of
 
 if TYPE_CHECKING:
     from nats.aio.msg import Msg
@@ -58,6 +61,8 @@ class Streams:
     def __init__(self, js: JetStreamContext, config: NATSConfig) -> None:
         self._js = js
         self._config = config
+        self.prefix = config.stream_prefix
+        self.skip = len(self.prefix) + 1  # subject[skip:] is the topic
         self._known: dict[str, str] = {}
         self._lock = asyncio.Lock()
 
@@ -77,12 +82,17 @@ class Streams:
                 self._known[namespace] = name
         return name
 
+    def subject(self, topic: str) -> str:
+        """The subject a topic (or pattern) travels on."""
+        return subject_of(self.prefix, topic)
+
     async def _create(self, namespace: str) -> str:
         cfg = self._config
         name = stream_name(cfg.stream_prefix, namespace)
+        subjects = stream_subjects(cfg.stream_prefix, namespace)
         config = api.StreamConfig(
             name=name,
-            subjects=stream_subjects(namespace),
+            subjects=subjects,
             retention=api.RetentionPolicy.LIMITS,
             storage=api.StorageType.FILE if cfg.storage == "file" else api.StorageType.MEMORY,
             max_age=cfg.max_age,
@@ -92,15 +102,35 @@ class Streams:
         try:
             await self._js.add_stream(config)
         except nats.js.errors.BadRequestError as exc:
-            if exc.err_code != _STREAM_NAME_IN_USE:  # the stream exists with other settings: bind
+            if exc.err_code != _STREAM_NAME_IN_USE:
                 raise NATSError(
                     f"cannot create JetStream stream {name!r}: {exc.description}"
                 ) from None
+            await self._check_subjects(name, subjects)  # it exists with other settings: bind
         except nats.errors.ConnectionClosedError:
             raise NotConnectedError("the NATS connection is closed") from None
+        except TransportError:
+            raise
         except Exception as exc:
             raise NATSError(f"cannot create JetStream stream {name!r}: {exc!r}") from None
         return name
+
+    async def _check_subjects(self, name: str, subjects: list[str]) -> None:
+        """An existing stream keeps its settings, but must capture AMB's subjects: one made by an
+        AMB before the prefixed layout captures ``<namespace>.>`` instead, and publishing into it
+        would fail without saying why.
+
+        :raises NATSError: naming the subjects the stream lacks.
+        """
+        info = await self._js.stream_info(name)
+        have = set(info.config.subjects or ())
+        missing = [s for s in subjects if s not in have]
+        if missing:
+            raise NATSError(
+                f"JetStream stream {name!r} exists but does not capture {', '.join(missing)} "
+                f"(it captures {', '.join(sorted(have)) or 'nothing'}): a stream of the layout "
+                "before AMB's subject prefix? See docs/backends/nats.md, 'Streams'"
+            )
 
 
 class _JSDelivery(Delivery):
@@ -110,7 +140,8 @@ class _JSDelivery(Delivery):
         headers = msg.headers
         if headers and MSG_ID_HEADER in headers:  # JetStream's dedup id is not a user header
             headers = {k: v for k, v in headers.items() if k != MSG_ID_HEADER}
-        message, error = decode_delivery(msg.data, headers, msg.subject, attempt)
+        topic = msg.subject[owner.skip :]
+        message, error = decode_delivery(msg.data, headers, topic, attempt)
         self.message = message
         self.attempt = attempt
         self.error = error
@@ -143,8 +174,16 @@ class JetStreamSubscription(Subscription):
     """A pull consumer read in batches of ``prefetch``; settles each delivery explicitly."""
 
     def __init__(
-        self, psub: Any, js: JetStreamContext, stream: str, consumer: str, durable: bool, batch: int
+        self,
+        psub: Any,
+        js: JetStreamContext,
+        stream: str,
+        consumer: str,
+        durable: bool,
+        batch: int,
+        skip: int,
     ) -> None:
+        self.skip = skip  # subject[skip:] is the topic
         self._psub = psub
         self._js = js
         self.stream = stream
@@ -194,8 +233,9 @@ class JetStreamSubscription(Subscription):
         for msg in left:
             try:
                 await msg.nak()
-            except Exception:
-                break  # the connection is gone; ack_wait will redeliver
+            except Exception as exc:
+                log.debug("nak on close failed (ack_wait will redeliver): %r", exc)
+                break  # the connection is gone: the rest would fail alike
         for sub in (self._psub, self.advisories):
             if sub is None:
                 continue
@@ -226,7 +266,9 @@ async def open_pull(
         inactive_threshold=None if durable else 60.0,
     )
     try:
-        psub = await js.pull_subscribe(spec.pattern, durable=name, stream=stream, config=config)
+        psub = await js.pull_subscribe(
+            streams.subject(spec.pattern), durable=name, stream=stream, config=config
+        )
     except nats.errors.ConnectionClosedError:
         raise NotConnectedError("the NATS connection is closed") from None
     except nats.js.errors.NotFoundError:
@@ -237,7 +279,7 @@ async def open_pull(
     except Exception as exc:
         raise NATSError(f"cannot open a JetStream consumer on {stream!r}: {exc!r}") from None
     consumer = name if name is not None else str(getattr(psub, "_consumer", ""))
-    sub = JetStreamSubscription(psub, js, stream, consumer, durable, spec.prefetch)
+    sub = JetStreamSubscription(psub, js, stream, consumer, durable, spec.prefetch, streams.skip)
     if spec.max_attempts:
         try:
             sub.advisories = await watch_exhausted(js._nc, js, streams, stream, consumer)

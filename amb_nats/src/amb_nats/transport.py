@@ -4,14 +4,18 @@
 NATS's subject grammar), queue groups as consumer groups, and native request/reply through nats-py's
 shared response inbox, which reports "no responders" at once. It is at-most-once and says so.
 
-*JetStream* mode publishes into streams (one per namespace, see :mod:`amb_nats.naming`) and waits for
-the server's acknowledgement, with the message id as ``Nats-Msg-Id`` so that a retried publish is
-stored once; subscriptions are pull consumers with explicit ack (see :mod:`amb_nats.jetstream`).
-Replies and the bus's inbox (``_INBOX.*`` subjects) travel over core NATS in both modes: they are
-ephemeral by nature, and a request sent into a stream would be answered by JetStream's own ack.
+*JetStream* mode publishes into streams (one per namespace, on AMB's own prefixed subjects, see
+:mod:`amb_nats.naming`) and waits for the server's acknowledgement, with the message id as
+``Nats-Msg-Id`` so that a retried publish is stored once; subscriptions are pull consumers with
+explicit ack (see :mod:`amb_nats.jetstream`). Replies and the bus's inbox (``_INBOX.*`` subjects)
+travel over core NATS in both modes: they are ephemeral by nature, and a request sent into a stream
+would be answered by JetStream's own ack.
 
 Connection loss after connect is handled by nats-py: it reconnects forever (every half second) and
-re-subscribes; core publishes made meanwhile are buffered, JetStream publishes fail typed.
+re-subscribes. The transport follows it in :attr:`state` (``RECONNECTING``, then ``CONNECTED``), and
+a publish or request made meanwhile waits up to ``publish_timeout`` for the connection, then raises
+:class:`~amb_nats.errors.NATSBrokerUnavailableError` (see :mod:`amb_nats._outage`): nothing is left
+in nats-py's reconnect buffer to be flushed later to nobody.
 """
 
 from __future__ import annotations
@@ -34,21 +38,23 @@ from amb_core.errors import (
     RequestTimeoutError,
 )
 from amb_core.message import Message
-from amb_core.transport import Capabilities, Subscription, SubscriptionSpec, Transport
+from amb_core.transport import (
+    Capabilities,
+    ConnectionState,
+    Subscription,
+    SubscriptionSpec,
+    Transport,
+)
 from amb_core.wire import H_TOPIC, decode, encode
 
-from ._client import make_client
+from ._client import header_block_size
+from ._connect import open_client
+from ._outage import Outage
 from ._requests import ConnectionLost, NoResponders, ReplyInbox
 from ._wire import header_text
 from .config import NATSConfig, parse_url
 from .core import CoreSubscription
-from .errors import (
-    NATSAuthenticationError,
-    NATSConnectError,
-    NATSError,
-    is_auth_error,
-    translate_publish_error,
-)
+from .errors import NATSConnectError, NATSError, translate_publish_error
 from .jetstream import MSG_ID_HEADER, Streams, open_pull
 from .naming import INBOX_PREFIX, namespace_of
 
@@ -74,6 +80,7 @@ JETSTREAM_CAPABILITIES = Capabilities(
     native_delay=True,
     replay=True,
     headers=True,
+    delivery_count=True,
     max_message_size=_DEFAULT_MAX_PAYLOAD,
 )
 
@@ -97,6 +104,11 @@ class NATSTransport(Transport):
 
     scheme: ClassVar[str] = "nats"
     event_loops: ClassVar[frozenset[str]] = frozenset({"asyncio"})
+    capabilities = CORE_CAPABILITIES  # the default mode's; an instance sets its own
+    capabilities_by_mode: ClassVar[dict[str, Capabilities]] = {
+        "core": CORE_CAPABILITIES,
+        "jetstream": JETSTREAM_CAPABILITIES,
+    }
 
     def __init__(self, url: str | NATSConfig = "nats://127.0.0.1:4222", **options: Any) -> None:
         config = url if isinstance(url, NATSConfig) else parse_url(url, **options)
@@ -114,6 +126,7 @@ class NATSTransport(Transport):
         self._lines = False  # the client can take pre-written header lines (amb_nats._wire)
         self._inbox: ReplyInbox | None = None
         self._inbox_lock = asyncio.Lock()
+        self._outage = Outage(config.description, config.publish_timeout)
 
     @classmethod
     def from_url(cls, url: str = "nats://127.0.0.1:4222", **options: Any) -> NATSTransport:
@@ -137,85 +150,12 @@ class NATSTransport(Transport):
         if self._nc is not None and not self._nc.is_closed:
             return
         cfg = self.config
-        nc = make_client()
-        loop = asyncio.get_running_loop()
-        # Until this connect() succeeds, errors decide its outcome: the first auth refusal, or every
-        # server refusing (or failing TLS) once, ends it at once instead of at connect_timeout.
-        verdict: asyncio.Future[BaseException] = loop.create_future()
-        refusals: list[BaseException] = []
-
-        async def error_cb(exc: Exception) -> None:
-            if self._nc is nc:
-                log.warning("NATS connection error on %s: %s", self.description, type(exc).__name__)
-                return
-            if self._nc is not None or verdict.done():
-                return  # a later failure of a connection this transport has since let go
-            if is_auth_error(exc):
-                verdict.set_result(exc)
-            elif isinstance(exc, OSError):
-                refusals.append(exc)
-                if len(refusals) >= len(cfg.servers):
-                    verdict.set_result(exc)
-
-        async def disconnected_cb() -> None:
-            if self._nc is not nc:
-                return  # closing, or a failed connect()
-            if self._inbox is not None:
-                self._inbox.fail_all()
-            log.warning("NATS disconnected from %s; reconnecting", self.description)
-
-        async def reconnected_cb() -> None:
-            log.warning("NATS reconnected to %s", self.description)
-
-        options: dict[str, Any] = {
-            "servers": list(cfg.servers),
-            "connect_timeout": min(2.0, cfg.connect_timeout),
-            "allow_reconnect": True,
-            "max_reconnect_attempts": -1,
-            "reconnect_time_wait": 0.5,
-            # The bus checks every topic against AMB's grammar, which is stricter than NATS's.
-            "skip_subject_validation": True,
-            "error_cb": error_cb,
-            "disconnected_cb": disconnected_cb,
-            "reconnected_cb": reconnected_cb,
-        }
-        for key in ("name", "token", "user", "password"):
-            value = getattr(cfg, key)
-            if value is not None:
-                options[key] = value
-        if cfg.tls:
-            options["tls"] = self._tls_context()
-        task: asyncio.Future[Any] = asyncio.ensure_future(nc.connect(**options))
-        pending: set[asyncio.Future[Any]] = {task, verdict}
-        try:
-            done, _ = await asyncio.wait(
-                pending, timeout=cfg.connect_timeout, return_when=asyncio.FIRST_COMPLETED
-            )
-        except BaseException:
-            task.cancel()
-            raise
-        if task not in done or task.exception() is not None:
-            task.cancel()
-            try:
-                await task
-            except BaseException:
-                pass
-            try:
-                await nc.close()
-            except Exception:
-                pass
-            error = verdict.result() if verdict.done() else (refusals[-1] if refusals else None)
-            if not task.cancelled() and task.done() and task.exception() is not None:
-                error = task.exception()
-            if error is not None and is_auth_error(error):
-                raise NATSAuthenticationError(
-                    f"{self.description}: the server refused the credentials"
-                ) from None
-            why = f"{type(error).__name__}" if error is not None else "timed out"
-            raise NATSConnectError(
-                f"{self.description}: cannot connect within {cfg.connect_timeout:g}s ({why})"
-            ) from None
+        tls = self._tls_context() if cfg.tls else None
+        nc = await open_client(cfg, self.description, self, tls)
+        self._outage = Outage(self.description, cfg.publish_timeout)
         self._nc = nc
+        # Not _set_state: a transport connected again after aclose() leaves CLOSED too.
+        self._state = ConnectionState.CONNECTED
         self._lines = hasattr(nc, "publish_lines")
         if nc.max_payload:
             self.capabilities = _with_limit(self.capabilities, nc.max_payload)
@@ -224,12 +164,41 @@ class NATSTransport(Transport):
             try:
                 await self._js.account_info()
             except Exception as exc:
-                await nc.close()
                 self._nc = None
+                self._state = ConnectionState.IDLE
+                await nc.close()
                 raise NATSConnectError(
                     f"{self.description}: JetStream is not available ({type(exc).__name__})"
                 ) from None
             self._streams = Streams(self._js, cfg)
+
+    # What nats-py's callbacks report (see amb_nats._connect), about the client held or another.
+
+    def current_client(self) -> Any:
+        return self._nc
+
+    def on_disconnected(self, nc: Any) -> None:
+        if self._nc is not nc:
+            return  # closing, or a failed connect()
+        self._set_state(ConnectionState.RECONNECTING)
+        self._outage.lost()
+        if self._inbox is not None:
+            self._inbox.fail_all()
+        log.warning("NATS disconnected from %s; reconnecting", self.description)
+
+    def on_reconnected(self, nc: Any) -> None:
+        if self._nc is not nc:
+            return
+        self._set_state(ConnectionState.CONNECTED)
+        self._outage.back()
+        log.warning("NATS reconnected to %s", self.description)
+
+    def on_closed(self, nc: Any) -> None:
+        if self._nc is not nc:  # aclose() lets go of its client first
+            return
+        self._set_state(ConnectionState.CLOSED)
+        self._outage.back()  # publishes waiting for the connection find it closed
+        log.error("NATS connection to %s closed by the driver", self.description)
 
     def _tls_context(self) -> ssl.SSLContext:
         """The system's trust store, or ``tls_ca``; plus a client certificate when given.
@@ -248,6 +217,9 @@ class NATSTransport(Transport):
     async def aclose(self) -> None:
         nc, self._nc = self._nc, None
         self._inbox = None
+        if nc is not None:
+            self._set_state(ConnectionState.CLOSED)
+        self._outage.back()
         for sub in list(self._subscriptions):
             try:
                 await asyncio.wait_for(sub.aclose(), 5.0)
@@ -259,8 +231,8 @@ class NATSTransport(Transport):
         try:
             if nc.is_connected:
                 await nc.flush(timeout=2)
-        except Exception:
-            pass
+        except Exception as exc:  # what was not flushed is lost with the connection: say so
+            log.warning("flushing before closing %s failed: %r", self.description, exc)
         try:
             await asyncio.wait_for(nc.close(), 5.0)
         except Exception as exc:
@@ -279,6 +251,8 @@ class NATSTransport(Transport):
         if nc is None:
             nc = self._client()
         topic = message.topic
+        if not nc.is_connected:
+            await self._outage.until_connected(nc, topic)
         if self._jetstream and not _is_inbox(topic):
             body, headers = encode(message)
             del headers[H_TOPIC]
@@ -288,14 +262,15 @@ class NATSTransport(Transport):
         if fast is None:
             body, headers = encode(message)
             del headers[H_TOPIC]  # the subject is the topic (wire format: amb-topic defaults to it)
+            self._check_size(nc, topic, body, headers)
         try:
             if fast is not None:
                 body = fast[0]
                 await nc.publish_lines(topic, body, fast[1])
             else:
                 await nc.publish(topic, body, headers=headers)
-        except nats.errors.MaxPayloadError:
-            raise MessageTooLargeError(len(body), nc.max_payload, topic) from None
+        except nats.errors.MaxPayloadError as exc:
+            raise self._too_large(nc, topic, body, exc) from None
         except Exception as exc:
             raise translate_publish_error(exc, topic, self.description) from None
 
@@ -303,26 +278,42 @@ class NATSTransport(Transport):
         self, topic: str, body: bytes, headers: dict[str, str], msg_id: str
     ) -> None:
         nc = self._client()
-        if len(body) > nc.max_payload:
-            raise MessageTooLargeError(len(body), nc.max_payload, topic)
+        headers[MSG_ID_HEADER] = msg_id  # the server stores a retried publish once
+        self._check_size(nc, topic, body, headers)
         streams = self._streams
         assert streams is not None
-        headers[MSG_ID_HEADER] = msg_id  # the server stores a retried publish once
         await streams.ensure(topic)
+        subject = streams.subject(topic)
         try:
-            await self._js.publish(topic, body, headers=headers)
+            await self._js.publish(subject, body, headers=headers)
         except nats.js.errors.NoStreamResponseError:
             # The stream was deleted behind our back: create it again, once.
             streams.forget(namespace_of(topic))
             await streams.ensure(topic)
             try:
-                await self._js.publish(topic, body, headers=headers)
+                await self._js.publish(subject, body, headers=headers)
             except Exception as exc:
                 raise translate_publish_error(exc, topic, self.description) from None
-        except nats.errors.MaxPayloadError:
-            raise MessageTooLargeError(len(body), nc.max_payload, topic) from None
+        except nats.errors.MaxPayloadError as exc:
+            raise self._too_large(nc, topic, body, exc) from None
         except Exception as exc:
             raise translate_publish_error(exc, topic, self.description) from None
+
+    @staticmethod
+    def _check_size(nc: Any, topic: str, body: bytes, headers: dict[str, str]) -> None:
+        """Refuse before sending what the server would refuse by closing the connection:
+        ``max_payload`` bounds the header block and the body together.
+
+        :raises MessageTooLargeError: naming the whole size and the server's limit.
+        """
+        size = len(body) + header_block_size(headers)
+        if size > nc.max_payload:
+            raise MessageTooLargeError(size, nc.max_payload, topic)
+
+    @staticmethod
+    def _too_large(nc: Any, topic: str, body: bytes, exc: Exception) -> MessageTooLargeError:
+        """The client's refusal (it knows the size with the header block) as AMB's error."""
+        return MessageTooLargeError(getattr(exc, "size", len(body)), nc.max_payload, topic)
 
     async def publish_many(self, messages: Iterable[Message]) -> None:
         """Core: buffered publishes, flushed once. JetStream: up to 256 acknowledgements awaited
@@ -343,12 +334,13 @@ class NATSTransport(Transport):
     async def publish_raw(
         self, topic: str, body: bytes, headers: dict[str, str] | None = None
     ) -> None:
-        """Send bytes as another program would (no AMB metadata); for tests and tools."""
+        """Send bytes as another program would (no AMB metadata); for tests and tools. In
+        JetStream mode onto the topic's prefixed subject, as a foreign producer must."""
         nc = self._client()
         if self._jetstream:
             assert self._streams is not None
             await self._streams.ensure(topic)
-            await self._js.publish(topic, body, headers=headers)
+            await self._js.publish(self._streams.subject(topic), body, headers=headers)
         else:
             await nc.publish(topic, body, headers=headers)
 
@@ -370,12 +362,17 @@ class NATSTransport(Transport):
         else:
             body, headers = encode(message)
             del headers[H_TOPIC]
+            self._check_size(nc, message.topic, body, headers)
         topic = message.topic
+        if not nc.is_connected:
+            timeout -= await self._outage.until_connected(nc, topic, timeout)
         inbox = self._inbox
         if inbox is None:
             inbox = await self._start_inbox(nc)
         try:
-            reply = await inbox.request(topic, body, headers, timeout)
+            # An AMB responder answers with the request's correlation id, or its id (bus.reply).
+            expected = message.correlation_id or message.id
+            reply = await inbox.request(topic, body, headers, timeout, expected)
         except (NoResponders, nats.errors.NoRespondersError):
             raise NoRespondersError(topic) from None
         except ConnectionLost:
@@ -385,8 +382,8 @@ class NATSTransport(Transport):
             ) from None
         except (nats.errors.TimeoutError, asyncio.TimeoutError):
             raise RequestTimeoutError(topic, timeout) from None
-        except nats.errors.MaxPayloadError:
-            raise MessageTooLargeError(len(body), nc.max_payload, topic) from None
+        except nats.errors.MaxPayloadError as exc:
+            raise self._too_large(nc, topic, body, exc) from None
         except Exception as exc:
             raise translate_publish_error(exc, topic, self.description) from None
         try:

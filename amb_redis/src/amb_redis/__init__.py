@@ -6,7 +6,13 @@
 from __future__ import annotations
 
 from .config import RedisConfig
-from .errors import RedisAuthenticationError, RedisConnectError, RedisError, RedisPublishError
+from .errors import (
+    RedisAuthenticationError,
+    RedisConnectError,
+    RedisError,
+    RedisPublishError,
+    RedisUnavailableError,
+)
 from .transport import PUBSUB_CAPABILITIES, STREAMS_CAPABILITIES, RedisBroker, RedisTransport
 
 __all__ = [
@@ -19,4 +25,5 @@ __all__ = [
     "RedisError",
     "RedisPublishError",
     "RedisTransport",
+    "RedisUnavailableError",
 ]

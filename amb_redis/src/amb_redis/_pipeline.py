@@ -5,7 +5,9 @@ faster (PERFORMANCE.md). A lone caller sends its command at once (no extra task,
 callers arriving while a round trip is in flight queue up, and the queue leaves as one pipeline as
 soon as that round trip ends. Lost connections are retried with backoff within ``timeout`` seconds,
 so a Redis restart delays publishes instead of failing them (a retried XADD may be stored twice:
-at-least-once).
+at-least-once). Each retry is bounded by the time left, so a command ends within ``timeout`` of its
+first failure; the first attempt, sent without a timer (none on the hot path), is bounded by
+redis-py's ``socket_timeout`` (5 s by default) when the connection hangs half-open.
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .errors import RedisPublishError, is_connection_error
+from ._tasks import bounded, cancel_and_wait
+from .errors import RedisPublishError, RedisUnavailableError, is_connection_error
 
 __all__ = ["Pipeliner"]
 
 log = logging.getLogger("amb.redis")
-_Call = tuple[tuple[Any, ...], "asyncio.Future[Any]"]
+_Call = tuple[tuple[Any, ...], "asyncio.Future[Any]", float]  # args, reply, time of the call
 
 
 class Pipeliner:
@@ -31,15 +34,25 @@ class Pipeliner:
     :param limit: the most commands per pipeline.
     :param timeout: how long to retry through connection errors before failing.
     :param scrub: removes secrets from error text.
+    :param lost: called with the error when a command meets a lost connection.
+    :param back: called when a command succeeds after its own connection errors.
     """
 
     def __init__(
-        self, client: Any, limit: int, timeout: float, scrub: Callable[[str], str]
+        self,
+        client: Any,
+        limit: int,
+        timeout: float,
+        scrub: Callable[[str], str],
+        lost: Callable[[BaseException], None] = lambda exc: None,
+        back: Callable[[], None] = lambda: None,
     ) -> None:
         self._client = client
         self._limit = limit
         self._timeout = timeout
         self._scrub = scrub
+        self._lost = lost
+        self._back = back
         self._busy = False
         self._queue: list[_Call] = []
         self._task: asyncio.Task[None] | None = None
@@ -47,15 +60,18 @@ class Pipeliner:
     async def call(self, *args: Any) -> Any:
         """Run one command; returns its reply.
 
-        :raises RedisPublishError: when Redis refused it or stayed unreachable for ``timeout``.
+        :raises RedisPublishError: when Redis refused it.
+        :raises RedisUnavailableError: when Redis stayed unreachable for ``timeout`` after the call
+            (also a call queued behind others: each keeps its own deadline).
         """
+        started = time.monotonic()
         if self._busy:
             future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-            self._queue.append((args, future))
+            self._queue.append((args, future, started))
             return await future
         self._busy = True
         try:
-            return await self._retrying(self._one, args)
+            return await self._retrying(self._one, args, started)
         finally:
             if self._queue:
                 self._task = asyncio.get_running_loop().create_task(self._drain())
@@ -67,45 +83,58 @@ class Pipeliner:
 
     async def _many(self, batch: list[_Call]) -> list[Any]:
         pipe = self._client.pipeline(transaction=False)
-        for args, _ in batch:
+        for args, _, _ in batch:
             pipe.execute_command(*args)
         results: list[Any] = await pipe.execute(raise_on_error=False)
         return results
 
-    async def _retrying(self, send: Callable[[Any], Any], what: Any) -> Any:
-        deadline = time.monotonic() + self._timeout
+    async def _retrying(self, send: Callable[[Any], Any], what: Any, started: float) -> Any:
+        """``send(what)``, retried through connection errors until ``timeout`` after ``started``
+        (the time of the call, or of the earliest call in a batch)."""
+        try:
+            return await send(what)
+        except Exception as exc:
+            error: BaseException = exc
+        deadline = started + self._timeout
         delay = 0.05
         while True:
+            if not is_connection_error(error):
+                raise RedisPublishError(self._scrub(f"Redis refused: {error}")) from None
+            self._lost(error)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise RedisUnavailableError(
+                    self._scrub(f"Redis unreachable for {self._timeout:g}s: {error!r}")
+                ) from None
+            log.warning(
+                "Redis connection lost (%s); retrying in %.2fs", self._scrub(repr(error)), delay
+            )
+            await asyncio.sleep(min(delay, left))
+            delay = min(delay * 2, 1.0)
             try:
-                return await send(what)
+                with bounded(max(0.01, deadline - time.monotonic())):
+                    result = await send(what)
             except Exception as exc:
-                if not is_connection_error(exc):
-                    raise RedisPublishError(self._scrub(f"Redis refused: {exc}")) from None
-                if time.monotonic() + delay > deadline:
-                    raise RedisPublishError(
-                        self._scrub(f"Redis unreachable for {self._timeout:g}s: {exc}")
-                    ) from None
-                log.warning(
-                    "Redis connection lost (%s); retrying in %.2fs", self._scrub(str(exc)), delay
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
+                error = exc
+                continue
+            self._back()
+            return result
 
     async def _drain(self) -> None:
         try:
             while self._queue:
                 batch, self._queue = self._queue[: self._limit], self._queue[self._limit :]
                 try:
-                    results = await self._retrying(self._many, batch)
+                    results = await self._retrying(self._many, batch, batch[0][2])
                 except BaseException as exc:
                     error = exc if isinstance(exc, Exception) else RedisPublishError("cancelled")
-                    for _, future in batch:
+                    for _, future, _ in batch:
                         if not future.done():
                             future.set_exception(error)
                     if not isinstance(exc, Exception):
                         raise
                     continue
-                for (_, future), result in zip(batch, results, strict=True):
+                for (_, future, _), result in zip(batch, results, strict=True):
                     if future.done():
                         continue
                     if isinstance(result, Exception):
@@ -121,14 +150,12 @@ class Pipeliner:
     async def aclose(self) -> None:
         """Fail what is still queued and stop the drain task."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except BaseException:
-                pass
-        for _, future in self._queue:
-            if not future.done():
-                future.set_exception(RedisPublishError("the transport closed"))
-        self._queue = []
-        self._busy = False
+        try:
+            if task is not None:
+                await cancel_and_wait(task, "the Redis pipeline drain")
+        finally:  # also when the caller is cancelled meanwhile: nobody waits forever
+            for _, future, _ in self._queue:
+                if not future.done():
+                    future.set_exception(RedisPublishError("the transport closed"))
+            self._queue = []
+            self._busy = False

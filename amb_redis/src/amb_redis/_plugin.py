@@ -10,4 +10,4 @@ from .transport import RedisTransport
 @hookimpl
 def amb_register_transports(registry: TransportRegistry) -> None:
     for scheme in ("redis", "rediss", "unix"):
-        registry.add(scheme, RedisTransport, distribution="amb-redis")
+        registry.add(scheme, RedisTransport, distribution="agent-message-bus-redis")

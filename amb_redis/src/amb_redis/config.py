@@ -26,9 +26,11 @@ DEFAULTS: dict[str, Any] = {
     "namespace": "amb",
     "maxlen": 100_000,
     "discover": 0.5,
+    "scan": 1000,
     "block": 1.0,
     "connect_timeout": 5.0,
     "publish_timeout": 10.0,
+    "heartbeat": 1.0,
     "batch": 500,
 }
 _KINDS: dict[str, type] = {
@@ -36,12 +38,15 @@ _KINDS: dict[str, type] = {
     "namespace": str,
     "maxlen": int,
     "discover": float,
+    "scan": int,
     "block": float,
     "connect_timeout": float,
     "publish_timeout": float,
+    "heartbeat": float,
     "batch": int,
 }
 _SCHEMES = ("redis", "rediss", "unix")
+_GLOB_SPECIAL = str.maketrans({c: "\\" + c for c in "*?[]\\"})
 
 
 @attrs.frozen(repr=False)
@@ -53,9 +58,12 @@ class RedisConfig:
     :param namespace: prefix of every key and channel (``<namespace>:<topic>``).
     :param maxlen: approximate cap per topic stream (``XADD MAXLEN ~``); ``0`` keeps everything.
     :param discover: seconds between checks for new streams matching a wildcard subscription.
+    :param scan: keys a wildcard subscription's ``SCAN`` step visits per ``discover`` tick, to find
+        streams other programs created (``0``: AMB's registry only; see :mod:`._discovery`).
     :param block: the longest a stream read blocks before it looks for claims and new streams.
     :param connect_timeout: bound on ``connect()``.
     :param publish_timeout: how long a publish retries through a lost connection.
+    :param heartbeat: seconds between PINGs that keep the connection state current (:mod:`._health`).
     :param batch: the most commands sent in one pipeline.
     """
 
@@ -64,9 +72,11 @@ class RedisConfig:
     namespace: str = "amb"
     maxlen: int = 100_000
     discover: float = 0.5
+    scan: int = 1000
     block: float = 1.0
     connect_timeout: float = 5.0
     publish_timeout: float = 10.0
+    heartbeat: float = 1.0
     batch: int = 500
 
     @classmethod
@@ -105,9 +115,11 @@ class RedisConfig:
             raise ConfigurationError(
                 f"Redis namespace must be non-empty without ':': {namespace!r}"
             )
-        for key in ("discover", "block", "connect_timeout", "publish_timeout"):
+        for key in ("discover", "block", "connect_timeout", "publish_timeout", "heartbeat"):
             if key in values and values[key] <= 0:
                 raise ConfigurationError(f"Redis option {key} must be positive")
+        if values.get("scan", 0) < 0:
+            raise ConfigurationError("Redis option scan must be 0 (off) or positive")
         rest = urlunsplit(parts._replace(query=urlencode(theirs)))
         return cls(url=rest, **values)
 
@@ -132,6 +144,15 @@ class RedisConfig:
     def key(self, topic: str) -> str:
         """The stream key, or pub/sub channel, of ``topic``: ``<namespace>:<topic>``."""
         return f"{self.namespace}:{topic}"
+
+    def glob(self, pattern: str) -> str:
+        """The Redis glob of the keys, or channels, of ``pattern``'s topics: each ``*`` or ``>``
+        token becomes ``*``, glob specials are escaped. Broader than AMB's grammar (Redis's ``*``
+        crosses dots), so whatever it matches is re-checked with AMB's matcher."""
+        tokens = [
+            "*" if t in ("*", ">") else t.translate(_GLOB_SPECIAL) for t in pattern.split(".")
+        ]
+        return f"{self.namespace.translate(_GLOB_SPECIAL)}:{'.'.join(tokens)}"
 
     @property
     def registry(self) -> str:

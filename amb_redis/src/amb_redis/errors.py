@@ -7,14 +7,18 @@ Each class inherits from :class:`RedisError` (catch every Redis failure) *and* f
     ├── RedisConnectError (ConnectError)          refused, DNS, TLS, timeout at connect
     │   └── RedisAuthenticationError (AuthenticationError)   bad user or password
     └── RedisPublishError (PublishError)          Redis did not take a message within the bound
+        └── RedisUnavailableError (BrokerUnavailableError)   Redis unreachable for publish_timeout
 
 Driver exceptions never escape raw, and no message carries a password: :func:`translate` scrubs it.
 """
 
 from __future__ import annotations
 
+import asyncio
+
 from amb_core.errors import (
     AuthenticationError,
+    BrokerUnavailableError,
     ConnectError,
     PublishError,
     TransportError,
@@ -25,6 +29,7 @@ __all__ = [
     "RedisConnectError",
     "RedisError",
     "RedisPublishError",
+    "RedisUnavailableError",
     "is_auth_error",
     "is_connection_error",
     "scrub",
@@ -47,6 +52,11 @@ class RedisPublishError(RedisError, PublishError):
     """Redis did not take a message (after retrying within ``publish_timeout``)."""
 
 
+class RedisUnavailableError(RedisPublishError, BrokerUnavailableError):
+    """Redis stayed unreachable for ``publish_timeout``: the publish was given up (a retried XADD
+    whose reply was lost with the connection may have been stored all the same)."""
+
+
 _AUTH_MARKERS = ("WRONGPASS", "NOAUTH", "invalid password", "invalid username-password", "AUTH <")
 
 
@@ -64,7 +74,9 @@ def is_connection_error(exc: BaseException) -> bool:
     """True for failures that a reconnect may cure (socket errors, timeouts, a restarting server)."""
     import redis.exceptions as rex
 
-    if isinstance(exc, (rex.ConnectionError, rex.TimeoutError, OSError, TimeoutError)):
+    if isinstance(
+        exc, (rex.ConnectionError, rex.TimeoutError, OSError, TimeoutError, asyncio.TimeoutError)
+    ):
         return True
     text = str(exc)
     return isinstance(exc, rex.ResponseError) and text.startswith(("LOADING", "MASTERDOWN"))

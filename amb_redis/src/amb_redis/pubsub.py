@@ -18,28 +18,29 @@ import asyncio
 import logging
 import math
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
-from amb_core.errors import TransportError
+from amb_core.errors import DecodeError, TransportError
 from amb_core.topics import is_pattern, matcher
-from amb_core.transport import Delivery, Subscription, SubscriptionSpec, decode_delivery
+from amb_core.transport import (
+    Delivery,
+    Subscription,
+    SubscriptionSpec,
+    decode_delivery,
+    undecodable,
+)
 from amb_core.wire import unpack
 
+from ._tasks import bounded, cancel_and_wait
 from .config import RedisConfig
 from .errors import is_connection_error
 
-__all__ = ["PubSubHub", "PubSubSubscription", "glob_of"]
+__all__ = ["PubSubHub", "PubSubSubscription"]
 
 log = logging.getLogger("amb.redis")
-_GLOB_SPECIAL = str.maketrans({c: "\\" + c for c in "?[]\\"})
 MAX_BUFFER = 100_000
 _DATA = (b"message", b"pmessage")
-
-
-def glob_of(config: RedisConfig, pattern: str) -> str:
-    """The Redis glob pre-filtering ``pattern`` (broader than AMB's grammar: re-check deliveries)."""
-    tokens = ["*" if t in ("*", ">") else t.translate(_GLOB_SPECIAL) for t in pattern.split(".")]
-    return config.key(".".join(tokens))
 
 
 class PubSubSubscription(Subscription):
@@ -62,11 +63,15 @@ class PubSubSubscription(Subscription):
                 "subscriber of %r is %d messages behind; dropping", self.spec.pattern, MAX_BUFFER
             )
             return
+        error: DecodeError | None
         try:
             body, headers = unpack(data)
-        except Exception as exc:  # a bad header line: still dead-letter it
-            body, headers = data, {"content-type": f"invalid: {exc}"[:200]}
-        message, error = decode_delivery(body, headers, topic)
+        except DecodeError as exc:  # a malformed envelope: never handled, never half-read
+            error = exc
+        else:
+            message, error = decode_delivery(body, headers, topic)
+        if error is not None:  # dead-lettered with every byte that arrived, header line too
+            message = undecodable(data, topic)
         self.buffer.append(Delivery(message, 1, error))
         waiter = self.waiter
         if waiter is not None and not waiter.done():
@@ -101,8 +106,16 @@ class PubSubSubscription(Subscription):
 class PubSubHub:
     """The transport's one pub/sub connection and the reader that fans its messages out."""
 
-    def __init__(self, client: Any, config: RedisConfig) -> None:
+    def __init__(
+        self,
+        client: Any,
+        config: RedisConfig,
+        lost: Callable[[BaseException], None] = lambda exc: None,
+        back: Callable[[], None] = lambda: None,
+    ) -> None:
         self.config = config
+        self.lost = lost
+        self.back = back
         self.prefix = len(config.namespace) + 1
         self.pubsub = client.pubsub(ignore_subscribe_messages=False)
         self.routes: dict[bytes, list[PubSubSubscription]] = {}
@@ -117,7 +130,7 @@ class PubSubHub:
         """
         wildcard = is_pattern(spec.pattern)
         name = (
-            glob_of(self.config, spec.pattern) if wildcard else self.config.key(spec.pattern)
+            self.config.glob(spec.pattern) if wildcard else self.config.key(spec.pattern)
         ).encode()
         sub = PubSubSubscription(self, spec, name)
         async with self.lock:
@@ -135,7 +148,8 @@ class PubSubHub:
                     await self.pubsub.subscribe(name)
                 if self.task is None:
                     self.task = asyncio.get_running_loop().create_task(self._read())
-                await asyncio.wait_for(future, self.config.connect_timeout)
+                with bounded(self.config.connect_timeout):
+                    await future
             except Exception as exc:
                 self.routes.pop(name, None)
                 self.confirm.pop(name, None)
@@ -154,7 +168,7 @@ class PubSubHub:
                 return
             del self.routes[sub.name]
             try:
-                if b"*" in sub.name:
+                if is_pattern(sub.spec.pattern):
                     await self.pubsub.punsubscribe(sub.name)
                 else:
                     await self.pubsub.unsubscribe(sub.name)
@@ -170,6 +184,7 @@ class PubSubHub:
         which reconnects and re-subscribes.
         """
         delay = 0.05
+        failed = False  # a connection error since the last successful read
         direct = False
         can_direct = True  # False when this redis-py's read_response takes other arguments
         while True:
@@ -186,6 +201,9 @@ class PubSubHub:
                     message = await self.pubsub.get_message(timeout=1.0)
                     conn = self.pubsub.connection
                     direct = can_direct and conn is not None and conn.is_connected
+                    if failed:  # the first read since an error: reconnected
+                        failed = False
+                        self.back()
                 delay = 0.05
             except asyncio.CancelledError:
                 raise
@@ -199,6 +217,8 @@ class PubSubHub:
                     log.error("Redis pub/sub reader failed: %r", exc)
                 else:
                     log.warning("Redis pub/sub connection lost: %r; reconnecting", exc)
+                    self.lost(exc)
+                    failed = True
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
                 continue
@@ -233,11 +253,7 @@ class PubSubHub:
         self.routes.clear()
         task, self.task = self.task, None
         if task is not None:
-            task.cancel()
-            try:
-                await task
-            except BaseException:
-                pass
+            await cancel_and_wait(task, "the Redis pub/sub reader")
         try:
             await self.pubsub.aclose()
         except Exception as exc:

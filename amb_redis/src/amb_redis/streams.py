@@ -11,10 +11,12 @@
   than ``ack_wait`` (every ``ack_wait / 2`` seconds), so they reach a live member. A subscription that
   closes cleanly with entries unsettled marks them idle at once, so the heir claims them at its next
   claim round instead of waiting out ``ack_wait``.
-- Wildcards: publishers SADD each topic to ``<namespace>::topics`` (once per topic per transport,
-  before its first XADD). A wildcard subscription reads that set at subscribe and re-reads it every
-  ``discover`` seconds (0.5 s by default) when SCARD changed; a stream found later is read from its
-  start, so nothing published after the subscription is missed.
+- Wildcards: a wildcard subscription looks for matching streams when it opens and then every
+  ``discover`` seconds (0.5 s by default), in AMB's topic registry and by an incremental SCAN that
+  also finds streams other programs created (:mod:`._discovery`). A stream found after the
+  subscription opened is read from the subscription's start on Redis's clock (``start="new"``) or
+  from its beginning (``"earliest"``), so nothing published after the subscription is missed and
+  nothing older is handed to a ``"new"`` subscriber.
 """
 
 from __future__ import annotations
@@ -30,9 +32,10 @@ from typing import TYPE_CHECKING, Any
 
 from amb_core.errors import DecodeError, TransportError
 from amb_core.message import Message
-from amb_core.topics import is_pattern, matcher
+from amb_core.topics import is_pattern
 from amb_core.transport import Delivery, Subscription, SubscriptionSpec, decode_delivery
 
+from ._discovery import Discovery
 from .errors import is_connection_error
 
 if TYPE_CHECKING:
@@ -113,7 +116,6 @@ class StreamSubscription(Subscription):
         self.group = spec.group or f"fan.{uuid.uuid4().hex}"
         self.consumer = f"{transport.id}.{next(_seq)}"
         self.wildcard = is_pattern(spec.pattern)
-        self.match = matcher(spec.pattern)
         self.topics: dict[bytes, str] = {}  # stream key -> topic
         self.buffer: deque[StreamDelivery] = deque()
         self.acks: dict[bytes, list[bytes]] = {}
@@ -123,7 +125,8 @@ class StreamSubscription(Subscription):
         self.next_claim = 0.0 if spec.group else float("inf")
         self.next_discover = float("inf")
         self.next_sweep = time.monotonic() + SWEEP_EVERY
-        self.known_count = -1
+        self.discovery: Discovery | None = None
+        self.found_start = "0"  # where a stream found after opening is read from
         self.recover = False
         self.closed = False
 
@@ -132,11 +135,21 @@ class StreamSubscription(Subscription):
     async def open(self) -> StreamSubscription:
         """Create the group(s); afterwards every message published is delivered."""
         start = "0" if self.spec.start == "earliest" else "$"
-        if self.wildcard:
-            await self.discover(start)
-        else:
+        if not self.wildcard:
             await self.join(self.spec.pattern, start)
+            return self
+        if start == "$":
+            self.found_start = await self._just_before_now()
+        self.discovery = Discovery(self.client, self.config, self.spec.pattern)
+        await self.discover(start)
         return self
+
+    async def _just_before_now(self) -> str:
+        """The largest stream id of the millisecond before now on Redis's clock: a group created
+        there reads every entry XADDed from now on (``*`` ids come from the same clock, never
+        going back), and none older than a millisecond."""
+        seconds, micros = await self.client.time()
+        return f"{int(seconds) * 1000 + int(micros) // 1000 - 1}-{2**64 - 1}"
 
     async def join(self, topic: str, start: str) -> None:
         key = self.config.key(topic).encode()
@@ -147,17 +160,13 @@ class StreamSubscription(Subscription):
                 raise
         self.topics[key] = topic
 
-    async def discover(self, start: str = "0") -> None:
-        """Join the streams in the registry that match the pattern and are not joined yet."""
-        registry = self.config.registry
-        count = await self.client.scard(registry)
-        if count != self.known_count:
-            members = await self.client.smembers(registry)
-            for raw in members:
-                topic = raw.decode()
-                if self.match(topic) and self.config.key(topic).encode() not in self.topics:
-                    await self.join(topic, start)
-            self.known_count = count
+    async def discover(self, start: str | None = None) -> None:
+        """One discovery tick: join the matching streams it found that are not joined yet, at
+        ``start`` (when opening) or at ``found_start``."""
+        assert self.discovery is not None
+        for topic in sorted(await self.discovery.step()):
+            if self.config.key(topic).encode() not in self.topics:
+                await self.join(topic, start or self.found_start)
         self.next_discover = time.monotonic() + self.config.discover
 
     # -- settling ---------------------------------------------------------------------------------
@@ -188,8 +197,9 @@ class StreamSubscription(Subscription):
         for key, entry_id, _ in due:
             pipe.xclaim(key, self.group, self.consumer, 0, [entry_id])
         results = await pipe.execute(raise_on_error=False)
-        for (key, _, attempt), claimed in zip(due, results, strict=True):
-            if isinstance(claimed, Exception):
+        for (key, entry_id, attempt), claimed in zip(due, results, strict=True):
+            if isinstance(claimed, Exception):  # still pending: a claim round takes it later
+                log.debug("XCLAIM of nacked %r %r failed: %r", key, entry_id, claimed)
                 continue
             for entry_id, fields in claimed:
                 self._push(key, entry_id, fields, attempt + 1)
@@ -207,7 +217,10 @@ class StreamSubscription(Subscription):
         results = await pipe.execute(raise_on_error=False)
         claimed: list[tuple[bytes, list[Any]]] = []
         for key, result in zip(keys, results, strict=True):
-            if isinstance(result, Exception) or not result[1]:
+            if isinstance(result, Exception):  # a vanished group is recreated by the next read
+                log.debug("XAUTOCLAIM on %r failed: %r", key, result)
+                continue
+            if not result[1]:
                 continue
             claimed.append((key, result[1]))
         if not claimed:
@@ -274,10 +287,13 @@ class StreamSubscription(Subscription):
                 raise StopAsyncIteration
             try:
                 await self._fill()
+                if delay > 0.05:  # the first read since an error
+                    self.transport._connection_back()
                 delay = 0.05
             except Exception as exc:
                 if is_connection_error(exc):
                     self.recover = True  # a read's reply may have been lost with the link
+                    self.transport._connection_lost(exc)
                     log.warning(
                         "Redis stream read on %r failed: %r; retrying", self.spec.pattern, exc
                     )

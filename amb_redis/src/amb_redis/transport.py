@@ -16,14 +16,22 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, ClassVar
 
 from amb_core.errors import ConfigurationError, NotConnectedError
 from amb_core.inbox import INBOX_PREFIX
 from amb_core.message import Message
-from amb_core.transport import Capabilities, Subscription, SubscriptionSpec, Transport
+from amb_core.transport import (
+    Capabilities,
+    ConnectionState,
+    Subscription,
+    SubscriptionSpec,
+    Transport,
+)
 from amb_core.wire import encode, pack
 
+from ._health import Heartbeat
+from ._tasks import bounded, cancel_and_wait
 from .config import RedisConfig
 from .errors import RedisAuthenticationError, RedisConnectError, is_auth_error, scrub
 from .pubsub import PubSubHub
@@ -40,6 +48,7 @@ STREAMS_CAPABILITIES = Capabilities(
     ordered=True,
     replay=True,
     headers=True,
+    delivery_count=True,
 )
 PUBSUB_CAPABILITIES = Capabilities(ordered=True, native_wildcards=True)
 _EPHEMERAL = INBOX_PREFIX + "."
@@ -57,6 +66,10 @@ class RedisTransport(Transport):
     scheme = "redis"
     event_loops = frozenset({"asyncio"})
     capabilities = STREAMS_CAPABILITIES  # the default mode's; an instance in pub/sub mode overrides
+    capabilities_by_mode: ClassVar[dict[str, Capabilities]] = {
+        "streams": STREAMS_CAPABILITIES,
+        "pubsub": PUBSUB_CAPABILITIES,
+    }
 
     def __init__(self, url: str = "redis://localhost:6379", **options: Any) -> None:
         self.config = RedisConfig.parse(url, **options)
@@ -71,6 +84,7 @@ class RedisTransport(Transport):
         self._subscriptions: set[Subscription] = set()
         self._closed = False
         self._warned_groups = False
+        self._heartbeat: asyncio.Task[None] | None = None
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisTransport:
@@ -113,7 +127,8 @@ class RedisTransport(Transport):
                 self._scrub(f"bad Redis URL {self.description}: {exc}")
             ) from None
         try:
-            await asyncio.wait_for(client.ping(), self.config.connect_timeout)
+            with bounded(self.config.connect_timeout):
+                await client.ping()
         except Exception as exc:
             await client.aclose()
             if is_auth_error(exc):
@@ -126,16 +141,57 @@ class RedisTransport(Transport):
             ) from None
         self.client = client
         self._pipeliner = Pipeliner(
-            client, self.config.batch, self.config.publish_timeout, self._scrub
+            client,
+            self.config.batch,
+            self.config.publish_timeout,
+            self._scrub,
+            self._connection_lost,
+            self._connection_back,
         )
         self._closed = False
+        self._set_state(ConnectionState.CONNECTED)
+        beat = Heartbeat(
+            client,
+            self.config.heartbeat,
+            self.config.connect_timeout,
+            self._connection_lost,
+            self._connection_back,
+        )
+        self._heartbeat = asyncio.get_running_loop().create_task(beat.run())
+
+    # -- connection state -------------------------------------------------------------------------
+
+    def _connection_lost(self, exc: BaseException) -> None:
+        """A command met a lost connection: ``RECONNECTING`` until Redis answers again."""
+        if self.state is ConnectionState.CONNECTED and not self._closed:
+            log.warning("Redis connection lost (%s); reconnecting", self._scrub(repr(exc)))
+            self._set_state(ConnectionState.RECONNECTING)
+
+    def _connection_back(self) -> None:
+        """Redis answered after the connection was lost: ``CONNECTED``."""
+        if self.state is ConnectionState.RECONNECTING and not self._closed:
+            log.info("Redis connection is back (%s)", self.description)
+            self._set_state(ConnectionState.CONNECTED)
 
     async def aclose(self) -> None:
-        """Close the subscriptions and connections. Idempotent; quiet when Redis is gone."""
-        if self._closed or self.client is None:
-            self._closed = True
-            return
+        """Close the subscriptions and connections. Idempotent; quiet when Redis is gone.
+
+        The background tasks (heartbeat, pub/sub reader, pipeline drain) are all told to stop
+        before the first wait, so a caller cancelled meanwhile (a timeout around ``aclose()``)
+        leaves none of them running; calling ``aclose()`` again finishes what was left.
+        """
         self._closed = True
+        self._set_state(ConnectionState.CLOSED)
+        if self.client is None:
+            return
+        heartbeat = self._heartbeat
+        reader = self._hub.task if self._hub is not None else None
+        for task in (heartbeat, reader, self._pipeliner._task):
+            if task is not None:
+                task.cancel()
+        if heartbeat is not None:
+            await cancel_and_wait(heartbeat, "the Redis heartbeat")
+            self._heartbeat = None
         for sub in list(self._subscriptions):
             try:
                 await sub.aclose()
@@ -145,10 +201,10 @@ class RedisTransport(Transport):
         if self._hub is not None:
             await self._hub.aclose()
             self._hub = None
-        if self._pipeliner is not None:
-            await self._pipeliner.aclose()
+        await self._pipeliner.aclose()
+        client, self.client = self.client, None
         try:
-            await self.client.aclose()
+            await client.aclose()
         except Exception as exc:
             log.debug("closing the Redis client: %r", exc)
 
@@ -161,7 +217,9 @@ class RedisTransport(Transport):
     async def publish(self, message: Message) -> None:
         """XADD (Streams) or PUBLISH (pub/sub); concurrent publishes share pipelines.
 
-        :raises RedisPublishError: when Redis refused it or stayed unreachable for publish_timeout.
+        :raises RedisUnavailableError: (a ``BrokerUnavailableError``) when Redis stayed unreachable
+            for ``publish_timeout`` (the transport is then ``RECONNECTING``).
+        :raises RedisPublishError: when Redis refused it.
         :raises ConfigurationError: for a payload the wire format cannot carry, or a header
             named ``body`` in Streams mode.
         :raises NotConnectedError: before connect or after close.
@@ -242,7 +300,9 @@ class RedisTransport(Transport):
                     spec.pattern,
                 )
             if self._hub is None:
-                self._hub = PubSubHub(self.client, self.config)
+                self._hub = PubSubHub(
+                    self.client, self.config, self._connection_lost, self._connection_back
+                )
             return await self._hub.add(spec)
         sub = StreamSubscription(self, spec)
         try:

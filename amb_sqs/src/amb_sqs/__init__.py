@@ -1,4 +1,4 @@
-"""amb-sqs: AMB, the Agent Message Bus, over Amazon SQS with SNS fan-out.
+"""agent-message-bus-sqs: AMB, the Agent Message Bus, over Amazon SQS with SNS fan-out.
 
 ``MessageBus.from_url("sqs://?region=us-east-1")`` or ``MessageBus(SQSBroker("sqs://..."))``; see
 ``docs/backends/sqs.md``.

@@ -1,4 +1,4 @@
-"""The ``amb`` entry point of amb-sqs: registers the ``sqs://`` scheme."""
+"""The ``amb`` entry point of agent-message-bus-sqs: registers the ``sqs://`` scheme."""
 
 from __future__ import annotations
 
@@ -9,4 +9,4 @@ from .transport import SQSTransport
 
 @hookimpl
 def amb_register_transports(registry: TransportRegistry) -> None:
-    registry.add("sqs", SQSTransport, distribution="amb-sqs")
+    registry.add("sqs", SQSTransport, distribution="agent-message-bus-sqs")

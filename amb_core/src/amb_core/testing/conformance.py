@@ -416,6 +416,16 @@ class TransportConformance(FaultCases, CapabilityCases, ConformanceBase):
             assert await bus.dead_letters.replay(f"{topic}.>", idle=self.quiet) == 0, (
                 "replayed once"
             )
+            replayed = await bus.dead_letters.replayed(f"{topic}.>", idle=self.quiet + 0.5)
+            if not caps.replay:
+                assert replayed is None, "no record of replays where ordinary topics are not kept"
+                return
+            assert replayed == {m.id for m in listed}, "each replay is on record"
+            handled.clear()
+            assert (
+                await bus.dead_letters.replay(f"{topic}.>", idle=self.quiet + 0.5, again=True) == 3
+            )
+            await wait_until(lambda: sorted(handled) == [0, 1, 2], self.timeout, "replayed again")
 
     # -- lifecycle -------------------------------------------------------------------------------
 
