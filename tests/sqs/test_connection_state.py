@@ -9,6 +9,7 @@ hangs.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import anyio
@@ -18,7 +19,7 @@ from amb_core import MessageBus
 from amb_core.errors import AMBError, BrokerUnavailableError
 from amb_core.testing.conformance import wait_until
 from amb_core.testing.servers import ServerProcess
-from amb_core.transport import ConnectionState
+from amb_core.transport import ConnectionState, SubscriptionSpec
 from amb_sqs import SQSConnectError, SQSTransport, SQSUnavailableError
 
 from .conftest import moto_url
@@ -83,3 +84,35 @@ async def test_a_bus_that_only_publishes_learns_it_and_recovers_by_itself(
         await publish_after_restart(bus)
         assert bus.state is ConnectionState.CONNECTED
     assert bus.state is ConnectionState.CLOSED
+
+
+def probes() -> list[asyncio.Task[object]]:
+    """The connection probes still running on this loop."""
+    return [
+        t
+        for t in asyncio.all_tasks()
+        if getattr(t.get_coro(), "__qualname__", "") == "Liveness._keep_probing"
+    ]
+
+
+async def test_closing_during_an_outage_leaves_it_closed_and_nothing_probing(
+    own_moto: ServerProcess,
+) -> None:
+    """A transport closed while the endpoint is down closes its subscriptions then, with requests
+    that fail (deleting a fan-out queue): they must not start a probe that outlives the transport,
+    and once the endpoint is back the closed transport still says ``CLOSED``."""
+    transport = SQSTransport(moto_url(own_moto, connect_timeout="1"))
+    await transport.connect()
+    await transport.subscribe(SubscriptionSpec("svc.ping"))
+    await anyio.to_thread.run_sync(own_moto.kill)
+    await wait_until(
+        lambda: transport.state is ConnectionState.RECONNECTING,
+        TIMEOUT,
+        lambda: f"{transport.state}",
+    )
+    await transport.aclose()
+    assert transport.state is ConnectionState.CLOSED
+    assert probes() == [], "no probe outlives the transport"
+    await anyio.to_thread.run_sync(own_moto.start)
+    await anyio.sleep(2.5)  # proving that nothing makes the closed transport look alive
+    assert transport.state is ConnectionState.CLOSED and probes() == []

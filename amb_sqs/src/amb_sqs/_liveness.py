@@ -23,6 +23,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from amb_core.aio import cancel_and_wait
 from amb_core.transport import ConnectionState
 
 from .errors import SQSAuthenticationError, SQSConnectError, translate
@@ -51,6 +52,7 @@ class Liveness:
         self._probe = probe
         self._description = description
         self.down = False
+        self._closed = False
         self._prober: asyncio.Task[None] | None = None
 
     def watch(self, client: Any) -> None:
@@ -59,12 +61,14 @@ class Liveness:
         client.meta.events.register("after-call-error", self._failed)
 
     def _answered(self, **_: Any) -> None:
-        if self.down:
+        if self.down and not self._closed:
             self.down = False
             self._set_state(ConnectionState.CONNECTED)
             log.warning("%s answers again", self._description)
 
     def _failed(self, exception: BaseException, **_: Any) -> None:
+        if self._closed:  # requests made while the transport closes say nothing of its state
+            return
         error = translate(exception, "request", self._description)
         if not isinstance(error, SQSConnectError) or isinstance(error, SQSAuthenticationError):
             return  # not about reaching the endpoint
@@ -86,10 +90,10 @@ class Liveness:
                 log.debug("probing %s failed: %r", self._description, exc)
 
     async def aclose(self) -> None:
-        """Stop probing. Waits for the probe to end without swallowing the caller's own
-        cancellation (``asyncio.wait`` never raises the waited task's ``CancelledError``)."""
+        """Stop watching and probing: from now on no request changes the state (``CLOSED`` stays,
+        though the transport's last requests, made while it closes, may fail or succeed)."""
+        self._closed = True
         self.down = False
         prober, self._prober = self._prober, None
         if prober is not None and not prober.done():
-            prober.cancel()
-            await asyncio.wait([prober])
+            await cancel_and_wait(prober, f"the probe of {self._description}", log=log)

@@ -34,6 +34,7 @@ from typing import Any
 
 import attrs
 
+from amb_core.aio import cancel_and_wait
 from amb_core.deadletter import DLQ_PREFIX
 from amb_core.errors import ConfigurationError, NotConnectedError, UnsupportedError
 from amb_core.message import Message
@@ -300,7 +301,9 @@ class _SQSSubscription(Subscription):
         self._space.set()
         self.transport._subscriptions.discard(self)
         if self._heartbeat is not None:
-            self._heartbeat.cancel()
+            await cancel_and_wait(
+                self._heartbeat, f"the heartbeat of {self.spec.pattern!r}", log=log
+            )
         if self.owned:
             for task in self._pollers:
                 task.cancel()
@@ -311,9 +314,7 @@ class _SQSSubscription(Subscription):
             timeout=self.transport.config.wait + self.transport.config.connect_timeout,
         )
         for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.wait(pending)
+            await cancel_and_wait(task, f"a receive loop of {self.spec.pattern!r}", log=log)
         for task in done:
             if not task.cancelled() and task.exception() is not None:
                 log.error(
@@ -351,8 +352,7 @@ async def _within(work: Coroutine[Any, Any, None], seconds: float) -> None:
         await asyncio.wait([task], timeout=seconds)
     finally:
         if not task.done():
-            task.cancel()
-            await asyncio.wait([task])
+            await cancel_and_wait(task, "declaring the namespace", log=log)
     if task.cancelled():
         raise TimeoutError(f"no answer within {seconds:g}s")
     task.result()
@@ -460,8 +460,7 @@ class SQSTransport(Transport):
             raise
         self._stack = stack
         self._closed = False
-        self._state = ConnectionState.CONNECTED  # the declarations just got through (a reconnect
-        # after aclose() too, which _set_state would refuse to leave CLOSED for)
+        self._set_state(ConnectionState.CONNECTED)  # the declarations just got through
         self._liveness = Liveness(self._set_state, self._probe, self.description)
         for client in (self.sqs, self.sns):
             self._liveness.watch(client)
