@@ -57,7 +57,7 @@ async def test_cancelling_a_close_keeps_the_deletes_of_handled_messages(sqs_url:
         with pytest.raises(asyncio.CancelledError):
             await closer
         release.set()
-        await wait_until(lambda: outcome, TIMEOUT, "the delete's end")
+        await wait_until(lambda: bool(outcome), TIMEOUT, "the delete's end")
         assert outcome == ["sent"]
     finally:
         await transport.aclose()

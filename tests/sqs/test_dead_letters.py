@@ -51,7 +51,9 @@ async def test_a_1_mb_foreign_body_is_dead_lettered_reduced(sqs_url: str) -> Non
         await sqs.send_message(QueueUrl=queue, MessageBody=body)
         await sqs.send_message(QueueUrl=queue, MessageBody='{"sku": 7}')
         await wait_until(
-            lambda: dead and handled, TIMEOUT, lambda: f"dead={len(dead)} handled={len(handled)}"
+            lambda: bool(dead and handled),
+            TIMEOUT,
+            lambda: f"dead={len(dead)} handled={len(handled)}",
         )
         letter = dead[0]
         assert letter.topic == "dlq.orders.new"

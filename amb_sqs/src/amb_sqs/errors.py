@@ -18,6 +18,7 @@ from amb_core.errors import (
 )
 
 __all__ = [
+    "NOT_FOUND",
     "SQSAuthenticationError",
     "SQSConnectError",
     "SQSError",
@@ -42,6 +43,10 @@ AUTH_CODES = frozenset(
         "InvalidSecurity",
     }
 )
+
+
+NOT_FOUND = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"})
+"""The error codes of a queue that does not exist."""
 
 
 class SQSError(TransportError):
