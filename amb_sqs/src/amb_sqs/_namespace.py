@@ -191,10 +191,16 @@ class Namespace:
                 await self.sns.unsubscribe(SubscriptionArn=subscription_arn)
             except Exception as exc:
                 log.warning("unsubscribing %s failed: %s", queue_url, exc)
+        await self._delete_queue(queue_url)
+
+    async def _delete_queue(self, queue_url: str) -> None:
+        """Delete a queue; a failure is logged, not raised, and a queue already gone (deleted by
+        its own subscription, or lost by an emulator's restart) is what was wanted."""
         try:
             await self.sqs.delete_queue(QueueUrl=queue_url)
         except Exception as exc:
-            log.warning("deleting queue %s failed: %s", queue_url, exc)
+            gone = error_code(exc) in NOT_FOUND
+            (log.debug if gone else log.warning)("deleting queue %s failed: %r", queue_url, exc)
 
     async def delete_group(self, pattern: str, group: str) -> None:
         """Remove a consumer group's queue and its SNS subscription, with its messages."""
@@ -241,10 +247,7 @@ class Namespace:
                 break
             listing["NextToken"] = page["NextToken"]
         for url in urls:
-            try:
-                await self.sqs.delete_queue(QueueUrl=url)
-            except Exception as exc:  # go on deleting the rest
-                log.warning("deleting queue %s failed: %r", url, exc)
+            await self._delete_queue(url)
         await self.sns.delete_topic(TopicArn=self.topic_arn)
 
     async def sweep(self, idle: float) -> list[Message]:
