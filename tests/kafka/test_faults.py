@@ -132,3 +132,49 @@ async def test_broker_restart(tmp_path: Path) -> None:
             await wait_until(lambda: any(m.payload == "after" for m in got), 30, "after restart")
     finally:
         server.close()
+
+
+def test_every_publish_is_bounded_by_default() -> None:
+    """librdkafka's own default would let a publish wait five minutes for a broker that is gone
+    (a publish in flight during a restart blocked for over 400 s): AMB bounds it at 15 s."""
+    assert KafkaTransport("kafka://h:1").config.producer()["message.timeout.ms"] == 15_000
+    conf = KafkaTransport("kafka://h:1?publish_timeout=2.5").config.producer()
+    assert conf["message.timeout.ms"] == 2500
+
+
+async def test_publish_across_a_restart_is_typed_bounded_and_recovers() -> None:
+    """kill -9 of the broker (memory storage: it forgets the idempotent producer's id too): the
+    transport says RECONNECTING, a publish meanwhile raises BrokerUnavailableError within
+    publish_timeout (not an endless wait), and once the broker is back the same bus publishes
+    again (a fatally failed producer is replaced by itself) and says CONNECTED."""
+    from amb_core import BrokerUnavailableError, ConnectionState
+
+    server = tansu_server().start()
+    try:
+        url = with_test_options(f"kafka://127.0.0.1:{server.port}") + "&publish_timeout=2"
+        async with MessageBus(KafkaTransport(url)) as bus:
+            topic = f"bounded{uuid.uuid4().hex[:8]}"
+            await bus.publish(topic, "before")
+            server.kill()
+            await wait_until(lambda: bus.state is ConnectionState.RECONNECTING, 20, "RECONNECTING")
+            started = time.monotonic()
+            with pytest.raises(BrokerUnavailableError):
+                await bus.publish(topic, "while down")
+            assert time.monotonic() - started < 2 + 3, "bounded by publish_timeout"
+            server.start()
+            got: list[Message] = []
+            await bus.subscribe(topic, got.append)
+            failures = 0
+            with anyio.fail_after(60):
+                while True:
+                    try:
+                        await bus.publish(topic, "after")
+                        break
+                    except PublishError:
+                        failures += 1
+                        await anyio.sleep(0.2)
+            assert failures <= 3, f"{failures} publishes failed after the broker was back"
+            await wait_until(lambda: any(m.payload == "after" for m in got), 30, "after restart")
+            await wait_until(lambda: bus.state is ConnectionState.CONNECTED, 20, "CONNECTED")
+    finally:
+        server.close()

@@ -18,7 +18,14 @@ import anyio
 import anyio.abc
 
 from .deadletter import DeadLetter, DeadLetterHandler, DeadLetters, RetryPolicy
-from .errors import NotConnectedError, ReplyError, UnsupportedError, UnsupportedEventLoopError
+from .deadlines import bounded_timeout
+from .errors import (
+    NotConnectedError,
+    ReplyError,
+    RequestTimeoutError,
+    UnsupportedError,
+    UnsupportedEventLoopError,
+)
 from .inbox import H_ERROR, H_ERROR_REASON, Inbox, raise_for_error_reply
 from .message import EMPTY_HEADERS, JSONValue, Message, build_message, new_id
 from .middleware import Call, Middleware, Send, wrap_call, wrap_send
@@ -478,6 +485,10 @@ class MessageBus:
         """
         self._require_connected()
         validate_topic(topic)
+        asked = timeout
+        timeout = bounded_timeout(timeout)  # inside a handler: no later than its deadline
+        if timeout <= 0:
+            raise RequestTimeoutError(topic, asked)
         if self.transport.capabilities.native_request_reply:
             if self._starting:
                 await self._settle()
@@ -490,7 +501,7 @@ class MessageBus:
                 None,
                 time.time(),
                 self.name,
-                None,
+                timeout,  # the request's deadline travels as its ttl
                 1,
                 0,
                 key,
@@ -498,7 +509,12 @@ class MessageBus:
             return raise_for_error_reply(topic, await self._native_request(message, timeout))
         if self._inbox is None:
             self._inbox = Inbox(self)
-        fields: dict[str, object] = {"payload": payload, "headers": headers, "key": key}
+        fields: dict[str, object] = {
+            "payload": payload,
+            "headers": headers,
+            "key": key,
+            "ttl": timeout,  # the request's deadline travels as its ttl
+        }
         return await self._inbox.request(fields, topic, timeout)
 
     async def _native_request(self, message: Message, timeout: float) -> Message:
@@ -582,7 +598,8 @@ class MessageBus:
                     exc,
                 )
         message = dead.message
-        if message.reply_to is not None:
+        if message.reply_to is not None and dead.reason != "expired":
+            # An expired request gets no answer: its requester's own timer has run out already.
             error_headers = {H_ERROR: dead.error[:2000], H_ERROR_REASON: dead.reason}
             try:
                 await self.reply(message, None, headers=error_headers)

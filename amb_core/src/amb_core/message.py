@@ -85,6 +85,18 @@ class Message:
         """Epoch seconds after which the message is dead-lettered instead of handled."""
         return None if self.ttl is None else self.timestamp + self.ttl
 
+    @property
+    def deadline(self) -> float | None:
+        """The moment the message's budget runs out (a request's timeout travels this way): the
+        same instant as :attr:`expires_at`."""
+        return None if self.ttl is None else self.timestamp + self.ttl
+
+    def remaining(self, now: float | None = None) -> float | None:
+        """Seconds left until :attr:`deadline` (negative once past), or None without one."""
+        if self.ttl is None:
+            return None
+        return self.timestamp + self.ttl - (time.time() if now is None else now)
+
     def expired(self, now: float | None = None) -> bool:
         """True when the message has a TTL and it has passed."""
         if self.ttl is None:

@@ -21,6 +21,7 @@ import anyio.abc
 import anyio.lowlevel
 
 from .deadletter import DeadLetter, DeadLetterReason, RetryPolicy
+from .deadlines import _deadline
 from .errors import RejectMessage
 from .message import Message
 from .topics import matcher
@@ -283,7 +284,10 @@ class Subscriber:
                 await delivery.ack()  # a broker's broader native match; not ours
             else:
                 try:
-                    result = await self._call(message)
+                    if message.ttl is None:
+                        result = await self._call(message)
+                    else:
+                        result = await self._call_within_deadline(message)
                 except Exception as exc:
                     await self._after_error(delivery, exc)
                 else:
@@ -293,6 +297,15 @@ class Subscriber:
                         await delivery.ack()
         except Exception as exc:  # a broken ack, a broken reply: log, keep the subscription
             log.exception("settling a delivery on %r failed: %r", self.pattern, exc)
+
+    async def _call_within_deadline(self, message: Message) -> Any:
+        """Call the handler with the message's deadline in context (see :mod:`.deadlines`), so that
+        requests it makes inherit what is left of it."""
+        token = _deadline.set(message.timestamp + (message.ttl or 0.0))
+        try:
+            return await self._call(message)
+        finally:
+            _deadline.reset(token)
 
     async def _after_error(self, delivery: Delivery, exc: Exception) -> None:
         """The handler raised on the first attempt: dead-letter a rejection, retry the rest."""
@@ -304,7 +317,10 @@ class Subscriber:
         """Call the handler once (a retry on an at-most-once transport). On success answer and
         ack; on ``RejectMessage`` dead-letter; on any other error return it, unsettled."""
         try:
-            result = await self._call(message)
+            if message.ttl is None:
+                result = await self._call(message)
+            else:
+                result = await self._call_within_deadline(message)
         except Exception as exc:
             return await self._refused(delivery, exc)
         if message.reply_to is not None:
@@ -334,6 +350,13 @@ class Subscriber:
             error = f"{type(failure).__name__}: {failure}"
             if attempt >= self.retry.max_attempts:
                 break
+            message = delivery.message
+            if message.ttl is not None and (message.remaining() or 0.0) <= self.retry.delay(
+                attempt
+            ):
+                # No retry would start before the deadline: give up now, as expired.
+                await self._dead(delivery, "expired", f"deadline reached after {error}")
+                return
             log.warning(
                 "handler for %r failed (attempt %d of %d): %s",
                 self.pattern,

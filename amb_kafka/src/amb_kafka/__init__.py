@@ -10,6 +10,7 @@ from .errors import (
     KafkaError,
     KafkaPublishError,
     KafkaTransportError,
+    KafkaUnavailableError,
 )
 from .subscription import KafkaSubscription
 from .transport import KafkaBroker, KafkaTransport
@@ -24,4 +25,5 @@ __all__ = [
     "KafkaSubscription",
     "KafkaTransport",
     "KafkaTransportError",
+    "KafkaUnavailableError",
 ]

@@ -121,8 +121,11 @@ class Batch:
 class ProducerPump:
     """One producer's delivery reports. Made on the loop; see the module docstring."""
 
-    def __init__(self, producer: Producer, loop: Loop) -> None:
+    def __init__(
+        self, producer: Producer, loop: Loop, probe: Callable[[], None] | None = None
+    ) -> None:
         self.producer = producer
+        self.probe = probe  # called by the pump thread between polls (the transport's health check)
         self.loop = loop
         self.loop_thread = loop.thread
         self.new_waiter = loop.future
@@ -184,6 +187,8 @@ class ProducerPump:
                 log.warning("Kafka producer: %s", exc.args[0])
                 time.sleep(0.05)
             self._hand_over()
+            if self.probe is not None:
+                self.probe()
         try:
             left = producer.flush(5.0)
             if left:

@@ -3,7 +3,9 @@
 Format: ``kafka://[user:password@]host:port[,host:port...][?option=value&...]``.
 
 AMB's own options (underscored names): ``partitions`` (for topics the bus creates, default 1),
-``replication`` (default 1), ``connect_timeout`` (seconds, default 5), ``commit_interval`` (seconds
+``replication`` (default 1), ``connect_timeout`` (seconds, default 5), ``publish_timeout`` (seconds,
+default 15: the bound on every publish, librdkafka's ``message.timeout.ms``; a publish that the
+broker has not confirmed by then raises), ``commit_interval`` (seconds
 between commits of handled offsets, default 0.1), ``session_timeout_ms``, ``fetch_wait_max_ms``,
 ``metadata_refresh_ms`` (how soon a wildcard subscription sees a new topic), ``linger_ms``,
 ``security_protocol``, ``sasl_mechanism``. Any option whose name contains a dot
@@ -32,7 +34,7 @@ _INTS = {
     "metadata_refresh_ms": "metadata_refresh_ms",
     "linger_ms": "linger_ms",
 }
-_FLOATS = {"connect_timeout", "commit_interval"}
+_FLOATS = {"connect_timeout", "commit_interval", "publish_timeout"}
 _STRINGS = {"security_protocol", "sasl_mechanism", "client_id"}
 
 
@@ -47,6 +49,7 @@ class KafkaConfig:
     partitions: int = 1
     replication: int = 1
     connect_timeout: float = 5.0
+    publish_timeout: float = 15.0
     commit_interval: float = 0.1
     session_timeout_ms: int = 10_000
     fetch_wait_max_ms: int = 100
@@ -138,13 +141,21 @@ class KafkaConfig:
         conf.update(self.extra)
         return conf
 
+    @property
+    def max_message_bytes(self) -> int:
+        """The largest record the producer sends: librdkafka's ``message.max.bytes`` (default
+        1,000,000), as configured."""
+        return int(self.extra.get("message.max.bytes", 1_000_000))
+
     def producer(self) -> dict[str, Any]:
-        """Producer settings: acknowledged by all replicas, idempotent (no reordering on retry)."""
+        """Producer settings: acknowledged by all replicas, idempotent (no reordering on retry),
+        every message confirmed or failed within ``publish_timeout``."""
         return {
             **self.common(),
             "acks": "all",
             "enable.idempotence": True,
             "linger.ms": self.linger_ms,
+            "message.timeout.ms": max(1, int(self.publish_timeout * 1000)),
             **self.extra,
         }
 

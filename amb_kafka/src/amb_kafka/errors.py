@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from amb_core.errors import (
     AuthenticationError,
+    BrokerUnavailableError,
     ConnectError,
     MessageTooLargeError,
     PublishError,
@@ -21,6 +22,7 @@ __all__ = [
     "KafkaError",
     "KafkaPublishError",
     "KafkaTransportError",
+    "KafkaUnavailableError",
     "MessageTooLargeError",
 ]
 
@@ -43,3 +45,8 @@ class KafkaAuthenticationError(KafkaConnectError, AuthenticationError):
 
 class KafkaPublishError(KafkaError, PublishError):
     """The broker did not take a message (its delivery report carried an error)."""
+
+
+class KafkaUnavailableError(KafkaPublishError, BrokerUnavailableError):
+    """The broker did not confirm a message within ``publish_timeout`` because it could not be
+    reached (down, restarting): the message may or may not have been stored."""

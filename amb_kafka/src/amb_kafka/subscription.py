@@ -236,7 +236,9 @@ class KafkaSubscription(Subscription):
         self._thread.start()
 
     def _start_blocking(self) -> None:
-        consumer = Consumer(self._config.consumer(self.group))
+        consumer = Consumer(
+            {**self._config.consumer(self.group), "error_cb": self._transport._on_client_error}
+        )
         try:
             if self._spec.start == "new":
                 self._commit_ends(consumer)

@@ -22,12 +22,19 @@ from collections.abc import Iterable
 from typing import Any
 
 import anyio
+import attrs
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from amb_core.errors import NotConnectedError
 from amb_core.message import Message
-from amb_core.transport import Capabilities, Subscription, SubscriptionSpec, Transport
+from amb_core.transport import (
+    Capabilities,
+    ConnectionState,
+    Subscription,
+    SubscriptionSpec,
+    Transport,
+)
 from amb_core.wire import encode
 
 from ._bridge import Loop, LoopToken, Waiter
@@ -38,6 +45,7 @@ from .errors import (
     KafkaConnectError,
     KafkaPublishError,
     KafkaTransportError,
+    KafkaUnavailableError,
     MessageTooLargeError,
 )
 from .subscription import KafkaSubscription
@@ -55,6 +63,18 @@ _AUTH_CODES = frozenset(
 )
 _PROBE_ROUND = 0.5  # seconds per metadata request while connecting
 _TOO_LARGE = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE})
+_UNREACHABLE = frozenset(
+    {
+        KafkaError._MSG_TIMED_OUT,
+        KafkaError._TIMED_OUT,
+        KafkaError._TRANSPORT,
+        KafkaError._ALL_BROKERS_DOWN,
+    }
+)
+"""Delivery-report errors that mean the broker could not be reached in time."""
+_DOWN = frozenset({KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT})
+"""Client errors (``error_cb``) that mean the connection is lost: the transport is reconnecting."""
+_PROBE_EVERY = 0.5  # seconds between probes of a broker that went away
 
 
 def _probe(admin: AdminClient, errors: list[Any], timeout: float) -> tuple[Any, Any]:
@@ -93,10 +113,17 @@ class KafkaTransport(Transport):
         native_wildcards=True,
         replay=True,
         headers=True,
+        max_message_size=1_000_000,
     )
+    """No ``delivery_count``: Kafka keeps no delivery count (commit metadata, the place for one, is
+    dropped by Tansu), so a message another member takes over after a crash starts at attempt 1."""
 
     def __init__(self, url: str = "kafka://localhost:9092", **options: Any) -> None:
         self.config = KafkaConfig.from_url(url, **options)
+        self.capabilities = attrs.evolve(
+            KafkaTransport.capabilities, max_message_size=self.config.max_message_bytes
+        )
+        self._next_probe = 0.0
         self._admin: AdminClient | None = None
         self._producer: Producer | None = None
         self._pump: ProducerPump | None = None
@@ -132,9 +159,44 @@ class KafkaTransport(Transport):
         self._admin = admin
         self._loop = loop = Loop()
         self._token = loop.token
-        self._producer = Producer(self.config.producer())
-        self._pump = ProducerPump(self._producer, loop)
+        self._producer = self._new_producer()
+        self._pump = ProducerPump(self._producer, loop, self._probe)
         self._closed = False
+        self._set_state(ConnectionState.CONNECTED)
+
+    def _new_producer(self) -> Producer:
+        return Producer({**self.config.producer(), "error_cb": self._on_client_error})
+
+    def _on_client_error(self, error: Any) -> None:
+        """librdkafka's client-level errors (on whichever thread polls): a lost connection makes
+        the transport RECONNECTING until :meth:`_probe` or a confirmed delivery says otherwise."""
+        if error.code() in _DOWN and not self._closed:
+            if self._state is ConnectionState.CONNECTED:
+                log.warning("Kafka at %s unreachable: %s", self.config.description, error.str())
+            self._set_state(ConnectionState.RECONNECTING)
+
+    def _probe(self) -> None:
+        """Called by the producer's pump thread between polls: while reconnecting, ask for the
+        cluster's metadata every half second; an answer means the broker is back."""
+        if self._state is not ConnectionState.RECONNECTING or self._closed:
+            return
+        now = time.monotonic()
+        if now < self._next_probe:
+            return
+        self._next_probe = now + _PROBE_EVERY
+        producer = self._producer
+        if producer is None:
+            return
+        try:
+            producer.list_topics(timeout=_PROBE_EVERY)
+        except KafkaException:
+            return
+        self._back()
+
+    def _back(self) -> None:
+        if self._state is ConnectionState.RECONNECTING and not self._closed:
+            log.warning("Kafka at %s reachable again", self.config.description)
+            self._set_state(ConnectionState.CONNECTED)
 
     def _connect_error(self, error: Any, errors: list[Any]) -> KafkaConnectError:
         """The typed error for a failed probe, with librdkafka's most telling reason (an
@@ -174,8 +236,8 @@ class KafkaTransport(Transport):
             return
         log.warning("Kafka producer failed fatally; starting a new one")
         old.stopping = True  # its thread flushes what it can and resolves the waiting publishes
-        self._producer = Producer(self.config.producer())
-        self._pump = ProducerPump(self._producer, self._loop)
+        self._producer = self._new_producer()
+        self._pump = ProducerPump(self._producer, self._loop, self._probe)
 
     # -- topics ----------------------------------------------------------------------------------
 
@@ -239,8 +301,23 @@ class KafkaTransport(Transport):
         if error.fatal() or error.code() == KafkaError._FATAL:
             self._renew_producer()
         if error.code() in _TOO_LARGE:
-            return MessageTooLargeError(size, -1, topic)
+            return MessageTooLargeError(size, self.config.max_message_bytes, topic)
+        if error.code() in _UNREACHABLE:
+            return KafkaUnavailableError(
+                f"Kafka at {self.config.description} did not confirm the message for {topic!r} "
+                f"within publish_timeout={self.config.publish_timeout:g}s: {error.str()}"
+            )
         return KafkaPublishError(f"Kafka did not take the message for {topic!r}: {error.str()}")
+
+    def _check_size(self, message: Message, body: bytes, headers: dict[str, str]) -> None:
+        """Refuse a record over ``message.max.bytes`` before it is produced, naming the limit
+        (librdkafka refuses at about the same size, with no limit in its text)."""
+        limit = self.config.max_message_bytes
+        if len(body) + 512 < limit:  # the usual message: no need to count its headers
+            return
+        size = len(body) + len(message.key or "") + sum(len(k) + len(v) for k, v in headers.items())
+        if size > limit:
+            raise MessageTooLargeError(size, limit, message.topic)
 
     async def publish(self, message: Message) -> None:
         pump = self._check()
@@ -248,6 +325,7 @@ class KafkaTransport(Transport):
         if topic not in self._topics:
             await self.ensure_topic(topic)
         body, headers = encode(message)
+        self._check_size(message, body, headers)
         key = message.key.encode() if message.key is not None else None
         try:
             waiter = pump.produce(topic, body, key, headers)
@@ -258,6 +336,8 @@ class KafkaTransport(Transport):
         error = await waiter
         if error is not None:
             raise self._publish_error(topic, error, len(body))
+        if self._state is ConnectionState.RECONNECTING:
+            self._back()
 
     async def publish_many(self, messages: Iterable[Message]) -> None:
         """Produce all, then await all their delivery reports at once, as a raw produce-then-flush
@@ -282,6 +362,11 @@ class KafkaTransport(Transport):
                 if topic not in self._topics:
                     await self.ensure_topic(topic)
                 body, headers = encode(message)
+                try:
+                    self._check_size(message, body, headers)
+                except MessageTooLargeError as exc:
+                    refused = exc
+                    break
                 key = message.key.encode() if message.key is not None else None
                 while True:
                     try:

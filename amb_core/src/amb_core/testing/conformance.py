@@ -36,13 +36,14 @@ from ..message import Message
 from ..routing import Rule
 from ._base import FAST_RETRY, ConformanceBase, RestartableBroker, _progress, wait_until
 from ._capability_cases import CapabilityCases
+from ._deadline_cases import DeadlineCases
 from ._fault_cases import FaultCases
 
 __all__ = ["FAST_RETRY", "RestartableBroker", "TransportConformance", "wait_until"]
 
 
 @pytest.mark.anyio
-class TransportConformance(FaultCases, CapabilityCases, ConformanceBase):
+class TransportConformance(FaultCases, CapabilityCases, DeadlineCases, ConformanceBase):
     """Base class of every backend's conformance tests."""
 
     # -- basics -----------------------------------------------------------------------------------
