@@ -8,12 +8,15 @@ put in the environment (moto accepts any); with ``AMB_SQS_URL``, the real chain 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sys
 import threading
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
 from urllib.parse import urlencode
 
 import pytest
@@ -112,8 +115,8 @@ def delete_namespaces(urls: list[str]) -> None:
                 try:
                     await transport.connect()
                     await transport.delete_namespace()
-                except Exception:
-                    pass
+                except Exception as exc:  # cleanup goes on with the next namespace
+                    logging.getLogger(__name__).warning("cleaning %s failed: %r", url, exc)
                 finally:
                     await transport.aclose()
 
@@ -146,3 +149,32 @@ def namespace_url(sqs_base_url: str, _cleanup_shared_endpoint: None) -> Callable
 def sqs_url(namespace_url: Callable[..., str]) -> str:
     """A URL with a namespace of its own (its own SNS topic), so tests never see each other."""
     return namespace_url()
+
+
+@pytest.fixture
+def own_moto(moto_server: ServerProcess | None) -> Iterator[ServerProcess]:
+    """A moto server owned by one test (to kill and restart it); needs the local moto, not
+    AMB_SQS_URL."""
+    if moto_server is None:
+        pytest.skip("uses a fixture-owned moto server; AMB_SQS_URL points elsewhere")
+    server = start_moto()
+    yield server
+    server.close()
+
+
+def moto_url(server: ServerProcess, namespace: str = "faults", **options: str) -> str:
+    base = f"sqs://?region=us-east-1&endpoint=http://127.0.0.1:{server.port}&wait=1"
+    return with_namespace(base, namespace, **options)
+
+
+@asynccontextmanager
+async def raw_client(transport: SQSTransport, service: str) -> AsyncIterator[Any]:
+    """A plain aiobotocore client for ``service`` (``"sqs"`` or ``"sns"``) on the transport's
+    endpoint and region, as another program would open it: the transport is read for where its
+    broker is, never used to send."""
+    from aiobotocore.session import get_session
+
+    async with get_session().create_client(
+        service, region_name=transport.config.region, endpoint_url=transport.config.endpoint
+    ) as client:
+        yield client

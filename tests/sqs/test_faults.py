@@ -4,12 +4,13 @@ program sent straight to a queue take the dead-letter path, and an endpoint rest
 
 from __future__ import annotations
 
+import logging
 import os
+import socket
 import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import anyio
@@ -24,25 +25,10 @@ from amb_core.transport import SubscriptionSpec
 from amb_sqs import SQSAuthenticationError, SQSConnectError, SQSTransport, sweep_redriven
 from amb_sqs.naming import group_queue_name
 
-from .conftest import start_moto, with_namespace
+from .conftest import DUMMY_AWS, moto_url, start_moto, with_namespace
 
 pytestmark = [pytest.mark.sqs, pytest.mark.anyio]
 TIMEOUT = 30.0
-
-
-@pytest.fixture
-def own_moto(moto_server: ServerProcess | None) -> Iterator[ServerProcess]:
-    """A moto server owned by one test (to restart it); needs the local moto, not AMB_SQS_URL."""
-    if moto_server is None:
-        pytest.skip("uses a fixture-owned moto server; AMB_SQS_URL points elsewhere")
-    server = start_moto()
-    yield server
-    server.close()
-
-
-def moto_url(server: ServerProcess, namespace: str = "faults", **options: str) -> str:
-    base = f"sqs://?region=us-east-1&endpoint=http://127.0.0.1:{server.port}&wait=1"
-    return with_namespace(base, namespace, **options)
 
 
 async def test_refused_endpoint_is_a_typed_error_in_bounded_time() -> None:
@@ -53,6 +39,25 @@ async def test_refused_endpoint_is_a_typed_error_in_bounded_time() -> None:
     assert time.monotonic() - started < 10
     assert isinstance(caught.value, SQSConnectError)
     assert "127.0.0.1" in str(caught.value)
+
+
+async def test_an_endpoint_that_never_answers_is_a_typed_error_in_bounded_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A socket that takes connections and never answers (a hung endpoint): ``connect()`` gives
+    up after its bound (``3 x connect_timeout + 1`` s), typed, rather than after botocore's read
+    timeouts and retries."""
+    for key, value in DUMMY_AWS.items():
+        monkeypatch.setenv(key, value)
+    with socket.socket() as hung:
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(16)
+        port = hung.getsockname()[1]
+        url = f"sqs://?region=us-east-1&endpoint=http://127.0.0.1:{port}&connect_timeout=1&wait=5"
+        started = time.monotonic()
+        with pytest.raises(SQSConnectError, match="no answer within 4s"):
+            await SQSTransport(url).connect()
+        assert time.monotonic() - started < 8
 
 
 async def test_bad_credentials_are_typed_and_redacted(
@@ -253,7 +258,12 @@ async def test_dead_letters_are_archived_listed_and_replayed(sqs_url: str) -> No
         assert [m.payload for m in others] == ["an unrelated dead letter"]
 
 
-async def test_delete_namespace_removes_its_topic_and_queues(sqs_url: str) -> None:
+async def test_delete_namespace_removes_its_topic_and_queues(
+    sqs_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Everything goes, and quietly: a fan-out queue its subscription deleted on the way is
+    already gone, which is no failure to warn about."""
+    caplog.set_level(logging.WARNING, logger="amb.sqs")
     async with MessageBus(SQSTransport(sqs_url)) as bus:
         await bus.subscribe("a.b", print, group="keep")
         await bus.subscribe("a.>", print)
@@ -266,6 +276,7 @@ async def test_delete_namespace_removes_its_topic_and_queues(sqs_url: str) -> No
         assert left.get("QueueUrls", []) == []
         topics = await transport.sns.list_topics()
         assert transport.topic_arn not in [t["TopicArn"] for t in topics.get("Topics", [])]
+        assert [r.getMessage() for r in caplog.records if r.name == "amb.sqs"] == []
 
 
 async def test_a_handler_slower_than_ack_wait_causes_no_duplicate(sqs_url: str) -> None:

@@ -115,12 +115,12 @@ def record(text: str, attributes: dict[str, dict[str, str]]) -> dict[str, object
 
 def test_headers_ride_natively_when_they_fit_and_packed_when_not() -> None:
     small = Message(topic="t.a", payload={"x": 1}, headers={"trace": "1"})
-    text, attributes = to_sns(small)
+    text, attributes, _ = to_sns(small)
     assert ATTR_HEADERS not in attributes and attributes["trace"]["StringValue"] == "1"
     assert from_sqs(record(text, attributes), "t.a", 1)[0].headers == {"trace": "1"}
     many = {f"h{i}": str(i) for i in range(12)} | {"bad name!": "v", "empty": ""}
     big = Message(topic="t.a", payload=b"\x00\xff", headers=many)
-    text, attributes = to_sns(big)
+    text, attributes, _ = to_sns(big)
     assert set(attributes) == {"amb-topic", ATTR_HEADERS}
     back, error = from_sqs(record(text, attributes), "t.a", 2)
     assert error is None

@@ -7,7 +7,13 @@
 from __future__ import annotations
 
 from .config import SQSConfig, parse_url
-from .errors import SQSAuthenticationError, SQSConnectError, SQSError, SQSPublishError
+from .errors import (
+    SQSAuthenticationError,
+    SQSConnectError,
+    SQSError,
+    SQSPublishError,
+    SQSUnavailableError,
+)
 from .redrive import sweep_redriven
 from .transport import SQSBroker, SQSTransport
 
@@ -19,6 +25,7 @@ __all__ = [
     "SQSError",
     "SQSPublishError",
     "SQSTransport",
+    "SQSUnavailableError",
     "parse_url",
     "sweep_redriven",
 ]

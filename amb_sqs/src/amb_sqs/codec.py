@@ -40,7 +40,10 @@ __all__ = [
     "to_sns",
 ]
 
-MAX_SIZE = 262_144  # 256 KiB: body plus attribute names, types and values
+MAX_SIZE = 262_144
+"""SNS's limit (256 KiB) on one message and on one ``PublishBatch`` in all: the body's UTF-8 bytes
+plus attribute names, types and values. (SQS alone takes 1 MiB since 2025, but every AMB message
+goes through SNS.)"""
 MAX_ATTRIBUTES = 10
 ATTR_HEADERS = "amb-headers"
 ATTR_ENCODING = "amb-body-encoding"
@@ -61,10 +64,13 @@ def _attribute(value: str) -> dict[str, str]:
     return {"DataType": "String", "StringValue": value}
 
 
-def to_sns(message: Message) -> tuple[str, dict[str, dict[str, str]]]:
-    """The SNS ``Message`` text and ``MessageAttributes`` for ``message``.
+def to_sns(message: Message) -> tuple[str, dict[str, dict[str, str]], int]:
+    """The SNS ``Message`` text and ``MessageAttributes`` for ``message``, and its size as SNS and
+    SQS count it: the UTF-8 bytes of the text (base64 text for a body that is not XML-safe), plus
+    each attribute's name, data type (``String``) and value. A ``PublishBatch`` may carry at most
+    :data:`MAX_SIZE` of these sizes in all.
 
-    :raises MessageTooLargeError: over SNS's 256 KiB.
+    :raises MessageTooLargeError: over SNS's 256 KiB (with that count as its size).
     :raises ConfigurationError: for a payload that is neither JSON nor bytes.
     """
     body, headers = encode(message)
@@ -89,7 +95,7 @@ def to_sns(message: Message) -> tuple[str, dict[str, dict[str, str]]]:
         size += len(H_TOPIC) + len(ATTR_HEADERS) + 12 + len(topic.encode()) + len(packed)
     if size > MAX_SIZE:
         raise MessageTooLargeError(size, MAX_SIZE, message.topic)
-    return text, attributes
+    return text, attributes, size
 
 
 def headers_of(attributes: Mapping[str, Any] | None) -> dict[str, str]:

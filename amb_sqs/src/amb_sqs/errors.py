@@ -10,6 +10,7 @@ from __future__ import annotations
 from amb_core.errors import (
     AMBError,
     AuthenticationError,
+    BrokerUnavailableError,
     ConfigurationError,
     ConnectError,
     PublishError,
@@ -17,10 +18,12 @@ from amb_core.errors import (
 )
 
 __all__ = [
+    "NOT_FOUND",
     "SQSAuthenticationError",
     "SQSConnectError",
     "SQSError",
     "SQSPublishError",
+    "SQSUnavailableError",
     "translate",
 ]
 
@@ -42,6 +45,10 @@ AUTH_CODES = frozenset(
 )
 
 
+NOT_FOUND = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"})
+"""The error codes of a queue that does not exist."""
+
+
 class SQSError(TransportError):
     """Base of the SQS backend's errors."""
 
@@ -56,6 +63,11 @@ class SQSAuthenticationError(SQSConnectError, AuthenticationError):
 
 class SQSPublishError(SQSError, PublishError):
     """SNS did not take a message."""
+
+
+class SQSUnavailableError(SQSConnectError, BrokerUnavailableError):
+    """A publish could not reach SNS (refused, reset or timed out after botocore's retries): the
+    message was not sent. Also an ``SQSConnectError``, as such failures were before."""
 
 
 def error_code(exc: BaseException) -> str:
@@ -91,7 +103,7 @@ def translate(exc: BaseException, action: str, where: str, *, publishing: bool =
             TimeoutError,
         ),
     ):
-        return SQSConnectError(text)
+        return SQSUnavailableError(text) if publishing else SQSConnectError(text)
     if publishing:
         return SQSPublishError(text)
     return SQSError(text)

@@ -1,0 +1,287 @@
+"""An SQS subscription: one queue read by long-poll receive loops, and its deliveries.
+
+Each subscription runs ``pollers`` receive loops (one in FIFO mode) of up to 10 messages into a local
+deque, bounded by the prefetch. ``ack`` deletes the message, batched (deletes issued together go in
+one ``DeleteMessageBatch``); ``nack(delay)`` sets its visibility timeout to ``delay``, so SQS
+redelivers it then; ``ApproximateReceiveCount`` is the attempt number. A heartbeat keeps what the
+member holds invisible while it lives. Closing a group member hands back what it held; closing a
+fan-out subscriber deletes its queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from amb_core.aio import cancel_and_wait
+from amb_core.message import Message
+from amb_core.transport import Delivery, Subscription, SubscriptionSpec
+
+from .codec import from_sqs
+from .errors import NOT_FOUND, error_code, translate
+from .naming import fallback_topic
+
+if TYPE_CHECKING:
+    from ._namespace import Namespace
+
+__all__ = ["SQSDelivery", "SQSSubscription"]
+
+log = logging.getLogger("amb.sqs")
+BATCH = 10  # SQS takes at most 10 entries per batch call and returns at most 10 per receive
+_SHORT_POLL_PAUSE = 0.05
+_RECEIVE_BACKOFF = (0.1, 0.25, 0.5, 1.0, 2.0)
+
+
+class SQSDelivery(Delivery):
+    __slots__ = ("_handle", "_sub")
+
+    def __init__(
+        self, sub: SQSSubscription, handle: str, message: Message, attempt: int, error: Any
+    ) -> None:
+        self.message = message
+        self.attempt = attempt
+        self.error = error
+        self._sub = sub
+        self._handle = handle
+
+    async def ack(self) -> None:
+        sub = self._sub
+        if sub.outstanding.pop(self._handle, None) is not None:
+            sub.queue_ack(self._handle)
+
+    async def nack(self, delay: float | None = None) -> None:
+        sub = self._sub
+        if sub.outstanding.pop(self._handle, None) is None:
+            return
+        seconds = min(43_200, max(0, math.ceil(delay or 0)))
+        await sub.change_visibility([self._handle], seconds)
+
+
+class SQSSubscription(Subscription):
+    """One SQS queue read by ``pollers`` long-poll loops into a local deque."""
+
+    def __init__(
+        self,
+        namespace: Namespace,
+        spec: SubscriptionSpec,
+        queue_url: str,
+        subscription_arn: str | None,
+        owned: bool,
+        only: Callable[[str], bool] | None = None,
+        *,
+        forget: Callable[[SQSSubscription], None],
+    ) -> None:
+        self.namespace = namespace
+        self.forget = forget  # the transport's: this subscription is closing
+        self.spec = spec
+        self.queue_url = queue_url
+        self.subscription_arn = subscription_arn
+        self.owned = owned  # a fan-out queue: deleted on close
+        self.only = only  # reading the dead-letter archive: deliver only these topics
+        self.held: list[str] = []  # archive messages for other patterns, released at close
+        self.topic = fallback_topic(spec.pattern)
+        self.visibility = max(1, math.ceil(spec.ack_wait))
+        self.buffer: deque[SQSDelivery] = deque()
+        self.limit = max(BATCH, min(spec.prefetch, 10 * namespace.config.pollers))
+        self.outstanding: dict[str, SQSDelivery] = {}
+        self.closed = False
+        self.error: BaseException | None = None
+        self._ready = asyncio.Event()
+        self._space = asyncio.Event()
+        self._space.set()
+        self._acks: list[str] = []
+        self._ack_task: asyncio.Task[None] | None = None
+        pollers = 1 if namespace.config.fifo else namespace.config.pollers
+        self._pollers = [asyncio.ensure_future(self._poll()) for _ in range(pollers)]
+        self._heartbeat = (
+            asyncio.ensure_future(self._beat()) if namespace.config.heartbeat else None
+        )
+
+    # -- receiving -------------------------------------------------------------------------------
+
+    async def _poll(self) -> None:
+        namespace = self.namespace
+        sqs = namespace.sqs
+        failures = 0
+        fifo = namespace.config.fifo
+        while not self.closed:
+            if len(self.buffer) >= self.limit:
+                self._space.clear()
+                await self._space.wait()
+                continue
+            if fifo and not self._settled():
+                # A FIFO queue holds back a message group while any of its messages is in
+                # flight: receiving now would only long-poll for nothing.
+                await asyncio.sleep(0.002)
+                continue
+            try:
+                response = await sqs.receive_message(
+                    QueueUrl=self.queue_url,
+                    MaxNumberOfMessages=BATCH,
+                    WaitTimeSeconds=namespace.config.wait,
+                    VisibilityTimeout=self.visibility,
+                    MessageAttributeNames=["All"],
+                    MessageSystemAttributeNames=["ApproximateReceiveCount"],
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if self.closed:
+                    return
+                if error_code(exc) in NOT_FOUND:
+                    self.error = translate(exc, "receive", namespace.description)
+                    self._ready.set()
+                    return
+                delay = _RECEIVE_BACKOFF[min(failures, len(_RECEIVE_BACKOFF) - 1)]
+                failures += 1
+                log.warning(
+                    "receive from %s failed (%s); retrying in %.2fs",
+                    namespace.description,
+                    translate(exc, "receive", namespace.description),
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                continue
+            failures = 0
+            records = response.get("Messages")
+            if not records:
+                if not namespace.config.wait:  # short polling: do not spin on an empty queue
+                    await asyncio.sleep(_SHORT_POLL_PAUSE)
+                continue
+            if self.closed:  # received while closing: give them straight back
+                await self.change_visibility([r["ReceiptHandle"] for r in records], 0)
+                return
+            for record in records:
+                attempt = int(record.get("Attributes", {}).get("ApproximateReceiveCount", 1))
+                message, error = from_sqs(record, self.topic, attempt)
+                self.buffer.append(
+                    SQSDelivery(self, record["ReceiptHandle"], message, attempt, error)
+                )
+            self._ready.set()
+
+    async def __anext__(self) -> Delivery:
+        buffer = self.buffer
+        while True:
+            while not buffer:
+                if self.closed:
+                    raise StopAsyncIteration
+                if self.error is not None:
+                    raise self.error
+                self._ready.clear()
+                await self._ready.wait()
+            delivery = buffer.popleft()
+            if not self._space.is_set() and len(buffer) < self.limit:
+                self._space.set()
+            if self.only is not None and not self.only(delivery.message.topic):
+                self.held.append(delivery._handle)
+                continue
+            self.outstanding[delivery._handle] = delivery
+            return delivery
+
+    async def _beat(self) -> None:
+        """Keep what this member holds invisible while it lives: every half visibility timeout,
+        extend the timeout of its prefetched and in-handler messages. A handler slower than
+        ``ack_wait`` (an LLM call) thus causes no duplicate; a dead process stops extending, and
+        its messages reappear one timeout later."""
+        period = self.visibility / 2
+        while not self.closed:
+            await asyncio.sleep(period)
+            handles = [d._handle for d in self.buffer] + list(self.outstanding) + self.held
+            if handles and not self.closed:
+                await self.change_visibility(handles, self.visibility, quiet=True)
+
+    # -- settling --------------------------------------------------------------------------------
+
+    def _settled(self) -> bool:
+        task = self._ack_task
+        return not (self.buffer or self.outstanding or self._acks or (task and not task.done()))
+
+    def queue_ack(self, handle: str) -> None:
+        self._acks.append(handle)
+        if self._ack_task is None or self._ack_task.done():
+            self._ack_task = asyncio.ensure_future(self._flush_acks())
+
+    async def _flush_acks(self) -> None:
+        await asyncio.sleep(0)  # let acks issued in the same tick join the batch
+        sqs = self.namespace.sqs
+        while self._acks:
+            batch, self._acks[:] = self._acks[:BATCH], self._acks[BATCH:]
+            entries = [{"Id": str(i), "ReceiptHandle": h} for i, h in enumerate(batch)]
+            try:
+                response = await sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=entries)
+                failed = response.get("Failed") or []
+            except Exception as exc:
+                failed = entries
+                log.warning("deleting acknowledged messages failed: %s", exc)
+            if failed:
+                log.warning(
+                    "%d acknowledged messages were not deleted on %s; they will be redelivered",
+                    len(failed),
+                    self.namespace.description,
+                )
+
+    async def change_visibility(
+        self, handles: list[str], seconds: int, *, quiet: bool = False
+    ) -> None:
+        sqs = self.namespace.sqs
+        for start in range(0, len(handles), BATCH):
+            entries = [
+                {"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": seconds}
+                for i, h in enumerate(handles[start : start + BATCH])
+            ]
+            try:
+                await sqs.change_message_visibility_batch(QueueUrl=self.queue_url, Entries=entries)
+            except Exception as exc:  # it comes back after its visibility timeout anyway
+                (log.debug if quiet else log.warning)(
+                    "changing visibility on %s failed: %s", self.namespace.description, exc
+                )
+
+    # -- closing ---------------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._ready.set()
+        self._space.set()
+        self.forget(self)
+        if self._heartbeat is not None:
+            await cancel_and_wait(
+                self._heartbeat, f"the heartbeat of {self.spec.pattern!r}", log=log
+            )
+        if self.owned:
+            for task in self._pollers:
+                task.cancel()
+        # A group's queue lives on: let the current long polls finish so that no message they
+        # return is stranded invisible, then hand back what this member held unsettled.
+        done, pending = await asyncio.wait(
+            self._pollers,
+            timeout=self.namespace.config.wait + self.namespace.config.connect_timeout,
+        )
+        for task in pending:
+            await cancel_and_wait(task, f"a receive loop of {self.spec.pattern!r}", log=log)
+        for task in done:
+            if not task.cancelled() and task.exception() is not None:
+                log.error(
+                    "a receive loop of %r had failed: %r", self.spec.pattern, task.exception()
+                )
+        if self._ack_task is not None and not self._ack_task.done():
+            # asyncio.wait, not ``await task``: cancelling this close must not cancel the deletes
+            # of messages already handled (they would come back as duplicates), and the flush
+            # never raises (it logs what it could not delete).
+            await asyncio.wait([self._ack_task])
+        if self._acks:
+            await self._flush_acks()
+        if self.owned:
+            await self.namespace.drop_queue(self.queue_url, self.subscription_arn)
+            return
+        left = [d._handle for d in self.buffer] + list(self.outstanding) + self.held
+        self.held = []
+        self.buffer.clear()
+        self.outstanding.clear()
+        if left:
+            await self.change_visibility(left, 0)
