@@ -11,12 +11,9 @@ tests/sqs/test_connection_state.py checks the connection state across a moto res
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import json
-import os
-import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -115,23 +112,6 @@ class TestSQSConformance(TransportConformance):
     @pytest.fixture
     def make_transport(self, sqs_url: str) -> Callable[[], Transport]:
         return lambda: SQSTransport(sqs_url)
-
-    @pytest.fixture(autouse=True)
-    async def _loop_executor_at_full_size(self, request: pytest.FixtureRequest) -> None:
-        """aiobotocore builds each client's TLS context with ``asyncio.to_thread`` (blocking CA
-        file reads), so opening buses at once starts workers of the event loop's default
-        executor. Those belong to the loop: reused, bounded by the executor's size, ended with
-        the loop; they are no transport's threads. Before the concurrent-close case counts
-        threads, the executor is started at its full size, so the count it compares is of the
-        threads the transports themselves start (none) and stop."""
-        if request.node.originalname != "test_concurrent_close_neither_hangs_nor_leaks":
-            return
-        loop = asyncio.get_running_loop()
-        workers = min(32, (os.cpu_count() or 1) + 4)  # ThreadPoolExecutor's default size
-        everyone = threading.Barrier(workers)
-        await asyncio.gather(
-            *(loop.run_in_executor(None, everyone.wait, 10) for _ in range(workers))
-        )
 
     def test_capabilities(self, make_transport: Callable[[], Transport]) -> None:
         caps = make_transport().capabilities

@@ -22,8 +22,9 @@ __all__ = ["FaultCases"]
 
 
 def _own_threads() -> set[str]:
-    """The live threads, less the event loops' worker pools (anyio's on asyncio, trio's thread
-    cache): idle workers wait to be reused and retire on their own, not a transport's leak."""
+    """The live threads, less the event loops' worker pools (anyio's, trio's thread cache, and
+    asyncio's default executor, which drivers such as aiobotocore use for blocking file reads):
+    their workers are reused, bounded and owned by the loop, not a transport's leak."""
     return {
         f"{t.name}#{t.ident}"
         for t in threading.enumerate()
@@ -31,7 +32,7 @@ def _own_threads() -> set[str]:
     }
 
 
-_POOLED = ("AnyIO worker thread", "Trio thread")
+_POOLED = ("AnyIO worker thread", "Trio thread", "asyncio_")
 
 
 class FaultCases(ConformanceBase):
