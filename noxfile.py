@@ -2,7 +2,9 @@
 backend's suite against its real broker on one Python and the event loops its driver supports,
 packaging, and the benchmark.
 
-``nox`` runs the default sessions (what CI runs); ``nox -s bench`` prints the benchmark figures.
+``nox`` runs the default sessions (what CI runs); ``nox -s bench`` prints the benchmark figures;
+``nox -s soak [-- redis nats kafka sqs]`` runs the fault soak (opt-in: kills and restarts its own
+brokers for about 10 minutes per mode; see docs/reliability.md).
 Locally, Pythons that are not installed are skipped; under ``CI=true`` a missing one among 3.10-3.13
 fails the run, so a CI machine cannot pass without running the core on each of them.
 """
@@ -103,3 +105,12 @@ def bench(session: nox.Session) -> None:
     extras = [dep for name in PRESENT for dep in ["-e", f"amb_{name}", *PRESENT[name][0]]]
     _install_core(session, *extras)
     session.run("python", "-m", "bench", *session.posargs)
+
+
+@nox.session(python=MATRIX_PYTHON)
+def soak(session: nox.Session) -> None:
+    """The fault soak (opt-in, not in CI): per durable mode, 100,000 messages while the broker and
+    a consumer process are killed and restarted; fails on any loss (see docs/reliability.md)."""
+    extras = [dep for name in PRESENT for dep in ["-e", f"amb_{name}", *PRESENT[name][0]]]
+    _install_core(session, *extras)
+    session.run("python", "-m", "soak", *session.posargs)
