@@ -95,7 +95,9 @@ class DeadlineCases(ConformanceBase):
 
             await bus.subscribe(f"{topic}.budget", always_fails)
             dead = await self.collect(bus, f"dlq.{topic}.>")
-            await bus.publish(f"{topic}.budget", "job", ttl=1.0)
+            await bus.publish(f"{topic}.budget", "job", ttl=3.0)
             await wait_until(lambda: len(dead) >= 1, self.timeout, "the expired letter")
         assert dead[0].headers[H_DLQ_REASON] == "expired"
-        assert 1 <= len(attempts) < 50, f"{len(attempts)} attempts within a 1s budget"
+        # 50 attempts 0.2 s apart would take 10 s: the 3 s budget ends them first. (A broker slow
+        # enough to deliver it after 3 s dead-letters it as expired without an attempt: fine.)
+        assert len(attempts) < 20, f"{len(attempts)} attempts within a 3s budget"
