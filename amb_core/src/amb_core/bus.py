@@ -17,6 +17,7 @@ from typing import Any, Literal, TypeVar, overload
 import anyio
 import anyio.abc
 
+from .cancellation import Cancellations
 from .deadletter import DeadLetter, DeadLetterHandler, DeadLetters, RetryPolicy
 from .deadlines import bounded_timeout
 from .errors import (
@@ -26,10 +27,13 @@ from .errors import (
     UnsupportedError,
     UnsupportedEventLoopError,
 )
+from .gather import Gather
 from .inbox import H_ERROR, H_ERROR_REASON, Inbox, raise_for_error_reply
 from .message import EMPTY_HEADERS, JSONValue, Message, build_message, new_id
 from .middleware import Call, Middleware, Send, wrap_call, wrap_send
 from .plugins import registries
+from .stream_responder import DEFAULT_WINDOW
+from .streaming import ReplyStream
 from .subscriber import Handler, Subscriber
 from .topics import validate_pattern, validate_topic
 from .transport import ConnectionState, Subscription, SubscriptionSpec, Transport
@@ -97,6 +101,7 @@ class MessageBus:
         self._subscribers: list[Subscriber] = []
         self._starting: list[Subscriber] = []
         self._inbox: Inbox | None = None
+        self._cancelling: Cancellations | None = None
         self._replied: set[str] = set()  # ids of requests being handled that reply() answered
         self._dead_letters_lost = 0  # dead letters not stored on an at-most-once transport
 
@@ -507,18 +512,112 @@ class MessageBus:
                 key,
             )
             return raise_for_error_reply(topic, await self._native_request(message, timeout))
-        if self._inbox is None:
-            self._inbox = Inbox(self)
+        inbox = self._inbox
+        if inbox is None:
+            inbox = self._inbox = Inbox(self)
         fields: dict[str, object] = {
             "payload": payload,
             "headers": headers,
             "key": key,
             "ttl": timeout,  # the request's deadline travels as its ttl
         }
-        return await self._inbox.request(fields, topic, timeout)
+        return await inbox.request(fields, topic, timeout)
+
+    def stream(
+        self,
+        topic: str,
+        payload: JSONValue = None,
+        *,
+        timeout: float = 30.0,
+        idle_timeout: float | None = None,
+        gap_timeout: float = 5.0,
+        window: int = DEFAULT_WINDOW,
+        headers: Mapping[str, str] | None = None,
+        key: str | None = None,
+    ) -> ReplyStream:
+        """Ask for a streamed reply: ``async for chunk in bus.stream(...)``, or ``async with``.
+
+        Chunks are :class:`Message` objects, in order, each once. ``timeout`` bounds the whole
+        stream (and travels as its deadline), ``idle_timeout`` each wait for a chunk,
+        ``gap_timeout`` the wait for a chunk the broker lost while later ones arrived; the
+        responder runs at most ``window`` chunks ahead of the reader. See :mod:`.streaming`.
+
+        :raises RequestTimeoutError: after ``timeout`` (:class:`StreamIdleError` after
+            ``idle_timeout``).
+        :raises StreamGapError: when a chunk is lost.
+        :raises RemoteHandlerError: when the responder's handler failed, after the chunks it sent.
+        """
+        self._require_connected()
+        return ReplyStream(
+            self,
+            topic,
+            payload,
+            timeout=timeout,
+            idle_timeout=idle_timeout,
+            gap_timeout=gap_timeout,
+            window=window,
+            headers=headers,
+            key=key,
+        )
+
+    def gather(
+        self,
+        topic: str,
+        payload: JSONValue = None,
+        *,
+        timeout: float = 5.0,
+        max_replies: int | None = None,
+        headers: Mapping[str, str] | None = None,
+        key: str | None = None,
+    ) -> Gather:
+        """Scatter-gather: ``async for reply in bus.gather(...)``, or ``await`` it for a list.
+
+        One request to every subscriber of ``topic`` (one member per group); the replies as they
+        arrive, until ``timeout`` or ``max_replies``. No responder gives an empty result. See
+        :mod:`.gather`.
+        """
+        self._require_connected()
+        return Gather(
+            self,
+            topic,
+            payload,
+            timeout=timeout,
+            max_replies=max_replies,
+            headers=headers,
+            key=key,
+        )
+
+    async def _inbox_ready(self) -> Inbox:
+        """The bus's reply inbox, subscribed."""
+        inbox = self._inbox
+        if inbox is None:
+            inbox = self._inbox = Inbox(self)
+        return await inbox.ready()
+
+    def _cancellations(self) -> Cancellations:
+        """The requests this bus serves and the way to cancel them (made at first use)."""
+        cancellations = self._cancelling
+        if cancellations is None:
+            cancellations = self._cancelling = Cancellations(self)
+        return cancellations
 
     async def _native_request(self, message: Message, timeout: float) -> Message:
-        """The transport's own request/reply, with the request passing the publish middleware."""
+        """The transport's own request/reply, with the request passing the publish middleware.
+
+        A request given up (cancelled, or timed out) tells its responder (see
+        :mod:`.cancellation`)."""
+        try:
+            return await self._native_request_once(message, timeout)
+        except RequestTimeoutError:
+            self._cancellations().cancel_later(message.id)
+            raise
+        except Exception:  # the request failed (no responder, a broker error): nobody to tell
+            raise
+        except BaseException:  # cancelled
+            self._cancellations().cancel_later(message.id)
+            raise
+
+    async def _native_request_once(self, message: Message, timeout: float) -> Message:
         if not self.middleware:
             return await self.transport.request(message, timeout)
         replies: list[Message] = []
@@ -552,7 +651,7 @@ class MessageBus:
             message.correlation_id or message.id,
             None,
             time.time(),
-            self.name,
+            self.name or self.id,  # a gather tells its responders apart by sender
             None,
             1,
             0,

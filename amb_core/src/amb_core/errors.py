@@ -48,6 +48,8 @@ __all__ = [
     "ReplyError",
     "RequestError",
     "RequestTimeoutError",
+    "StreamGapError",
+    "StreamIdleError",
     "TransportError",
     "UnknownSchemeError",
     "UnsupportedError",
@@ -147,6 +149,28 @@ class RequestTimeoutError(RequestError, TimeoutError):
         super().__init__(f"no reply to request on {topic!r} within {timeout:g}s")
         self.topic = topic
         self.timeout = timeout
+
+
+class StreamIdleError(RequestTimeoutError):
+    """A streamed reply went quiet: no chunk within ``idle_timeout``. Also a ``TimeoutError``."""
+
+    def __init__(self, topic: str, idle_timeout: float) -> None:
+        RequestError.__init__(self, f"no chunk of the stream on {topic!r} for {idle_timeout:g}s")
+        self.topic = topic
+        self.timeout = idle_timeout
+
+
+class StreamGapError(RequestError):
+    """A streamed reply lost a chunk: a later one arrived, and the missing one did not follow
+    within the gap bound (the broker dropped it)."""
+
+    def __init__(self, topic: str, missing: int, waited: float) -> None:
+        super().__init__(
+            f"chunk {missing} of the stream on {topic!r} is missing: later chunks arrived and it "
+            f"did not within {waited:g}s"
+        )
+        self.topic = topic
+        self.missing = missing
 
 
 class NoRespondersError(RequestError):

@@ -10,10 +10,11 @@ A reply that arrives after its requester gave up is dropped with a debug log.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import anyio
 
+from .cancellation import H_CONTROL
 from .deadletter import RetryPolicy
 from .errors import NotConnectedError, RemoteHandlerError, RequestTimeoutError
 from .message import Message, new_id
@@ -22,7 +23,14 @@ if TYPE_CHECKING:
     from .bus import MessageBus
     from .subscriber import Subscriber
 
-__all__ = ["H_ERROR", "H_ERROR_REASON", "INBOX_PREFIX", "Inbox", "raise_for_error_reply"]
+__all__ = [
+    "H_ERROR",
+    "H_ERROR_REASON",
+    "INBOX_PREFIX",
+    "Inbox",
+    "Receiver",
+    "raise_for_error_reply",
+]
 
 log = logging.getLogger("amb.inbox")
 INBOX_PREFIX = "_INBOX"
@@ -30,13 +38,34 @@ H_ERROR = "amb-error"
 H_ERROR_REASON = "amb-error-reason"
 
 
+class Receiver(Protocol):
+    """What waits in the inbox for the replies to one correlation id."""
+
+    def deliver(self, reply: Message) -> None:
+        """A reply (or a frame of a streamed reply) has arrived."""
+
+    def close(self) -> None:
+        """The bus is closing: no reply can come any more."""
+
+
 class _Waiter:
+    """A plain request's receiver: the first reply wins."""
+
     __slots__ = ("closed", "event", "reply")
 
     def __init__(self) -> None:
         self.event = anyio.Event()
         self.reply: Message | None = None
         self.closed = False
+
+    def deliver(self, reply: Message) -> None:
+        if self.reply is None:
+            self.reply = reply
+            self.event.set()
+
+    def close(self) -> None:
+        self.closed = True
+        self.event.set()
 
 
 def raise_for_error_reply(topic: str, reply: Message) -> Message:
@@ -53,33 +82,44 @@ class Inbox:
     def __init__(self, bus: MessageBus) -> None:
         self.topic = f"{INBOX_PREFIX}.{bus.id}"
         self._bus = bus
-        self._waiters: dict[str, _Waiter] = {}
+        self._waiters: dict[str, Receiver] = {}
         self._subscriber: Subscriber | None = None
         self._lock = anyio.Lock()
 
-    async def _ensure(self) -> None:
+    async def ready(self) -> Inbox:
+        """Subscribe the inbox, once (later calls return at once)."""
         if self._subscriber is not None and self._subscriber.active:
-            return
+            return self
         async with self._lock:
             if self._subscriber is None or not self._subscriber.active:
                 self._subscriber = self._bus.subscribe(
                     self.topic, self._on_reply, retry=RetryPolicy(max_attempts=1), internal=True
                 )
                 await self._subscriber
+        return self
+
+    def register(self, correlation_id: str, receiver: Receiver) -> None:
+        """Hand the replies to ``correlation_id`` to ``receiver`` until :meth:`unregister`."""
+        self._waiters[correlation_id] = receiver
+
+    def unregister(self, correlation_id: str) -> None:
+        self._waiters.pop(correlation_id, None)
 
     def close(self) -> None:
         """Wake every waiting requester: the bus is closing, no reply can come any more."""
-        for waiter in self._waiters.values():
-            waiter.closed = True
-            waiter.event.set()
+        for waiter in list(self._waiters.values()):
+            waiter.close()
 
     async def _on_reply(self, reply: Message) -> None:
+        headers = reply.headers
+        if headers and H_CONTROL in headers:  # a requester's credit or cancel for our stream
+            await self._bus._cancellations().on_control(reply)
+            return
         waiter = self._waiters.get(reply.correlation_id or "")
         if waiter is None:
             log.debug("late or unknown reply %s dropped", reply.correlation_id)
             return
-        waiter.reply = reply
-        waiter.event.set()
+        waiter.deliver(reply)
 
     async def request(
         self, message_fields: dict[str, object], topic: str, timeout: float
@@ -90,9 +130,11 @@ class Inbox:
         :raises RemoteHandlerError: when the responder reports a failure.
         :raises NotConnectedError: when the bus closes while the request waits.
         """
-        await self._ensure()
+        await self.ready()
         correlation_id = new_id()
-        waiter = self._waiters[correlation_id] = _Waiter()
+        waiter = _Waiter()
+        self._waiters[correlation_id] = waiter
+        sent = False
         try:
             with anyio.move_on_after(timeout):
                 await self._bus.publish(
@@ -101,11 +143,18 @@ class Inbox:
                     reply_to=self.topic,
                     **message_fields,  # type: ignore[arg-type]
                 )
+                sent = True
                 await waiter.event.wait()
+        except BaseException:
+            if sent and waiter.reply is None:  # cancelled: tell the responder (cancellation)
+                self._bus._cancellations().cancel_later(correlation_id)
+            raise
         finally:
             del self._waiters[correlation_id]
         if waiter.closed:
             raise NotConnectedError(f"the bus closed while a request on {topic!r} waited")
         if waiter.reply is None:
+            if sent:
+                self._bus._cancellations().cancel_later(correlation_id)
             raise RequestTimeoutError(topic, timeout)
         return raise_for_error_reply(topic, waiter.reply)

@@ -20,10 +20,12 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 
+from .cancellation import HandlerCancelled
 from .deadletter import DeadLetter, DeadLetterReason, RetryPolicy
 from .deadlines import _deadline
 from .errors import RejectMessage
 from .message import Message
+from .stream_responder import H_STREAM, StreamInterrupted, streaming_call
 from .topics import matcher
 from .transport import Delivery, Subscription, SubscriptionSpec
 
@@ -39,6 +41,13 @@ batch without waiting, and handlers that never wait, would otherwise keep every 
 loop (timeouts, publishers, other subscribers) waiting until the backlog is gone."""
 Handler = Callable[[Message], Any]
 """An async or plain function taking the :class:`Message`; a non-None return answers a request."""
+
+
+def _streams(handler: Handler) -> bool:
+    """True for a handler that answers in chunks: an async generator function."""
+    return inspect.isasyncgenfunction(handler) or inspect.isasyncgenfunction(
+        getattr(handler, "__call__", None)  # noqa: B004 - async generator objects' __call__
+    )
 
 
 def _as_async(handler: Handler) -> Callable[[Message], Awaitable[Any]]:
@@ -81,7 +90,8 @@ class Subscriber:
         self.retry = retry
         self._bus = bus
         self._spec = spec
-        self._call = _as_async(handler)
+        self._streams = _streams(handler)
+        self._call = self._handler_call()
         self._internal = internal  # the bus's own subscriptions skip the receive middleware
         self._match = matcher(spec.pattern)
         self._ready = anyio.Event()
@@ -93,6 +103,11 @@ class Subscriber:
         self._hard: anyio.CancelScope | None = None
         self._source: Subscription | None = None
         self._redelivers = bus.transport.capabilities.at_least_once
+
+    def _handler_call(self) -> Callable[[Message], Awaitable[Any]]:
+        if self._streams:
+            return streaming_call(self._bus, self.handler)
+        return _as_async(self.handler)
 
     def __repr__(self) -> str:
         group = f" group={self.group!r}" if self.group else ""
@@ -127,7 +142,7 @@ class Subscriber:
     async def run(self) -> None:
         """Run until stopped; started by the bus in its task group."""
         if not self._internal:
-            self._call = self._bus._wrap_handler(_as_async(self.handler))
+            self._call = self._bus._wrap_handler(self._handler_call())
         try:
             with anyio.CancelScope() as self._hard:
                 try:
@@ -230,6 +245,7 @@ class Subscriber:
                 if (
                     delivery.error is not None
                     or message.ttl is not None
+                    or message.reply_to is not None
                     or not match(message.topic)
                 ):
                     await handle(delivery)
@@ -284,10 +300,10 @@ class Subscriber:
                 await delivery.ack()  # a broker's broader native match; not ours
             else:
                 try:
-                    if message.ttl is None:
+                    if message.ttl is None and message.reply_to is None:
                         result = await self._call(message)
                     else:
-                        result = await self._call_within_deadline(message)
+                        result = await self._call_request(message)
                 except Exception as exc:
                     await self._after_error(delivery, exc)
                 else:
@@ -298,14 +314,35 @@ class Subscriber:
         except Exception as exc:  # a broken ack, a broken reply: log, keep the subscription
             log.exception("settling a delivery on %r failed: %r", self.pattern, exc)
 
-    async def _call_within_deadline(self, message: Message) -> Any:
-        """Call the handler with the message's deadline in context (see :mod:`.deadlines`), so that
-        requests it makes inherit what is left of it."""
-        token = _deadline.set(message.timestamp + (message.ttl or 0.0))
+    async def _call_request(self, message: Message) -> Any:
+        """Call the handler for a message with a deadline or a requester: the deadline goes in
+        context (see :mod:`.deadlines`), so that requests the handler makes inherit what is left
+        of it, and a requester that gives up can cancel the call (see :mod:`.cancellation`)."""
+        if message.ttl is None:
+            return await self._call_cancellable(message)
+        token = _deadline.set(message.timestamp + message.ttl)
         try:
-            return await self._call(message)
+            return await self._call_cancellable(message)
         finally:
             _deadline.reset(token)
+
+    async def _call_cancellable(self, message: Message) -> Any:
+        if (
+            message.reply_to is None
+            or self._internal
+            or (self._streams and H_STREAM in message.headers)  # a stream cancels itself
+        ):
+            return await self._call(message)
+        key = message.correlation_id or message.id
+        cancellations = self._bus._cancellations()
+        with anyio.CancelScope() as scope:
+            cancel = scope.cancel
+            cancellations.enter(key, cancel)
+            try:
+                return await self._call(message)
+            finally:
+                cancellations.leave(key, cancel)
+        raise HandlerCancelled(f"request {key} on {message.topic!r} was cancelled by its requester")
 
     async def _after_error(self, delivery: Delivery, exc: Exception) -> None:
         """The handler raised on the first attempt: dead-letter a rejection, retry the rest."""
@@ -317,10 +354,10 @@ class Subscriber:
         """Call the handler once (a retry on an at-most-once transport). On success answer and
         ack; on ``RejectMessage`` dead-letter; on any other error return it, unsettled."""
         try:
-            if message.ttl is None:
+            if message.ttl is None and message.reply_to is None:
                 result = await self._call(message)
             else:
-                result = await self._call_within_deadline(message)
+                result = await self._call_request(message)
         except Exception as exc:
             return await self._refused(delivery, exc)
         if message.reply_to is not None:
@@ -334,6 +371,11 @@ class Subscriber:
         returned for retry."""
         if isinstance(exc, RejectMessage):
             await self._dead(delivery, "rejected", str(exc) or "rejected by the handler")
+            return None
+        if isinstance(exc, (HandlerCancelled, StreamInterrupted)):
+            # The requester has gone, or has the error frame: settle, do not retry.
+            self._bus._forget_reply(delivery.message)
+            await delivery.ack()
             return None
         return exc
 

@@ -1,0 +1,147 @@
+"""Telling a responder that its requester has gone: cancellation across the bus.
+
+A requester that stops waiting (its ``request()`` was cancelled or timed out, or it stopped reading
+a stream) sends a *control message*: a message with the request's correlation id and the header
+``amb-control: cancel``. Where it goes:
+
+* to the responder's own reply inbox, when the requester knows it (a streamed reply's frames carry
+  it as ``reply_to``): one message, to one bus;
+* otherwise to the broadcast topic ``_INBOX.cancel``, which every bus that has served a request
+  listens to (the requester of a plain request cannot know which member of a group took it).
+
+The responder looks the correlation id up among the requests its handlers are running for and
+cancels that handler (an anyio cancel scope; a stream's generator is closed at its next ``yield``).
+A cancelled handler's request is acknowledged (it is not retried: its requester has gone) and no
+reply is sent. The race is inherent and documented: a reply already sent stays sent (the requester
+drops it), and a handler that has returned cannot be cancelled.
+
+A bus starts listening on the broadcast topic the first time it serves a request, in the
+background: a cancel sent before that subscription is established (on Kafka or SQS, seconds after
+the bus's very first request) is not seen, and that handler runs to its end. Costs nothing for
+messages that are not requests; a request pays one dictionary entry while its handler runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from .deadletter import RetryPolicy
+from .message import Message, build_message, new_id
+
+if TYPE_CHECKING:
+    from .bus import MessageBus
+    from .subscriber import Subscriber
+
+__all__ = ["CANCEL_TOPIC", "H_CONTROL", "H_SEQ", "Cancellations", "HandlerCancelled"]
+
+log = logging.getLogger("amb.cancellation")
+CANCEL_TOPIC = "_INBOX.cancel"
+H_CONTROL = "amb-control"
+"""Header of a control message: ``cancel``, or ``ack`` (with ``amb-seq``: a stream's credit)."""
+H_SEQ = "amb-seq"
+"""A streamed reply's frame number (1 first), and in an ``ack`` the last frame the requester took."""
+
+
+class HandlerCancelled(Exception):
+    """Raised where a request handler was cancelled by its requester: the subscriber acknowledges
+    the request and sends no reply (internal; never reaches application code)."""
+
+
+class Cancellations:
+    """The requests one bus is serving, by correlation id, and the way to cancel them."""
+
+    def __init__(self, bus: MessageBus) -> None:
+        self._bus = bus
+        self.running: dict[str, list[Callable[[], None]]] = {}
+        self.acks: dict[str, Callable[[int], None]] = {}
+        self._listener: Subscriber | None = None
+
+    # -- responder side --------------------------------------------------------------------------
+
+    def listen(self) -> None:
+        """Start listening on the broadcast cancel topic, once (not awaited: see the module)."""
+        if self._listener is None:
+            self._listener = self._bus.subscribe(
+                CANCEL_TOPIC, self.on_control, retry=RetryPolicy(max_attempts=1), internal=True
+            )
+
+    async def on_control(self, message: Message) -> None:
+        """A control message (broadcast, or sent to this bus's inbox): cancel or credit."""
+        kind = message.headers.get(H_CONTROL)
+        key = message.correlation_id or ""
+        if kind == "cancel":
+            for cancel in self.running.get(key, ()):
+                log.debug("request %s cancelled by its requester", key)
+                cancel()
+        elif kind == "ack":
+            credit = self.acks.get(key)
+            seq = message.headers.get(H_SEQ, "")
+            if credit is not None and seq.isdigit():
+                credit(int(seq))
+
+    def enter(self, key: str, cancel: Callable[[], None]) -> None:
+        """Record a handler running for the request ``key``; ``cancel`` stops it."""
+        self.running.setdefault(key, []).append(cancel)
+        if self._listener is None:
+            self.listen()
+
+    def leave(self, key: str, cancel: Callable[[], None]) -> None:
+        """The handler recorded by :meth:`enter` has finished."""
+        cancels = self.running.get(key)
+        if cancels is not None:
+            cancels.remove(cancel)
+            if not cancels:
+                del self.running[key]
+
+    # -- requester side --------------------------------------------------------------------------
+
+    async def send_cancel(self, correlation_id: str, to: str | None = None) -> None:
+        """Tell the responder of ``correlation_id`` to stop (at ``to``, or by broadcast)."""
+        await self.send_control(correlation_id, "cancel", to or CANCEL_TOPIC)
+
+    async def send_control(
+        self, correlation_id: str, kind: str, to: str, seq: int | None = None
+    ) -> None:
+        """Publish one control message to ``to`` (an inbox or the broadcast topic)."""
+        headers = {H_CONTROL: kind} if seq is None else {H_CONTROL: kind, H_SEQ: str(seq)}
+        bus = self._bus
+        message = build_message(
+            to,
+            None,
+            headers,
+            new_id(),
+            correlation_id,
+            None,
+            time.time(),
+            bus.name,
+            None,
+            1,
+            0,
+            None,
+        )
+        await bus._publish_message(message, one_off=True)
+
+    def cancel_later(self, correlation_id: str, to: str | None = None) -> None:
+        """:meth:`send_cancel` in the bus's background, for code that cannot wait (a cancelled
+        task's cleanup, a stream dropped without ``aclose``)."""
+        self.control_later(correlation_id, "cancel", to or CANCEL_TOPIC)
+
+    def control_later(
+        self, correlation_id: str, kind: str, to: str, seq: int | None = None
+    ) -> None:
+        """:meth:`send_control` in the bus's background, so that the caller does not wait for the
+        broker; a failure is logged (a lost credit is re-sent with the next; a lost cancel leaves
+        the responder to its deadline)."""
+        tg = self._bus._tg
+        if tg is None or self._bus._state != "connected":
+            return
+        tg.start_soon(self._send_quietly, correlation_id, kind, to, seq)
+
+    async def _send_quietly(self, correlation_id: str, kind: str, to: str, seq: int | None) -> None:
+        try:
+            await self.send_control(correlation_id, kind, to, seq)
+        except Exception as exc:
+            log.debug("could not send %s for request %s: %r", kind, correlation_id, exc)
