@@ -68,6 +68,13 @@ class Cancellations:
                 CANCEL_TOPIC, self.on_control, retry=RetryPolicy(max_attempts=1), internal=True
             )
 
+    async def listening(self) -> None:
+        """Start listening on the broadcast cancel topic, and wait until the broker has the
+        subscription (for a service that must hear cancels of its very first requests)."""
+        self.listen()
+        assert self._listener is not None
+        await self._listener
+
     async def on_control(self, message: Message) -> None:
         """A control message (broadcast, or sent to this bus's inbox): cancel or credit."""
         kind = message.headers.get(H_CONTROL)

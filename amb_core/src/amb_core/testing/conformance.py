@@ -36,6 +36,7 @@ from ..message import Message
 from ..routing import Rule
 from ._base import FAST_RETRY, ConformanceBase, RestartableBroker, _progress, wait_until
 from ._capability_cases import CapabilityCases
+from ._conversation_cases import ConversationCases
 from ._deadline_cases import DeadlineCases
 from ._fault_cases import FaultCases
 
@@ -43,7 +44,9 @@ __all__ = ["FAST_RETRY", "RestartableBroker", "TransportConformance", "wait_unti
 
 
 @pytest.mark.anyio
-class TransportConformance(FaultCases, CapabilityCases, DeadlineCases, ConformanceBase):
+class TransportConformance(
+    FaultCases, CapabilityCases, DeadlineCases, ConversationCases, ConformanceBase
+):
     """Base class of every backend's conformance tests."""
 
     # -- basics -----------------------------------------------------------------------------------
