@@ -32,16 +32,20 @@ from .errors import (
     ReplyError,
     RequestError,
     RequestTimeoutError,
+    StreamGapError,
+    StreamIdleError,
     TransportError,
     UnknownSchemeError,
     UnsupportedError,
     UnsupportedEventLoopError,
 )
+from .gather import Gather
 from .memory import InMemoryBroker, MemoryHub, MemoryTransport
 from .message import Message
 from .middleware import Middleware
 from .plugins import hookimpl
 from .routing import Router, Rule
+from .streaming import ReplyStream
 from .subscriber import Subscriber
 from .transport import (
     Capabilities,
@@ -66,6 +70,7 @@ __all__ = [
     "DeadLetters",
     "DecodeError",
     "Delivery",
+    "Gather",
     "InMemoryBroker",
     "InvalidTopicError",
     "MemoryHub",
@@ -81,11 +86,14 @@ __all__ = [
     "RejectMessage",
     "RemoteHandlerError",
     "ReplyError",
+    "ReplyStream",
     "RequestError",
     "RequestTimeoutError",
     "RetryPolicy",
     "Router",
     "Rule",
+    "StreamGapError",
+    "StreamIdleError",
     "Subscriber",
     "Subscription",
     "SubscriptionSpec",

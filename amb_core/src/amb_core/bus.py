@@ -187,6 +187,9 @@ class MessageBus:
         if self._state != "connected":
             self._state = "closed"
             return
+        if self._inbox is not None:
+            with anyio.move_on_after(1.0):  # bounded: closing must not wait on a dead broker
+                await self._inbox.cancel_all()
         self._state = "closed"
         if self._inbox is not None:
             self._inbox.close()

@@ -105,6 +105,16 @@ class Inbox:
     def unregister(self, correlation_id: str) -> None:
         self._waiters.pop(correlation_id, None)
 
+    async def cancel_all(self) -> None:
+        """Tell the responders of every request still waiting that nobody will read the answer
+        (the bus is closing); see :mod:`.cancellation`."""
+        cancellations = self._bus._cancellations()
+        for correlation_id, waiter in list(self._waiters.items()):
+            try:
+                await cancellations.send_cancel(correlation_id, getattr(waiter, "responder", None))
+            except Exception as exc:  # closing: the responder's deadline will stop it
+                log.debug("could not cancel %s while closing: %r", correlation_id, exc)
+
     def close(self) -> None:
         """Wake every waiting requester: the bus is closing, no reply can come any more."""
         for waiter in list(self._waiters.values()):

@@ -14,8 +14,10 @@ the bus does with it depends on what reached it:
 Flow control is a window of credit: at most ``window`` chunks beyond the last one the requester
 acknowledged (it acknowledges as the application takes chunks, every half window). The generator is
 not asked for the next chunk until there is credit, so a slow reader makes the producer wait rather
-than the bus buffer. A cancel (see :mod:`.cancellation`) closes the generator at its next ``yield``
-(it gets ``GeneratorExit``): the chunk it is producing is its last, and it is not sent. The whole
+than the bus buffer. A cancel (see :mod:`.cancellation`) stops the generator at once: waiting at a
+``yield`` (for credit, or between chunks) it is closed there (it gets ``GeneratorExit``); busy
+producing a chunk, it is cancelled where it waits (an anyio cancellation), and that chunk is not
+sent. Either way its ``finally`` blocks run and nothing goes on producing for nobody. The whole
 stream is bounded by the request's deadline.
 
 Failures: a generator that raises before its first chunk is retried and dead-lettered like any
@@ -66,13 +68,14 @@ class StreamInterrupted(Exception):
 class _Credit:
     """How far the responder may run ahead of what the requester has taken."""
 
-    __slots__ = ("acked", "cancelled", "wake", "window")
+    __slots__ = ("acked", "cancelled", "producing", "wake", "window")
 
     def __init__(self, window: int) -> None:
         self.window = window
         self.acked = 0
         self.cancelled = False
         self.wake = anyio.Event()
+        self.producing: anyio.CancelScope | None = None  # set while the generator makes a chunk
 
     def grant(self, seq: int) -> None:
         if seq > self.acked:
@@ -82,6 +85,8 @@ class _Credit:
     def cancel(self) -> None:
         self.cancelled = True
         self.wake.set()
+        if self.producing is not None:
+            self.producing.cancel()
 
     async def wait_for(self, seq: int) -> None:
         """Wait until frame ``seq`` may be sent, or the stream is cancelled."""
@@ -160,12 +165,14 @@ async def _serve(
                     await credit.wait_for(sent + 1)
                     if credit.cancelled:
                         return
-                    try:
-                        chunk = await chunks.__anext__()
-                    except StopAsyncIteration:
-                        break
+                    with anyio.CancelScope() as credit.producing:
+                        try:
+                            chunk = await chunks.__anext__()
+                        except StopAsyncIteration:
+                            break
+                    credit.producing = None
                     if credit.cancelled:
-                        return  # the chunk being produced when the cancel came is the last
+                        return  # cancelled while producing: that chunk is not sent
                     sent += 1
                     await frame(chunk, {H_SEQ: str(sent)})
             except Exception as exc:
