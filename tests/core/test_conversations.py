@@ -310,7 +310,7 @@ async def test_a_request_given_up_by_timeout_cancels_the_handler() -> None:
                 cancelled.set()
                 raise
 
-        await server._cancellations().listening()
+        await server.listen_for_cancellations()
         with pytest.raises(RequestTimeoutError):
             await client.request("think", None, timeout=0.3)
         with anyio.fail_after(3):

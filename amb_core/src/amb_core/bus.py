@@ -590,6 +590,16 @@ class MessageBus:
             key=key,
         )
 
+    async def listen_for_cancellations(self) -> None:
+        """Listen for requesters' cancels now, and wait until the broker has the subscription.
+
+        A bus starts listening by itself when it serves its first request, in the background; a
+        service that must honour the cancel of its very first requests (on Kafka or SQS, where
+        subscribing takes seconds) calls this once after connecting. See :mod:`.cancellation`.
+        """
+        self._require_connected()
+        await self._cancellations().listening()
+
     async def _inbox_ready(self) -> Inbox:
         """The bus's reply inbox, subscribed."""
         inbox = self._inbox

@@ -206,7 +206,7 @@ class ConversationCases(ConformanceBase):
             await server.subscribe(f"{topic}.slow", slow, concurrency=2)
             await server.publish(f"{topic}.warmup", None)
             assert (await client.request(f"{topic}.slow", "warmup", timeout=self.timeout)).payload
-            await server._cancellations().listening()  # the responder hears cancels from now on
+            await server.listen_for_cancellations()  # the responder hears cancels from now on
             async with anyio.create_task_group() as tg:
 
                 async def ask() -> None:
