@@ -11,7 +11,7 @@ out the replies as they arrive::
 
 It ends at ``timeout`` (which travels as the request's deadline, so a responder that takes it too
 late does not answer) or once ``max_replies`` replies came. No responder is not an error: the
-result is empty. Each reply's ``sender`` names the responding bus (its ``name``, else its id). A
+result is empty (at once where the broker reports it: NATS core). Each reply's ``sender`` names the responding bus (its ``name``, else its id). A
 reply reporting that the responder's handler failed is not handed out: it is kept in
 :attr:`Gather.failures` as a :class:`RemoteHandlerError`. A reply delivered twice (a broker that
 may duplicate) is handed out once.
@@ -27,7 +27,7 @@ import anyio
 
 from .deadlines import bounded_timeout
 from .errors import ConfigurationError, NotConnectedError, RemoteHandlerError
-from .inbox import H_ERROR, raise_for_error_reply
+from .inbox import H_ERROR, H_NO_RESPONDERS, raise_for_error_reply
 from .message import Message, new_id
 from .topics import validate_topic
 
@@ -158,6 +158,9 @@ class Gather:
         while not self._done and replies is not None:
             if replies.queue:
                 reply = replies.queue.pop(0)
+                if H_NO_RESPONDERS in reply.headers:  # the broker says nobody subscribes
+                    self._end()
+                    break
                 if H_ERROR in reply.headers:
                     try:
                         raise_for_error_reply(self.topic, reply)

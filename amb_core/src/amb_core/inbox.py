@@ -16,7 +16,12 @@ import anyio
 
 from .cancellation import H_CONTROL
 from .deadletter import RetryPolicy
-from .errors import NotConnectedError, RemoteHandlerError, RequestTimeoutError
+from .errors import (
+    NoRespondersError,
+    NotConnectedError,
+    RemoteHandlerError,
+    RequestTimeoutError,
+)
 from .message import Message, new_id
 
 if TYPE_CHECKING:
@@ -26,6 +31,7 @@ if TYPE_CHECKING:
 __all__ = [
     "H_ERROR",
     "H_ERROR_REASON",
+    "H_NO_RESPONDERS",
     "INBOX_PREFIX",
     "Inbox",
     "Receiver",
@@ -36,6 +42,9 @@ log = logging.getLogger("amb.inbox")
 INBOX_PREFIX = "_INBOX"
 H_ERROR = "amb-error"
 H_ERROR_REASON = "amb-error-reason"
+H_NO_RESPONDERS = "amb-no-responders"
+"""Set by a transport on a message it puts in the inbox when the broker reports at once that a
+request reached no subscriber (NATS core); the request's correlation id says which."""
 
 
 class Receiver(Protocol):
@@ -167,4 +176,6 @@ class Inbox:
             if sent:
                 self._bus._cancellations().cancel_later(correlation_id)
             raise RequestTimeoutError(topic, timeout)
+        if H_NO_RESPONDERS in waiter.reply.headers:
+            raise NoRespondersError(topic)
         return raise_for_error_reply(topic, waiter.reply)

@@ -37,12 +37,13 @@ import anyio
 from .cancellation import H_SEQ
 from .deadlines import bounded_timeout
 from .errors import (
+    NoRespondersError,
     NotConnectedError,
     RequestTimeoutError,
     StreamGapError,
     StreamIdleError,
 )
-from .inbox import H_ERROR, raise_for_error_reply
+from .inbox import H_ERROR, H_NO_RESPONDERS, raise_for_error_reply
 from .message import Message, new_id
 from .stream_responder import H_STREAM, H_STREAM_END, MAX_WINDOW
 from .topics import validate_topic
@@ -218,6 +219,9 @@ class ReplyStream:
                 return frame
             if frames.final is not None and not frames.frames:
                 reply = frames.final
+                if H_NO_RESPONDERS in reply.headers:
+                    self._end(cancel=False)
+                    raise NoRespondersError(self.topic)
                 if H_ERROR in reply.headers:
                     self._end(cancel=False)
                     raise_for_error_reply(self.topic, reply)

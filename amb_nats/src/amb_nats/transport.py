@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 import nats.errors
 import nats.js.errors
 
+from amb_core.cancellation import CANCEL_TOPIC
 from amb_core.errors import (
     ConfigurationError,
     DecodeError,
@@ -49,6 +50,7 @@ from amb_core.wire import H_TOPIC, decode, encode
 
 from ._client import header_block_size
 from ._connect import open_client
+from ._inbox import InboxSubscription, request_reply_subject
 from ._outage import Outage
 from ._requests import ConnectionLost, NoResponders, ReplyInbox
 from ._wire import header_text
@@ -258,6 +260,15 @@ class NATSTransport(Transport):
             del headers[H_TOPIC]
             await self._js_publish(topic, body, headers, message.id)
             return
+        reply = ""
+        reply_to = message.reply_to
+        if (
+            reply_to is not None
+            and message.correlation_id
+            and _is_inbox(reply_to)
+            and not _is_inbox(topic)
+        ):  # a request through the bus's inbox: the server will say at once if nobody listens
+            reply = request_reply_subject(reply_to, message.correlation_id)
         fast = header_text(message) if self._lines else None  # raises ConfigurationError early
         if fast is None:
             body, headers = encode(message)
@@ -266,9 +277,9 @@ class NATSTransport(Transport):
         try:
             if fast is not None:
                 body = fast[0]
-                await nc.publish_lines(topic, body, fast[1])
+                await nc.publish_lines(topic, body, fast[1], reply)
             else:
-                await nc.publish(topic, body, headers=headers)
+                await nc.publish(topic, body, reply=reply, headers=headers)
         except nats.errors.MaxPayloadError as exc:
             raise self._too_large(nc, topic, body, exc) from None
         except Exception as exc:
@@ -419,10 +430,23 @@ class NATSTransport(Transport):
                 raise NotConnectedError(f"{self.description} is not connected") from None
             except Exception as exc:
                 raise NATSError(f"subscribing to {spec.pattern!r} failed: {exc!r}") from None
-            core = CoreSubscription(nsub, native_reply=not self._jetstream)
-            sub = core
+            if _is_inbox(spec.pattern) and spec.pattern != CANCEL_TOPIC:
+                sub = await self._inbox_subscription(nc, nsub, spec.pattern)
+            else:
+                sub = CoreSubscription(nsub, native_reply=not self._jetstream)
         self._subscriptions.add(sub)
         return _Tracked(sub, self._subscriptions)
+
+    async def _inbox_subscription(self, nc: Any, nsub: Any, inbox: str) -> Subscription:
+        """The bus's inbox, with its per-request reply subjects (see :mod:`amb_nats._inbox`)."""
+        forward = InboxSubscription.on_per_request(nsub._pending_queue, inbox)
+        try:
+            per_request = await nc.subscribe(f"{inbox}.*", cb=forward)
+            await nc.flush(timeout=5)
+        except Exception as exc:
+            await nsub.unsubscribe()
+            raise NATSError(f"subscribing to {inbox!r}.* failed: {exc!r}") from None
+        return InboxSubscription(nsub, per_request)
 
 
 class _Tracked(Subscription):
