@@ -35,6 +35,8 @@ def test_demo_narrates_the_scene() -> None:
     assert "reason=unroutable" in out and "reason=max_attempts attempts=3" in out
     assert "3 tasks done by the group, 2 parked in the dead letters" in out
     assert out.count("got analyze task 'poison'") == 3
+    assert "streamed 16 tokens: Once upon a time" in out
+    assert "gathered 3 quotes" in out and "takes pricing-b at 95 EUR" in out
 
 
 def test_pub_prints_the_id_and_bad_input_is_a_clear_error() -> None:
@@ -201,3 +203,60 @@ def test_dlq_list_marks_replayed_letters_and_replay_again(
             assert capsys.readouterr().out.strip() == "replayed 4 dead letter(s)"
 
     anyio.run(scenario)
+
+
+def test_request_stream_prints_each_chunk_and_reply_stream_answers_in_chunks(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``amb reply --stream`` answers in words; ``amb request --stream`` prints each chunk."""
+    import anyio
+
+    from amb_core import MemoryHub
+    from amb_core.cli import cmd_reply, cmd_request
+
+    async def scenario() -> None:
+        MemoryHub.named("cli-stream-test")
+        serve = build_args("reply", "svc.words", "--stream", "--count", "1", "--timeout", "5")
+        serve.url = "memory://cli-stream-test"
+        ask = build_args("request", "svc.words", '"three little words"', "--stream")
+        ask.url = "memory://cli-stream-test"
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(cmd_reply, serve)
+            await anyio.sleep(0.2)  # the responder subscribes (same process, same hub)
+            assert await cmd_request(ask) == 0
+
+    anyio.run(scenario)
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    chunks = [line for line in lines if "seq" in line]
+    assert [c["payload"] for c in chunks] == ["three", "little", "words"]
+    assert [c["seq"] for c in chunks] == ["1", "2", "3"]
+
+
+def test_gather_prints_every_reply_and_exits_1_without_any(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import anyio
+
+    from amb_core import MemoryHub, MemoryTransport, MessageBus
+    from amb_core.cli import cmd_gather
+
+    async def scenario() -> tuple[int, int]:
+        hub = MemoryHub.named("cli-gather-test")
+        async with (
+            MessageBus(MemoryTransport(hub), name="one") as one,
+            MessageBus(MemoryTransport(hub), name="two") as two,
+        ):
+            await one.subscribe("svc.vote", lambda m: "yes")
+            await two.subscribe("svc.vote", lambda m: "no")
+            ask = build_args("gather", "svc.vote", "--timeout", "0.5")
+            ask.url = "memory://cli-gather-test"
+            nobody = build_args("gather", "svc.nobody", "--timeout", "0.2")
+            nobody.url = "memory://cli-gather-test"
+            return await cmd_gather(ask), await cmd_gather(nobody)
+
+    assert anyio.run(scenario) == (0, 1)
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert sorted((line["sender"], line["payload"]) for line in lines) == [
+        ("one", "yes"),
+        ("two", "no"),
+    ]

@@ -131,23 +131,49 @@ async def cmd_pub(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _serve(args: argparse.Namespace, what: str, answer: Callable[[Message], Any]) -> int:
+def _chunks(value: Any) -> list[Any]:
+    """What ``amb reply --stream`` streams: a list's items, a string's words, or the value."""
+    if isinstance(value, list):
+        return value
+    if isinstance(value, str):
+        return value.split()
+    return [value]
+
+
+async def _serve(
+    args: argparse.Namespace,
+    what: str,
+    answer: Callable[[Message], Any],
+    *,
+    stream: bool = False,
+    chunk_delay: float = 0.0,
+) -> int:
     """Subscribe ``args.pattern``, print each message as a JSON line and pass it to ``answer``
-    (whose return value answers a request), until ``--count`` messages or ``--timeout``: exit 1
-    when fewer than ``--count`` came."""
+    (whose return value answers a request; with ``stream``, chunk by chunk), until ``--count``
+    messages or ``--timeout``: exit 1 when fewer than ``--count`` came."""
     seen = 0
     done = anyio.Event()
 
-    async def show(message: Message) -> Any:
+    def count() -> None:
         nonlocal seen
-        print(message_json(message), flush=True)
         seen += 1
         if args.count and seen >= args.count:
             done.set()
+
+    async def show(message: Message) -> Any:
+        print(message_json(message), flush=True)
+        count()
         return answer(message)
 
+    async def show_streaming(message: Message) -> Any:
+        print(message_json(message), flush=True)
+        for chunk in _chunks(answer(message)):
+            yield chunk
+            await anyio.sleep(chunk_delay)
+        count()  # after the end frame is due: the command stays up until the stream is sent
+
     async with _bus(args) as bus:
-        await bus.subscribe(args.pattern, show, group=args.group)
+        await bus.subscribe(args.pattern, show_streaming if stream else show, group=args.group)
         print(f"# {what} {args.pattern} at {redact_url(args.url)}", file=sys.stderr, flush=True)
         with anyio.move_on_after(args.timeout):
             await done.wait()
@@ -159,11 +185,45 @@ async def cmd_sub(args: argparse.Namespace) -> int:
 
 
 async def cmd_request(args: argparse.Namespace) -> int:
+    """One request; with ``--stream``, print each chunk of a streamed reply as it arrives."""
     payload, headers = _payload(args), _headers(args.header)
     async with _bus(args) as bus:
-        reply = await bus.request(args.topic, payload, timeout=args.timeout, headers=headers)
-        print(message_json(reply))
+        if not args.stream:
+            reply = await bus.request(args.topic, payload, timeout=args.timeout, headers=headers)
+            print(message_json(reply))
+            return 0
+        async with bus.stream(
+            args.topic,
+            payload,
+            timeout=args.timeout,
+            idle_timeout=args.idle_timeout,
+            window=args.window,
+            headers=headers,
+        ) as chunks:
+            async for chunk in chunks:
+                print(message_json(chunk, seq=chunk.headers.get("amb-seq")), flush=True)
     return 0
+
+
+async def cmd_gather(args: argparse.Namespace) -> int:
+    """Ask every responder of a topic; one JSON line per reply as it arrives (exit 1: none)."""
+    payload, headers = _payload(args), _headers(args.header)
+    replies = 0
+    async with _bus(args) as bus:
+        gather = bus.gather(
+            args.topic,
+            payload,
+            timeout=args.timeout,
+            max_replies=args.max_replies,
+            headers=headers,
+        )
+        async for reply in gather:
+            replies += 1
+            print(message_json(reply), flush=True)
+        for failure in gather.failures:
+            print(f"# a responder failed: {failure}", file=sys.stderr)
+    print(f"# {replies} replies", file=sys.stderr)
+    return 0 if replies else 1
 
 
 async def cmd_reply(args: argparse.Namespace) -> int:
@@ -172,8 +232,10 @@ async def cmd_reply(args: argparse.Namespace) -> int:
     fixed = None if args.payload is None and not args.text else _payload(args)
     return await _serve(
         args,
-        "answering requests on",
+        "streaming answers on" if args.stream else "answering requests on",
         lambda message: message.payload if fixed is None else fixed,
+        stream=args.stream,
+        chunk_delay=args.chunk_delay,
     )
 
 
@@ -245,12 +307,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add_payload(req, "JSON (default {}); with --text, any string")
     req.add_argument("--header", action="append", default=[], metavar="NAME=VALUE")
     req.add_argument("--timeout", type=float, default=30.0)
+    req.add_argument("--stream", action="store_true", help="ask for a streamed reply")
+    req.add_argument("--idle-timeout", type=float, default=None, help="with --stream")
+    req.add_argument("--window", type=int, default=16, help="with --stream: chunks of credit")
+    gat = command("gather", "ask every responder of a topic and print each reply", cmd_gather)
+    gat.add_argument("topic")
+    _add_payload(gat, "JSON (default {}); with --text, any string")
+    gat.add_argument("--header", action="append", default=[], metavar="NAME=VALUE")
+    gat.add_argument("--timeout", type=float, default=2.0, help="seconds to collect replies")
+    gat.add_argument("--max-replies", type=int, default=None, help="stop after this many")
     rep = command("reply", "answer requests: echo each payload, or answer a fixed one", cmd_reply)
     rep.add_argument("pattern")
     _add_payload(rep, "the answer, JSON (default: echo the request's payload)")
     rep.add_argument("--group", help="share the requests with other responders of this group")
     rep.add_argument("--count", type=int, default=0, help="exit after this many (0: never)")
     rep.add_argument("--timeout", type=float, default=None, help="exit after this many seconds")
+    rep.add_argument(
+        "--stream",
+        action="store_true",
+        help="answer in chunks: a list's items, a string's words, else the value",
+    )
+    rep.add_argument("--chunk-delay", type=float, default=0.0, help="with --stream: seconds")
     dlq = command("dlq", "list or replay dead letters", cmd_dlq)
     dlq.add_argument("action", choices=("list", "replay"))
     dlq.add_argument("pattern", nargs="?", default=">", help="original topics (default: all)")

@@ -7,7 +7,9 @@ Every agent has a bus of its own on the same broker, as separate processes would
   (anything else goes to the dead letters as unroutable);
 - two *workers* in one consumer group share ``<run>.work.*``, so each task is done once;
 - one task is poison: its worker fails on every attempt, the bus retries it with backoff and then
-  parks it in ``dlq.<topic>``, where a *watcher* reports it.
+  parks it in ``dlq.<topic>``, where a *watcher* reports it;
+- a *writer* streams its answer to the planner token by token (a fake language model);
+- the planner gathers quotes from three *pricing* agents at once and takes the cheapest.
 
 Topic names carry a run id so that the scene can run on a shared broker without disturbing it.
 """
@@ -115,10 +117,54 @@ async def run_demo(url: str = "memory://", *, out: Any = print) -> dict[str, Any
             f"{run}.oracle.ask", {"question": "what is six times seven?"}, timeout=10
         )
         say("planner", f"the oracle answered {reply.payload}")
+        story = await _stream_scene(run, planner, await agent("writer"), say)
+        quotes = await _gather_scene(
+            run, planner, [await agent(f"pricing-{n}") for n in "abc"], say
+        )
         for task in TASKS:
             say("planner", f"publishes {task['type']} task {task['data']!r}")
             await planner.publish(f"{run}.tasks.incoming", task)
         with anyio.move_on_after(30):
             await finished.wait()
         say("demo", f"{len(done)} tasks done by the group, {len(dead)} parked in the dead letters")
-    return {"done": done, "dead": dead, "reply": reply.payload}
+    return {"done": done, "dead": dead, "reply": reply.payload, "story": story, "quotes": quotes}
+
+
+STORY = "Once upon a time , six agents shared one bus and nobody lost a message ."
+
+
+async def _stream_scene(run: str, planner: MessageBus, writer: MessageBus, say: Any) -> list[str]:
+    """The writer answers in tokens (an async generator); the planner prints them as they come."""
+
+    async def write(message: Message) -> Any:
+        say("writer", f"starts writing about {message.payload['topic']!r}")
+        for token in STORY.split():
+            await anyio.sleep(0.01)  # as a model would, one token at a time
+            yield token
+
+    await writer.subscribe(f"{run}.writer.ask", write)
+    tokens: list[str] = []
+    async with planner.stream(f"{run}.writer.ask", {"topic": "buses"}, timeout=20) as answer:
+        async for chunk in answer:
+            tokens.append(chunk.payload)
+    say("planner", f"streamed {len(tokens)} tokens: {' '.join(tokens)}")
+    return tokens
+
+
+async def _gather_scene(
+    run: str, planner: MessageBus, pricers: list[MessageBus], say: Any
+) -> list[tuple[str | None, Any]]:
+    """Three pricing agents answer one gather; the planner takes the cheapest."""
+    for bus, price in zip(pricers, (120, 95, 110), strict=True):
+
+        async def quote(message: Message, price: int = price) -> Any:
+            return {"eur": price}
+
+        await bus.subscribe(f"{run}.pricing.quote", quote)
+    replies = await planner.gather(
+        f"{run}.pricing.quote", {"trip": "LIS"}, timeout=10, max_replies=len(pricers)
+    )
+    quotes = sorted((r.sender, r.payload["eur"]) for r in replies)
+    best = min(quotes, key=lambda q: q[1])
+    say("planner", f"gathered {len(quotes)} quotes {quotes}; takes {best[0]} at {best[1]} EUR")
+    return quotes
