@@ -11,6 +11,10 @@ and each ``publish`` call. A :class:`Middleware` wraps the two edges of the bus,
   inbox). Its return value is the handler's (a request's answer); an exception it raises counts as
   the handler's failure, so retries and dead letters apply.
 
+A handler that streams its answer (an async generator, see :mod:`.stream_responder`) is wrapped
+whole: ``call(message)`` returns when the stream has ended (``None``, or the chunks as a list for a
+plain request), and each chunk passes :meth:`Middleware.on_publish` as a frame while it is sent.
+
 The first middleware in the list is the outermost: it sees a published message first and a received
 one first. Middleware comes from ``MessageBus(middleware=[...])`` or, when that is not given, from
 plugins through the ``amb_register_middleware`` hook. A layer that does not override a method costs
