@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
 import attrs
 import pytest
 
@@ -157,7 +158,7 @@ async def test_native_requests_pass_publish_middleware() -> None:
     assert isinstance(NativeEcho.capabilities, Capabilities)
 
 
-async def test_plugins_contribute_middleware_and_an_explicit_list_overrides() -> None:
+async def test_plugins_contribute_middleware_and_a_bus_can_leave_them_out() -> None:
     log: list[str] = []
 
     class Plugin:
@@ -172,7 +173,7 @@ async def test_plugins_contribute_middleware_and_an_explicit_list_overrides() ->
         await bus.publish("mw.p", 1)
         await wait_until(lambda: len(got) == 1, 5, "the message")
     assert got[0].headers["x-plugin"] == "1"
-    async with MessageBus(middleware=[]) as bus:
+    async with MessageBus(plugin_middleware=False) as bus:
         await bus.subscribe("mw.p", got.append)
         await bus.publish("mw.p", 2)
         await wait_until(lambda: len(got) == 2, 5, "the second message")
@@ -182,3 +183,77 @@ async def test_plugins_contribute_middleware_and_an_explicit_list_overrides() ->
 def test_only_middleware_instances_register() -> None:
     with pytest.raises(PluginError, match=r"not an amb_core\.middleware\.Middleware"):
         registries().middleware.add(object())  # type: ignore[arg-type]
+
+
+async def test_plugin_layers_stay_outside_the_bus_own_and_can_be_left_out() -> None:
+    """A bus's own middleware runs inside the plugins' layers; plugin_middleware=False drops them."""
+    from amb_core.plugins import registries
+
+    order: list[str] = []
+
+    class Named(Middleware):
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        async def on_publish(self, message: Message, send: Send) -> None:
+            order.append(self.name)
+            await send(message)
+
+    registry = registries().middleware
+    plugin = Named("plugin")
+    registry.layers.append(plugin)
+    try:
+        async with MessageBus(middleware=[Named("own")]) as bus:
+            await bus.publish("t.one", 1)
+        async with MessageBus(middleware=[Named("own")], plugin_middleware=False) as bus:
+            await bus.publish("t.two", 2)
+    finally:
+        registry.layers.remove(plugin)
+    assert order == ["plugin", "own", "own"]
+
+
+async def test_decision_hooks_subscription_context_and_per_bus_copies() -> None:
+    from amb_core import RetryPolicy
+    from amb_core.middleware import current_receive
+
+    events: list[tuple[Any, ...]] = []
+
+    class Watch(Middleware):
+        bus: Any = None
+
+        def for_bus(self, bus: MessageBus) -> Middleware:
+            copy = Watch()
+            copy.bus = bus
+            return copy
+
+        async def on_receive(self, message: Message, call: Call) -> Any:
+            where = current_receive()
+            assert where is not None and where.bus is self.bus
+            events.append(("receive", where.pattern, where.group, message.attempt))
+            return await call(message)
+
+        def on_retry(self, message: Message, error: BaseException, delay: float) -> None:
+            events.append(("retry", message.attempt, type(error).__name__, delay))
+
+        def on_dead_letter(self, dead: Any) -> None:
+            events.append(("dead", dead.reason, dead.attempts))
+
+    retry = RetryPolicy(max_attempts=2, initial_delay=0.01, max_delay=0.01, jitter=0)
+    async with MessageBus(middleware=[Watch()], retry=retry) as bus:
+        failed = anyio.Event()
+
+        def poison(message: Message) -> None:
+            raise ValueError("bad")
+
+        await bus.subscribe("jobs.*", poison, group="workers")
+        await bus.subscribe("dlq.>", lambda m: failed.set())
+        await bus.publish("jobs.x", 1)
+        with anyio.fail_after(5):
+            await failed.wait()
+    assert current_receive() is None
+    assert events[:4] == [
+        ("receive", "jobs.*", "workers", 1),
+        ("retry", 1, "ValueError", 0.01),
+        ("receive", "jobs.*", "workers", 2),
+        ("dead", "max_attempts", 2),
+    ]

@@ -30,7 +30,7 @@ from .errors import (
 from .gather import Gather
 from .inbox import H_ERROR, H_ERROR_REASON, Inbox, raise_for_error_reply
 from .message import EMPTY_HEADERS, JSONValue, Message, build_message, new_id
-from .middleware import Call, Middleware, Send, wrap_call, wrap_send
+from .middleware import Call, Middleware, Receiving, Send, overrides, wrap_call, wrap_send
 from .plugins import registries
 from .stream_responder import DEFAULT_WINDOW
 from .streaming import ReplyStream
@@ -67,8 +67,11 @@ class MessageBus:
     :param dead_letter_handlers: overrides the handlers registered through the hook.
     :param drain_timeout: seconds ``aclose()`` lets handlers in flight finish.
     :param concurrency: default handlers in flight per subscription.
-    :param middleware: publish/receive middleware, the first outermost; overrides the layers
-        registered through the ``amb_register_middleware`` hook (see :mod:`amb_core.middleware`).
+    :param middleware: publish/receive middleware, the first outermost; it runs inside the layers
+        plugins register through the ``amb_register_middleware`` hook (see
+        :mod:`amb_core.middleware`).
+    :param plugin_middleware: False leaves the plugins' layers out (tracing off for this bus
+        without uninstalling anything).
     """
 
     def __init__(
@@ -81,6 +84,7 @@ class MessageBus:
         drain_timeout: float = 10.0,
         concurrency: int = 1,
         middleware: Sequence[Middleware] | None = None,
+        plugin_middleware: bool = True,
     ) -> None:
         if transport is None:
             from .memory import MemoryTransport
@@ -94,7 +98,10 @@ class MessageBus:
         self.concurrency = concurrency
         self._dlq_handlers = dead_letter_handlers
         self._middleware_given = None if middleware is None else list(middleware)
+        self._plugin_middleware = plugin_middleware
         self.middleware: list[Middleware] = self._middleware_given or []
+        self._retry_layers: list[Middleware] = []
+        self._dead_letter_layers: list[Middleware] = []
         self._send: Send = transport.publish
         self._state: Literal["new", "connected", "closed"] = "new"
         self._tg: anyio.abc.TaskGroup | None = None
@@ -123,6 +130,7 @@ class MessageBus:
             "drain_timeout",
             "concurrency",
             "middleware",
+            "plugin_middleware",
         }
         bus_options = {k: options.pop(k) for k in list(options) if k in bus_keys}
         scheme = scheme_of(url)
@@ -162,11 +170,11 @@ class MessageBus:
                 f"{type(self.transport).__name__} runs on {', '.join(sorted(self.transport.event_loops))},"
                 f" not {loop}"
             )
-        self.middleware = (
-            registries().middleware.layers
-            if self._middleware_given is None
-            else self._middleware_given
-        )
+        layers = list(registries().middleware.layers) if self._plugin_middleware else []
+        layers += self._middleware_given or []
+        self.middleware = [layer.for_bus(self) for layer in layers]
+        self._retry_layers = [m for m in self.middleware if overrides(m, "on_retry")]
+        self._dead_letter_layers = [m for m in self.middleware if overrides(m, "on_dead_letter")]
         self._send = wrap_send(self.middleware, self.transport.publish)
         await self.transport.connect()
         if self.transport.state in (ConnectionState.IDLE, ConnectionState.CLOSED):
@@ -643,9 +651,17 @@ class MessageBus:
             raise ReplyError(f"publish middleware did not send the request on {message.topic!r}")
         return replies[-1]
 
-    def _wrap_handler(self, call: Call) -> Call:
+    def _wrap_handler(self, call: Call, receiving: Receiving | None = None) -> Call:
         """A handler call wrapped by the receive middleware (resolved at connect)."""
-        return wrap_call(self.middleware, call)
+        return wrap_call(self.middleware, call, receiving)
+
+    def _retrying(self, message: Message, error: BaseException, delay: float) -> None:
+        """Tell the layers that override ``on_retry``; a layer that raises is logged."""
+        for layer in self._retry_layers:
+            try:
+                layer.on_retry(message, error, delay)
+            except Exception as exc:
+                log.warning("middleware %r failed in on_retry: %r", layer, exc)
 
     async def reply(
         self, message: Message, payload: JSONValue, *, headers: Mapping[str, str] | None = None
@@ -693,6 +709,11 @@ class MessageBus:
     async def _dead_letter(self, dead: DeadLetter) -> bool:
         """Hand ``dead`` to every dead-letter handler and tell a waiting requester; True when
         every handler stored it (one that raises is logged and makes it False)."""
+        for layer in self._dead_letter_layers:
+            try:
+                layer.on_dead_letter(dead)
+            except Exception as exc:
+                log.warning("middleware %r failed in on_dead_letter: %r", layer, exc)
         handlers = self._dlq_handlers
         if handlers is None:
             handlers = registries().dead_letters.handlers

@@ -77,8 +77,10 @@ def amb_register_dead_letter_handlers(registry: DeadLetterRegistry) -> None:
 def amb_register_middleware(registry: MiddlewareRegistry) -> None:
     """Contribute publish/receive middleware (tracing, metrics, audit, signing).
 
-    Called once per process, for every plugin; every bus that is not given its own ``middleware``
-    list uses the registered layers, in registration order, the first outermost.
+    Called once per process, for every plugin; every bus uses the registered layers, in
+    registration order, the first outermost, outside the bus's own ``middleware`` list (unless it
+    is made with ``plugin_middleware=False``). A layer that needs per-bus state returns a copy from
+    :meth:`~amb_core.middleware.Middleware.for_bus`.
 
     :param registry: call ``registry.add(layer)`` with an
         :class:`~amb_core.middleware.Middleware` instance. Instances are shared by every bus of the

@@ -15,20 +15,45 @@ A handler that streams its answer (an async generator, see :mod:`.stream_respond
 whole: ``call(message)`` returns when the stream has ended (``None``, or the chunks as a list for a
 plain request), and each chunk passes :meth:`Middleware.on_publish` as a frame while it is sent.
 
+Besides the two edges, a layer may override the *decision* hooks, which the bus calls after the
+fact and which cannot change the outcome: :meth:`Middleware.on_retry` (a handler failed and the
+message will be tried again after a delay) and :meth:`Middleware.on_dead_letter` (a message is being
+dead-lettered, with its reason). While a handler runs, :func:`current_receive` tells a layer which
+subscription (pattern and group) took the message. :meth:`Middleware.for_bus` lets a layer that
+needs to know its bus (a tracer naming the messaging system) make a copy per bus at connect.
+
 The first middleware in the list is the outermost: it sees a published message first and a received
-one first. Middleware comes from ``MessageBus(middleware=[...])`` or, when that is not given, from
-plugins through the ``amb_register_middleware`` hook. A layer that does not override a method costs
-nothing on that edge, and a bus without middleware calls the transport and the handlers directly.
+one first. A bus's layers are the plugins' (the ``amb_register_middleware`` hook), outermost, then
+its own ``MessageBus(middleware=[...])``: an application's layers never switch a plugin's tracing
+off; ``MessageBus(plugin_middleware=False)`` does, for that bus. A layer that does not override a
+method costs nothing on that edge, and a bus without middleware calls the transport and the
+handlers directly.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+
+import attrs
 
 from .message import Message
 
-__all__ = ["Call", "Middleware", "Send", "wrap_call", "wrap_send"]
+if TYPE_CHECKING:
+    from .bus import MessageBus
+    from .deadletter import DeadLetter
+
+__all__ = [
+    "Call",
+    "Middleware",
+    "Receiving",
+    "Send",
+    "current_receive",
+    "overrides",
+    "wrap_call",
+    "wrap_send",
+]
 
 Send = Callable[[Message], Awaitable[None]]
 """The next step of publishing: hands the message on (in the end, to the transport)."""
@@ -37,8 +62,31 @@ Call = Callable[[Message], Awaitable[Any]]
 """The next step of receiving: calls the next layer (in the end, the handler) and returns its result."""
 
 
+@attrs.frozen
+class Receiving:
+    """What a receive layer may want to know beyond the message: the subscription that took it.
+
+    :ivar pattern: the subscribed pattern (``orders.*``), not the message's topic.
+    :ivar group: the consumer group, or None for a fan-out subscription.
+    :ivar bus: the bus whose subscription it is.
+    """
+
+    pattern: str
+    group: str | None
+    bus: MessageBus
+
+
+_receiving: ContextVar[Receiving | None] = ContextVar("amb_receiving", default=None)
+
+
+def current_receive() -> Receiving | None:
+    """The subscription whose handler is running (inside :meth:`Middleware.on_receive` and the
+    handler), or None outside one. Set only on buses that have receive middleware."""
+    return _receiving.get()
+
+
 class Middleware:
-    """Base class: override either method; the defaults pass the message through unchanged."""
+    """Base class: override any method; the defaults pass the message through unchanged."""
 
     async def on_publish(self, message: Message, send: Send) -> None:
         """Called for every message the bus sends; call ``await send(message)`` to send it on."""
@@ -48,9 +96,28 @@ class Middleware:
         """Called for every handler invocation; ``return await call(message)`` to run it."""
         return await call(message)
 
+    def on_retry(self, message: Message, error: BaseException, delay: float) -> None:
+        """A handler failed on attempt ``message.attempt`` and the message will be tried again in
+        ``delay`` seconds (by the broker's redelivery, or by the bus on at-most-once transports).
+        Called after the attempt's :meth:`on_receive` has returned (it saw the error raised)."""
 
-def _overrides(layer: Middleware, name: str) -> bool:
+    def on_dead_letter(self, dead: DeadLetter) -> None:
+        """``dead.message`` is being dead-lettered for ``dead.reason`` after ``dead.attempts``
+        attempts (called before the letter is stored)."""
+
+    def for_bus(self, bus: MessageBus) -> Middleware:
+        """The layer to use on ``bus``: this one (the default), or a copy that knows its bus. Called
+        at ``connect()``; layers registered by plugins are shared by every bus of the process."""
+        return self
+
+
+def overrides(layer: Middleware, name: str) -> bool:
+    """True when ``layer`` overrides the :class:`Middleware` method ``name`` (the bus calls only
+    the hooks a layer overrides, so an unused hook costs nothing)."""
     return getattr(type(layer), name, None) is not getattr(Middleware, name)
+
+
+_overrides = overrides
 
 
 def wrap_send(middleware: Sequence[Middleware], send: Send) -> Send:
@@ -61,12 +128,27 @@ def wrap_send(middleware: Sequence[Middleware], send: Send) -> Send:
     return send
 
 
-def wrap_call(middleware: Sequence[Middleware], call: Call) -> Call:
-    """``call`` wrapped by every layer that overrides ``on_receive``, the first outermost."""
+def wrap_call(
+    middleware: Sequence[Middleware], call: Call, receiving: Receiving | None = None
+) -> Call:
+    """``call`` wrapped by every layer that overrides ``on_receive``, the first outermost; with
+    ``receiving``, :func:`current_receive` returns it while the layers and the handler run."""
+    wrapped = call
     for layer in reversed(middleware):
         if _overrides(layer, "on_receive"):
-            call = _bind(layer.on_receive, call)
-    return call
+            wrapped = _bind(layer.on_receive, wrapped)
+    if wrapped is call or receiving is None:
+        return wrapped
+    inner = wrapped
+
+    async def within_receiving(message: Message) -> Any:
+        token = _receiving.set(receiving)
+        try:
+            return await inner(message)
+        finally:
+            _receiving.reset(token)
+
+    return within_receiving
 
 
 def _bind(

@@ -25,6 +25,7 @@ from .deadletter import DeadLetter, DeadLetterReason, RetryPolicy
 from .deadlines import _deadline
 from .errors import RejectMessage
 from .message import Message
+from .middleware import Receiving
 from .stream_responder import H_STREAM, StreamInterrupted, streaming_call
 from .topics import matcher
 from .transport import Delivery, Subscription, SubscriptionSpec
@@ -142,7 +143,9 @@ class Subscriber:
     async def run(self) -> None:
         """Run until stopped; started by the bus in its task group."""
         if not self._internal:
-            self._call = self._bus._wrap_handler(self._handler_call())
+            self._call = self._bus._wrap_handler(
+                self._handler_call(), Receiving(self.pattern, self.group, self._bus)
+            )
         try:
             with anyio.CancelScope() as self._hard:
                 try:
@@ -406,11 +409,14 @@ class Subscriber:
                 self.retry.max_attempts,
                 error,
             )
+            delay = self.retry.delay(attempt)
+            if self._bus._retry_layers:
+                self._bus._retrying(delivery.message.evolve(attempt=attempt), failure, delay)
             if self._redelivers:
-                await delivery.nack(self.retry.delay(attempt))
+                await delivery.nack(delay)
                 return
             # An at-most-once broker would drop a nacked message: retry here instead.
-            await anyio.sleep(self.retry.delay(attempt))
+            await anyio.sleep(delay)
             attempt += 1
             again = await self._attempt(delivery, delivery.message.evolve(attempt=attempt))
             if again is None:
