@@ -270,6 +270,44 @@ async def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_run(args: argparse.Namespace) -> int:
+    """Serve a module's bus (``amb run pkg.mod:bus``); see :mod:`amb_core.runner`."""
+    from pathlib import Path
+
+    from .logformat import configure_logging
+
+    configure_logging(args.log_level, args.log_format)
+    if args.url_given:
+        os.environ["AMB_URL"] = args.url  # for a module that reads it
+    if args.workers > 1 or args.reload:
+        from .supervisor import supervise
+
+        worker_argv = [
+            args.target,
+            "--log-level",
+            args.log_level,
+            "--log-format",
+            args.log_format,
+        ]
+        return await supervise(
+            worker_argv,
+            args.workers,
+            grace=args.grace,
+            health_port=args.health_port,
+            health_host=args.health_host,
+            reload_dirs=[os.getcwd()] if args.reload else (),
+        )
+    from .runner import run_service
+
+    return await run_service(
+        args.target,
+        grace=args.grace,
+        health_port=args.health_port,
+        health_host=args.health_host,
+        ready_file=Path(args.ready_file) if args.ready_file else None,
+    )
+
+
 def _add_payload(parser: argparse.ArgumentParser, help_text: str) -> None:
     parser.add_argument("payload", nargs="?", help=help_text)
     parser.add_argument("--text", action="store_true", help="send the payload as a plain string")
@@ -337,6 +375,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--again", action="store_true", help="replay: also the letters replayed before"
     )
     command("demo", "run a small multi-agent scene and narrate it", cmd_demo)
+    run = command("run", "serve a module's bus until SIGTERM/SIGINT (pkg.module:bus)", cmd_run)
+    run.add_argument("target", help="MODULE:ATTRIBUTE, a MessageBus or a factory of one")
+    run.add_argument(
+        "--grace",
+        type=float,
+        default=30.0,
+        help="seconds handlers in flight get to finish after the first signal (default 30)",
+    )
+    run.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    run.add_argument("--reload", action="store_true", help="restart on source changes (dev)")
+    run.add_argument("--health-port", type=int, default=None, help="serve /ready and /live")
+    run.add_argument("--health-host", default="0.0.0.0", help="address of the probes")
+    run.add_argument("--log-level", default="INFO")
+    run.add_argument("--log-format", choices=("plain", "json"), default="plain")
+    run.add_argument("--ready-file", default=None, help=argparse.SUPPRESS)  # set by --workers
     parser.set_defaults(default_url=default_url)
     return parser
 
