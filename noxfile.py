@@ -29,7 +29,15 @@ os.environ.setdefault("UV_NO_SOURCES", "1")
 ROOT = Path(__file__).parent
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 MATRIX_PYTHON = "3.11"
-TEST_DEPS = ["pytest>=8", "anyio>=4.4", "trio>=0.25", "pytest-xdist>=3.5", "watchfiles>=0.21"]
+TEST_DEPS = [
+    "pytest>=8",
+    "anyio>=4.4",
+    "trio>=0.25",
+    "pytest-xdist>=3.5",
+    "watchfiles>=0.21",  # amb run --reload
+    "msgspec>=0.18",  # typed payloads: dataclasses, attrs
+    "pydantic>=2",  # typed payloads: models
+]
 CORE_WORKERS = "4"
 """Processes for the core's tests: they wait on timers far more than they compute, so four share a
 2-core machine well (about 20 s a session instead of 65 s; eight sessions in CI)."""

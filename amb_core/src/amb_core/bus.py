@@ -37,6 +37,7 @@ from .streaming import ReplyStream
 from .subscriber import Handler, Subscriber
 from .topics import validate_pattern, validate_topic
 from .transport import ConnectionState, Subscription, SubscriptionSpec, Transport
+from .typed import PLAIN_TYPES, codec_for, plain
 
 __all__ = ["MessageBus"]
 
@@ -265,7 +266,7 @@ class MessageBus:
         validate_topic(topic)
         message = build_message(
             topic,
-            payload,
+            payload if type(payload) in PLAIN_TYPES else plain(payload),
             headers or EMPTY_HEADERS,
             new_id(),
             correlation_id,
@@ -315,7 +316,18 @@ class MessageBus:
         now = time.time()
         messages = [
             build_message(
-                topic, p, common, new_id(), None, None, now, sender, ttl, 1, priority, key
+                topic,
+                p if type(p) in PLAIN_TYPES else plain(p),
+                common,
+                new_id(),
+                None,
+                None,
+                now,
+                sender,
+                ttl,
+                1,
+                priority,
+                key,
             )
             for p in payloads
         ]
@@ -491,14 +503,23 @@ class MessageBus:
         timeout: float = 30.0,
         headers: Mapping[str, str] | None = None,
         key: str | None = None,
+        response_type: Any = None,
     ) -> Message:
         """Publish a request and return the reply message.
+
+        With ``response_type`` (a pydantic model, dataclass, attrs class, ...; see
+        :mod:`.typed`), the reply's payload is validated as that type and returned as an instance.
 
         :raises RequestTimeoutError: (a ``TimeoutError``) naming the topic, after ``timeout`` s.
         :raises NoRespondersError: when the broker knows nobody listens (NATS).
         :raises RemoteHandlerError: when the responder's handler failed for good.
         :raises NotConnectedError: when the bus closes while the request waits.
+        :raises PayloadValidationError: when the reply is not a valid ``response_type``.
         """
+        if response_type is not None:
+            reply = await self.request(topic, payload, timeout=timeout, headers=headers, key=key)
+            value = codec_for(response_type).validate(reply.payload, reply.topic)
+            return reply.evolve(payload=value)
         self._require_connected()
         validate_topic(topic)
         asked = timeout
@@ -510,7 +531,7 @@ class MessageBus:
                 await self._settle()
             message = build_message(
                 topic,
-                payload,
+                payload if type(payload) in PLAIN_TYPES else plain(payload),
                 headers or EMPTY_HEADERS,
                 new_id(),
                 None,
@@ -674,7 +695,7 @@ class MessageBus:
             raise ReplyError(f"message {message.id} on {message.topic!r} asked for no reply")
         reply = build_message(
             message.reply_to,
-            payload,
+            payload if type(payload) in PLAIN_TYPES else plain(payload),
             headers or EMPTY_HEADERS,
             new_id(),
             message.correlation_id or message.id,

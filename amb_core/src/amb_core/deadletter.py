@@ -69,7 +69,7 @@ EXCERPT_BYTES = 4096
 """The most of a too-large body a reduced dead letter keeps (less where the broker's limit is
 small: a quarter of it)."""
 DeadLetterReason = Literal[
-    "handler_error", "max_attempts", "undecodable", "expired", "rejected", "unroutable"
+    "handler_error", "max_attempts", "undecodable", "expired", "rejected", "unroutable", "invalid"
 ]
 
 

@@ -41,6 +41,7 @@ __all__ = [
     "MessageTooLargeError",
     "NoRespondersError",
     "NotConnectedError",
+    "PayloadValidationError",
     "PluginError",
     "PublishError",
     "RejectMessage",
@@ -193,6 +194,16 @@ class RemoteHandlerError(RequestError):
 
 class ReplyError(AMBError):
     """``reply()`` was called for a message that carries no ``reply_to``."""
+
+
+class PayloadValidationError(AMBError, ValueError):
+    """A payload is not what its handler's signature (or ``response_type``) declares."""
+
+    def __init__(self, topic: str, type_name: str, errors: str) -> None:
+        super().__init__(f"payload on {topic!r} is not a valid {type_name}: {errors}")
+        self.topic = topic
+        self.type_name = type_name
+        self.errors = errors
 
 
 class RejectMessage(Exception):

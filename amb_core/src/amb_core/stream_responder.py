@@ -38,6 +38,7 @@ import anyio
 from .cancellation import H_SEQ
 from .inbox import H_ERROR, H_ERROR_REASON
 from .message import Message, build_message, new_id
+from .typed import plain
 
 if TYPE_CHECKING:
     from .bus import MessageBus
@@ -116,7 +117,7 @@ def streaming_call(
                 return None
             window = message.headers.get(H_STREAM)
             if window is None:
-                return [chunk async for chunk in chunks]
+                return [plain(chunk) async for chunk in chunks]
             await _serve(bus, message, chunks, _window(window))
             return None
         finally:
@@ -174,7 +175,7 @@ async def _serve(
                     if credit.cancelled:
                         return  # cancelled while producing: that chunk is not sent
                     sent += 1
-                    await frame(chunk, {H_SEQ: str(sent)})
+                    await frame(plain(chunk), {H_SEQ: str(sent)})
             except Exception as exc:
                 if not sent:
                     raise  # nothing went out: retried and dead-lettered like any handler

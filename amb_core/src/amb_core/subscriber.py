@@ -23,12 +23,13 @@ import anyio.lowlevel
 from .cancellation import HandlerCancelled
 from .deadletter import DeadLetter, DeadLetterReason, RetryPolicy
 from .deadlines import _deadline
-from .errors import RejectMessage
+from .errors import PayloadValidationError, RejectMessage
 from .message import Message
 from .middleware import Receiving
 from .stream_responder import H_STREAM, StreamInterrupted, streaming_call
 from .topics import matcher
 from .transport import Delivery, Subscription, SubscriptionSpec
+from .typed import typed_handler
 
 if TYPE_CHECKING:
     from .bus import MessageBus
@@ -91,7 +92,8 @@ class Subscriber:
         self.retry = retry
         self._bus = bus
         self._spec = spec
-        self._streams = _streams(handler)
+        self._target, self.codec = typed_handler(handler)  # validates a declared payload type
+        self._streams = _streams(self._target)
         self._call = self._handler_call()
         self._internal = internal  # the bus's own subscriptions skip the receive middleware
         self._match = matcher(spec.pattern)
@@ -107,8 +109,8 @@ class Subscriber:
 
     def _handler_call(self) -> Callable[[Message], Awaitable[Any]]:
         if self._streams:
-            return streaming_call(self._bus, self.handler)
-        return _as_async(self.handler)
+            return streaming_call(self._bus, self._target)
+        return _as_async(self._target)
 
     def __repr__(self) -> str:
         group = f" group={self.group!r}" if self.group else ""
@@ -374,6 +376,9 @@ class Subscriber:
         returned for retry."""
         if isinstance(exc, RejectMessage):
             await self._dead(delivery, "rejected", str(exc) or "rejected by the handler")
+            return None
+        if isinstance(exc, PayloadValidationError):  # would fail on every attempt
+            await self._dead(delivery, "invalid", str(exc))
             return None
         if isinstance(exc, (HandlerCancelled, StreamInterrupted)):
             # The requester has gone, or has the error frame: settle, do not retry.
