@@ -37,6 +37,8 @@ TEST_DEPS = [
     "watchfiles>=0.21",  # amb run --reload
     "msgspec>=0.18",  # typed payloads: dataclasses, attrs
     "pydantic>=2",  # typed payloads: models
+    "jsonschema>=4",  # amb docs: the AsyncAPI document is validated
+    "pyyaml>=6",  # amb docs --yaml
 ]
 CORE_WORKERS = "4"
 """Processes for the core's tests: they wait on timers far more than they compute, so four share a

@@ -308,6 +308,32 @@ async def cmd_run(args: argparse.Namespace) -> int:
     )
 
 
+async def cmd_docs(args: argparse.Namespace) -> int:
+    """Write the AsyncAPI 3.0 document of a module's bus (JSON, or YAML with ``--yaml``)."""
+    from .asyncapi import asyncapi_document
+    from .runner import load_target, resolve_bus
+
+    if args.url_given:
+        os.environ["AMB_URL"] = args.url
+    bus = await resolve_bus(load_target(args.target))
+    document = asyncapi_document(
+        bus, title=args.title, version=args.app_version, url=args.url if args.url_given else None
+    )
+    if args.yaml:
+        try:
+            import yaml  # type: ignore[import-untyped,unused-ignore]
+        except ImportError:
+            raise UsageError("--yaml needs PyYAML: pip install pyyaml") from None
+        text = yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
+    else:
+        text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    if args.output:
+        await anyio.Path(args.output).write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def _add_payload(parser: argparse.ArgumentParser, help_text: str) -> None:
     parser.add_argument("payload", nargs="?", help=help_text)
     parser.add_argument("--text", action="store_true", help="send the payload as a plain string")
@@ -390,6 +416,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--log-level", default="INFO")
     run.add_argument("--log-format", choices=("plain", "json"), default="plain")
     run.add_argument("--ready-file", default=None, help=argparse.SUPPRESS)  # set by --workers
+    docs = command("docs", "write the AsyncAPI 3.0 document of a module's bus", cmd_docs)
+    docs.add_argument("target", help="MODULE:ATTRIBUTE, a MessageBus or a factory of one")
+    docs.add_argument("--yaml", action="store_true", help="YAML instead of JSON (needs PyYAML)")
+    docs.add_argument("--output", "-o", default=None, help="write to this file")
+    docs.add_argument("--title", default=None)
+    docs.add_argument("--app-version", default="1.0.0", help="the app's version in the document")
     parser.set_defaults(default_url=default_url)
     return parser
 

@@ -62,9 +62,15 @@ class PayloadCodec:
     def __init__(self, kind: Any) -> None:
         self.kind = kind
         self.name = getattr(kind, "__name__", repr(kind))
-        if _is_pydantic(kind):
+        self._pydantic = _is_pydantic(kind)
+        if self._pydantic:
             self._validate: Callable[[Any], Any] = kind.model_validate
-            self._schema: Callable[[], dict[str, Any]] = kind.model_json_schema
+
+            def pydantic_schema(template: str) -> tuple[dict[str, Any], dict[str, Any]]:
+                schema = dict(kind.model_json_schema(ref_template=template))
+                return schema, schema.pop("$defs", {})
+
+            self._schema: Callable[[str], tuple[dict[str, Any], dict[str, Any]]] = pydantic_schema
             return
         try:
             import msgspec
@@ -79,8 +85,12 @@ class PayloadCodec:
                 return payload  # an in-process transport handed over the instance itself
             return msgspec.convert(payload, kind)
 
+        def msgspec_schema(template: str) -> tuple[dict[str, Any], dict[str, Any]]:
+            (schema,), components = msgspec.json.schema_components([kind], ref_template=template)
+            return schema, components
+
         self._validate = validate
-        self._schema = lambda: msgspec.json.schema(kind)
+        self._schema = msgspec_schema
 
     def validate(self, payload: Any, topic: str) -> Any:
         """``payload`` as the type.
@@ -92,9 +102,14 @@ class PayloadCodec:
         except Exception as exc:  # pydantic's ValidationError, msgspec's ValidationError
             raise PayloadValidationError(topic, self.name, str(exc)) from None
 
-    def schema(self) -> dict[str, Any]:
-        """The type's JSON Schema."""
-        return self._schema()
+    def schema(
+        self, ref_template: str = "#/$defs/{model}"
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The type's JSON Schema and the named schemas it refers to, referred to through
+        ``ref_template`` (``{model}`` is replaced by each name), to be placed where the template
+        points (``#/components/schemas/{model}`` in an AsyncAPI document)."""
+        template = ref_template.replace("{model}", "{name}") if not self._pydantic else ref_template
+        return self._schema(template)
 
 
 _codecs: dict[Any, PayloadCodec] = {}
