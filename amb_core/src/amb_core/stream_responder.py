@@ -154,7 +154,7 @@ async def _serve(
             None,
             1,
             0,
-            None,
+            key,  # one key: a partitioned broker (Kafka) keeps the frames in order
         )
         await bus._publish_message(reply, one_off=True)
 

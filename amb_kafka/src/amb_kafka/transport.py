@@ -27,6 +27,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from amb_core.errors import NotConnectedError
+from amb_core.inbox import INBOX_PREFIX
 from amb_core.message import Message
 from amb_core.transport import (
     Capabilities,
@@ -73,6 +74,7 @@ _UNREACHABLE = frozenset(
 )
 """Delivery-report errors that mean the broker could not be reached in time."""
 _DOWN = frozenset({KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT})
+_EPHEMERAL = INBOX_PREFIX + "."
 """Client errors (``error_cb``) that mean the connection is lost: the transport is reconnecting."""
 _PROBE_EVERY = 0.5  # seconds between probes of a broker that went away
 
@@ -251,8 +253,11 @@ class KafkaTransport(Transport):
         admin = self._admin
         assert admin is not None
         config = self.config
+        # A reply inbox (and the cancel topic) is read by one bus: more partitions would only
+        # spread one reader's replies; every other topic gets enough for a group to scale.
+        partitions = 1 if topic.startswith(_EPHEMERAL) else config.partitions
         futures = admin.create_topics(
-            [NewTopic(topic, config.partitions, config.replication)],
+            [NewTopic(topic, partitions, config.replication)],
             operation_timeout=config.connect_timeout,
         )
 
