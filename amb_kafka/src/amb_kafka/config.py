@@ -2,8 +2,8 @@
 
 Format: ``kafka://[user:password@]host:port[,host:port...][?option=value&...]``.
 
-AMB's own options (underscored names): ``partitions`` (for topics the bus creates, default 8, so
-that a consumer group of up to 8 members shares the work; reply inboxes get 1),
+AMB's own options (underscored names): ``partitions`` (for topics the bus creates, default 1; a
+consumer group shares a topic's work only up to its number of partitions; reply inboxes get 1),
 ``replication`` (default 1), ``connect_timeout`` (seconds, default 5), ``publish_timeout`` (seconds,
 default 15: the bound on every publish, librdkafka's ``message.timeout.ms``; a publish that the
 broker has not confirmed by then raises), ``commit_interval`` (seconds
@@ -47,7 +47,7 @@ class KafkaConfig:
     bootstrap: str
     username: str | None = attrs.field(default=None, repr=False)
     password: str | None = attrs.field(default=None, repr=False)
-    partitions: int = 8
+    partitions: int = 1
     replication: int = 1
     connect_timeout: float = 5.0
     publish_timeout: float = 15.0
