@@ -41,6 +41,18 @@ not_a_bus = 42
 """
 
 
+def start(app: Path, *args: str) -> subprocess.Popen[str]:
+    """``amb run runapp_module:bus`` with ``args``, in the app's folder."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "amb_core.cli", "run", "runapp_module:bus", *args],
+        cwd=app,
+        env={**os.environ, "PYTHONPATH": str(app)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
 @pytest.fixture
 def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "runapp_module.py").write_text(APP)
@@ -96,24 +108,7 @@ def test_json_log_lines() -> None:
 
 def test_run_serves_probes_and_stops_on_sigterm(app: Path) -> None:
     port = free_port()
-    runner = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "amb_core.cli",
-            "run",
-            "runapp_module:bus",
-            "--health-port",
-            str(port),
-            "--log-format",
-            "json",
-        ],
-        cwd=app,
-        env={**os.environ, "PYTHONPATH": str(app)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    runner = start(app, "--health-port", str(port), "--log-format", "json")
     try:
         wait_for(lambda: probe(port, "/ready") == 200, 30, "readiness", runner)
         assert probe(port, "/live") == 200
@@ -145,23 +140,7 @@ def test_reload_restarts_the_worker_when_a_source_file_changes(app: Path) -> Non
     from tests.runner_cases import _children
 
     port = free_port()
-    runner = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "amb_core.cli",
-            "run",
-            "runapp_module:bus",
-            "--reload",
-            "--health-port",
-            str(port),
-        ],
-        cwd=app,
-        env={**os.environ, "PYTHONPATH": str(app)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    runner = start(app, "--reload", "--health-port", str(port))
     try:
         wait_for(lambda: probe(port, "/ready") == 200, 30, "readiness", runner)
         before = _children(runner.pid)

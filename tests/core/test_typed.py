@@ -4,11 +4,9 @@ are published as plain JSON; ``request(response_type=...)`` validates the reply.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import attrs
-import pydantic
 import pytest
 
 from amb_core import (
@@ -22,19 +20,9 @@ from amb_core import (
 from amb_core.deadletter import H_DLQ_ATTEMPTS, H_DLQ_REASON
 from amb_core.testing.conformance import wait_until
 from amb_core.typed import plain, signature_types
+from tests.typed_cases import Order, Receipt
 
 pytestmark = pytest.mark.anyio
-
-
-class Order(pydantic.BaseModel):
-    id: int
-    total: float
-
-
-@dataclasses.dataclass
-class Receipt:
-    order: int
-    paid: bool
 
 
 @attrs.define

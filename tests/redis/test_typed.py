@@ -1,46 +1,13 @@
-"""Typed payloads over a real broker (Redis Streams): validation, dead letters with reason
-``invalid``, and ``response_type``."""
+"""Typed payloads over Redis Streams (see tests/typed_cases.py)."""
 
 from __future__ import annotations
 
-import dataclasses
-
-import pydantic
 import pytest
 
-from amb_core import Message, MessageBus
-from amb_core.deadletter import H_DLQ_REASON
-from amb_core.testing.conformance import wait_until
+from tests.typed_cases import check_typed_handlers
 
 pytestmark = [pytest.mark.redis, pytest.mark.anyio]
 
 
-class Order(pydantic.BaseModel):
-    id: int
-    total: float
-
-
-@dataclasses.dataclass
-class Receipt:
-    order: int
-    paid: bool
-
-
 async def test_typed_handlers_over_redis_streams(redis_url: str, namespace: str) -> None:
-    url = f"{redis_url}?namespace={namespace}"
-    dead: list[Message] = []
-    async with MessageBus.from_url(url) as server, MessageBus.from_url(url) as client:
-
-        @server.subscribe("orders.created", group="billing")
-        async def bill(order: Order, message: Message) -> Receipt:
-            return Receipt(order=order.id, paid=message.sender == "shop")
-
-        await server.subscribe("dlq.orders.>", dead.append)
-        client.name = "shop"
-        reply = await client.request(
-            "orders.created", Order(id=3, total=1.0), timeout=10, response_type=Receipt
-        )
-        assert reply.payload == Receipt(order=3, paid=True)
-        await client.publish("orders.created", {"id": "three"})
-        await wait_until(lambda: bool(dead), 10, "the invalid order's dead letter")
-    assert dead[0].headers[H_DLQ_REASON] == "invalid"
+    await check_typed_handlers(f"{redis_url}?namespace={namespace}")

@@ -25,15 +25,13 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from .deadlines import bounded_timeout
+from .conversation import InboxConversation
 from .errors import ConfigurationError, NotConnectedError, RemoteHandlerError
 from .inbox import H_ERROR, H_NO_RESPONDERS, raise_for_error_reply
-from .message import Message, new_id
-from .topics import validate_topic
+from .message import Message
 
 if TYPE_CHECKING:
     from .bus import MessageBus
-    from .inbox import Inbox
 
 __all__ = ["Gather"]
 
@@ -61,7 +59,7 @@ class _Replies:
         self.wake.set()
 
 
-class Gather:
+class Gather(InboxConversation):
     """The replies to one scatter-gather request: iterate them, or ``await`` for the list.
 
     Made by :meth:`MessageBus.gather`; the request is sent when it is first iterated, entered or
@@ -79,26 +77,13 @@ class Gather:
         headers: Mapping[str, str] | None,
         key: str | None,
     ) -> None:
-        validate_topic(topic)
         if max_replies is not None and max_replies < 1:
             raise ConfigurationError("max_replies must be at least 1 (or None for no limit)")
-        self.topic = topic
-        self.correlation_id = new_id()
+        super().__init__(bus, topic, payload, timeout=timeout, headers=headers, key=key)
         self.failures: list[RemoteHandlerError] = []
-        self._bus = bus
-        self._payload = payload
-        self._timeout = timeout
         self._max = max_replies
-        self._headers = headers
-        self._key = key
         self._replies: _Replies | None = None
-        self._inbox: Inbox | None = None
-        self._deadline = 0.0
         self._handed = 0
-        self._done = False
-
-    def __repr__(self) -> str:
-        return f"<Gather {self.topic!r} {self.correlation_id}>"
 
     def __aiter__(self) -> Gather:
         return self
@@ -119,37 +104,16 @@ class Gather:
         return [reply async for reply in self]
 
     async def _start(self) -> None:
-        bus = self._bus
-        bus._require_connected()
-        timeout = bounded_timeout(self._timeout)
-        self._deadline = time.monotonic() + timeout
+        timeout = self._budget()
         if timeout <= 0:
             self._done = True
             return
-        inbox = self._inbox = await bus._inbox_ready()
-        replies = self._replies = _Replies()
-        inbox.register(self.correlation_id, replies)
-        try:
-            await bus.publish(
-                self.topic,
-                self._payload,
-                headers=self._headers,
-                key=self._key,
-                ttl=timeout,
-                correlation_id=self.correlation_id,
-                reply_to=inbox.topic,
-            )
-        except BaseException:
-            self._end()
-            raise
+        self._replies = _Replies()
+        await self._send(self._replies, timeout)
 
     def _end(self) -> None:
         """Stop taking replies; responders still working on the request are told to stop."""
-        if not self._done:
-            self._done = True
-            if self._inbox is not None:
-                self._inbox.unregister(self.correlation_id)
-                self._bus._cancellations().cancel_later(self.correlation_id)
+        self._finish(True)
 
     async def __anext__(self) -> Message:
         if self._replies is None and not self._done:

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from .cancellation import H_SEQ
-from .deadlines import bounded_timeout
+from .conversation import InboxConversation
 from .errors import (
     NoRespondersError,
     NotConnectedError,
@@ -44,13 +44,11 @@ from .errors import (
     StreamIdleError,
 )
 from .inbox import H_ERROR, H_NO_RESPONDERS, raise_for_error_reply
-from .message import Message, new_id
+from .message import Message
 from .stream_responder import H_STREAM, H_STREAM_END, MAX_WINDOW
-from .topics import validate_topic
 
 if TYPE_CHECKING:
     from .bus import MessageBus
-    from .inbox import Inbox
 
 __all__ = ["ReplyStream"]
 
@@ -96,7 +94,7 @@ class _Frames:
         self.wake.set()
 
 
-class ReplyStream:
+class ReplyStream(InboxConversation):
     """A streamed reply: an async iterator of chunks, and an async context manager that ends it.
 
     Made by :meth:`MessageBus.stream`; the request is sent when the stream is entered or first
@@ -116,26 +114,13 @@ class ReplyStream:
         headers: Mapping[str, str] | None,
         key: str | None,
     ) -> None:
-        validate_topic(topic)
-        self.topic = topic
-        self.correlation_id = new_id()
-        self._bus = bus
-        self._payload = payload
-        self._timeout = timeout
+        super().__init__(bus, topic, payload, timeout=timeout, headers=headers, key=key)
         self._idle = idle_timeout
         self._gap = gap_timeout
         self._window = max(1, min(window, MAX_WINDOW))
-        self._headers = headers
-        self._key = key
         self._frames: _Frames | None = None
-        self._inbox: Inbox | None = None
-        self._deadline = 0.0
         self._acked = 0
-        self._done = False
         self._last_chunk_is_final = False
-
-    def __repr__(self) -> str:
-        return f"<ReplyStream {self.topic!r} {self.correlation_id}>"
 
     async def __aenter__(self) -> ReplyStream:
         if self._frames is None:
@@ -160,41 +145,16 @@ class ReplyStream:
                 log.debug("could not end %r when it was dropped: %r", self, exc)
 
     async def _start(self) -> None:
-        bus = self._bus
-        bus._require_connected()
-        asked = self._timeout
-        timeout = bounded_timeout(asked)  # inside a handler: no later than its deadline
+        timeout = self._budget()
         if timeout <= 0:
-            raise RequestTimeoutError(self.topic, asked)
-        self._deadline = time.monotonic() + timeout
-        inbox = self._inbox = await bus._inbox_ready()
-        frames = self._frames = _Frames(self._window)
-        inbox.register(self.correlation_id, frames)
-        try:
-            await bus.publish(
-                self.topic,
-                self._payload,
-                headers={**(self._headers or {}), H_STREAM: str(self._window)},
-                key=self._key,
-                ttl=timeout,  # the deadline travels with the request
-                correlation_id=self.correlation_id,
-                reply_to=inbox.topic,
-            )
-        except BaseException:
-            self._end(cancel=False)
-            raise
+            raise RequestTimeoutError(self.topic, self._timeout)
+        self._frames = _Frames(self._window)
+        await self._send(self._frames, timeout, {H_STREAM: str(self._window)})
 
     def _end(self, *, cancel: bool) -> None:
-        if self._done:
-            return
-        self._done = True
         frames = self._frames
-        if frames is None:
-            return
-        if self._inbox is not None:
-            self._inbox.unregister(self.correlation_id)
-        if cancel:
-            self._bus._cancellations().cancel_later(self.correlation_id, frames.responder)
+        responder = frames.responder if frames is not None else None
+        self._finish((responder or True) if cancel else False)
 
     async def __anext__(self) -> Message:
         if self._frames is None:
