@@ -7,6 +7,7 @@ import sys
 import traceback
 
 BENCHES = ["memory", "redis", "nats", "kafka", "sqs"]
+OPT_IN = ["scale"]  # run only when named: ``python -m bench scale``
 
 
 def main(names: list[str]) -> int:
