@@ -22,20 +22,36 @@ from urllib.parse import unquote, urlsplit
 import attrs
 
 from amb_core.errors import ConfigurationError
-from amb_core.urls import query_options, redact_url
+from amb_core.options import Option, parse_options
+from amb_core.urls import redact_url
 
-__all__ = ["KafkaConfig"]
+__all__ = ["SPEC", "KafkaConfig"]
 
-_INTS = {
-    "partitions": "partitions",
-    "replication": "replication",
-    "session_timeout_ms": "session_timeout_ms",
-    "fetch_wait_max_ms": "fetch_wait_max_ms",
-    "metadata_refresh_ms": "metadata_refresh_ms",
-    "linger_ms": "linger_ms",
-}
-_FLOATS = {"connect_timeout", "commit_interval", "publish_timeout"}
-_STRINGS = {"security_protocol", "sasl_mechanism", "client_id"}
+#: AMB's options for ``kafka://`` (query string or keyword arguments). A name with a dot, and
+#: ``debug``, go to librdkafka unchanged.
+SPEC = (
+    Option("partitions", int, low=1),
+    Option("replication", int, low=1),
+    Option("session_timeout_ms", int, low=1),
+    Option("fetch_wait_max_ms", int, low=0),
+    Option("metadata_refresh_ms", int, low=1),
+    Option("linger_ms", int, low=0),
+    Option("connect_timeout", float, low=1e-3),
+    Option("commit_interval", float, low=0),
+    Option("publish_timeout", float, low=1e-3),
+    Option("security_protocol", str),
+    Option("sasl_mechanism", str),
+    Option("client_id", str),
+    Option("username", str),
+    Option("sasl_username", str),
+    Option("password", str, secret=True),
+    Option("sasl_password", str, secret=True),
+)
+_CREDENTIALS = {"username": 0, "sasl_username": 0, "password": 1, "sasl_password": 1}
+
+
+def _librdkafka_option(name: str) -> bool:
+    return "." in name or name == "debug"
 
 
 @attrs.frozen
@@ -82,31 +98,19 @@ class KafkaConfig:
             userinfo = parts.netloc.rpartition("@")[0]
             user, _, secret = userinfo.partition(":")
             username, password = unquote(user), unquote(secret)
-        merged: dict[str, Any] = {**query_options(url), **options}
         fields: dict[str, Any] = {}
         extra: dict[str, str] = {}
-        for key, value in merged.items():
-            try:
-                if key in _INTS:
-                    fields[_INTS[key]] = int(value)
-                elif key in _FLOATS:
-                    fields[key] = float(value)
-                elif key in _STRINGS:
-                    fields[key] = str(value)
-                elif key in ("username", "sasl_username"):
-                    username = str(value)
-                elif key in ("password", "sasl_password"):
-                    password = str(value)
-                elif "." in key or key == "debug":
-                    extra[key] = str(value)
+        parsed = parse_options("Kafka", SPEC, url, options, passthrough=_librdkafka_option)
+        for key, value in parsed.items():
+            if key in _CREDENTIALS:
+                if _CREDENTIALS[key]:
+                    password = value
                 else:
-                    raise ConfigurationError(f"unknown Kafka option {key!r} in {shown}")
-            except (TypeError, ValueError) as exc:
-                if isinstance(exc, ConfigurationError):
-                    raise
-                raise ConfigurationError(
-                    f"Kafka option {key!r} is not a number in {shown}"
-                ) from None
+                    username = value
+            elif _librdkafka_option(key):
+                extra[key] = str(value)
+            else:
+                fields[key] = value
         return cls(
             url=url,
             bootstrap=hosts,

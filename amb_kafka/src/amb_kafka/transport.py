@@ -133,11 +133,6 @@ class KafkaTransport(Transport):
         self._subscriptions: set[KafkaSubscription] = set()
         self._closed = False
 
-    @classmethod
-    def from_url(cls, url: str, **options: Any) -> KafkaTransport:
-        """The transport for ``url`` (the plugin registry calls this)."""
-        return cls(url, **options)
-
     @property
     def description(self) -> str:
         return f"KafkaTransport {self.config.description}"

@@ -86,11 +86,6 @@ class RedisTransport(Transport):
         self._warned_groups = False
         self._heartbeat: asyncio.Task[None] | None = None
 
-    @classmethod
-    def from_url(cls, url: str, **options: Any) -> RedisTransport:
-        """Build from a URL (``MessageBus.from_url`` calls this)."""
-        return cls(url, **options)
-
     @property
     def description(self) -> str:
         return f"RedisTransport {self.config.description}"
