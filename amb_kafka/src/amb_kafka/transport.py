@@ -47,20 +47,13 @@ from .errors import (
     KafkaTransportError,
     KafkaUnavailableError,
     MessageTooLargeError,
+    is_auth_error,
 )
 from .subscription import KafkaSubscription
 
 __all__ = ["KafkaBroker", "KafkaTransport"]
 
 log = logging.getLogger("amb.kafka")
-_AUTH_CODES = frozenset(
-    {
-        KafkaError._AUTHENTICATION,
-        KafkaError.SASL_AUTHENTICATION_FAILED,
-        KafkaError.TOPIC_AUTHORIZATION_FAILED,
-        KafkaError.CLUSTER_AUTHORIZATION_FAILED,
-    }
-)
 _PROBE_ROUND = 0.5  # seconds per metadata request while connecting
 _TOO_LARGE = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE})
 _UNREACHABLE = frozenset(
@@ -92,7 +85,7 @@ def _probe(admin: AdminClient, errors: list[Any], timeout: float) -> tuple[Any, 
             return admin.list_topics(timeout=max(0.05, min(_PROBE_ROUND, left))), None
         except KafkaException as exc:
             admin.poll(0)
-            if left <= _PROBE_ROUND or any(e.code() in _AUTH_CODES for e in errors):
+            if left <= _PROBE_ROUND or any(map(is_auth_error, errors)):
                 return None, exc.args[0]
 
 
@@ -197,8 +190,8 @@ class KafkaTransport(Transport):
         """The typed error for a failed probe, with librdkafka's most telling reason (an
         authentication failure first), the password cut out of it should it ever be there."""
         where, timeout = self.config.description, self.config.connect_timeout
-        refused = [e for e in errors if e.code() in _AUTH_CODES]
-        if error.code() in _AUTH_CODES:
+        refused = [e for e in errors if is_auth_error(e)]
+        if is_auth_error(error):
             refused.append(error)
         reason = (refused or errors or [error])[-1].str()
         if self.config.password:
