@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-__all__ = ["SECRET_QUERY_KEYS", "query_options", "redact_url", "scheme_of"]
+__all__ = ["SECRET_QUERY_KEYS", "query_options", "redact_secrets", "redact_url", "scheme_of"]
 
 SECRET_QUERY_KEYS = frozenset(
     {
@@ -63,3 +63,13 @@ def redact_url(url: str) -> str:
 def query_options(url: str) -> dict[str, str]:
     """The query string of ``url`` as a dict (last value wins)."""
     return dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
+
+
+def redact_secrets(text: str, *secrets: str | None) -> str:
+    """``text`` with each of ``secrets`` (a password or token the transport knows) replaced by
+    ``***``: for a driver's own message, which may quote what it was given. Empty or ``None``
+    secrets are skipped (replacing ``""`` would mangle the text)."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text

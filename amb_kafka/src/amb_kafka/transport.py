@@ -35,6 +35,7 @@ from amb_core.transport import (
     SubscriptionSpec,
     Transport,
 )
+from amb_core.urls import redact_secrets
 from amb_core.wire import encode
 
 from ._bridge import Loop, LoopToken, Waiter
@@ -193,9 +194,7 @@ class KafkaTransport(Transport):
         refused = [e for e in errors if is_auth_error(e)]
         if is_auth_error(error):
             refused.append(error)
-        reason = (refused or errors or [error])[-1].str()
-        if self.config.password:
-            reason = reason.replace(self.config.password, "***")
+        reason = redact_secrets((refused or errors or [error])[-1].str(), self.config.password)
         if refused:
             return KafkaAuthenticationError(f"Kafka at {where} refused the credentials: {reason}")
         return KafkaConnectError(f"cannot reach Kafka at {where} within {timeout:g}s: {reason}")

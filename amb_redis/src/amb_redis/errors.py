@@ -34,7 +34,6 @@ __all__ = [
     "RedisUnavailableError",
     "is_auth_error",
     "is_connection_error",
-    "scrub",
 ]
 
 
@@ -88,10 +87,3 @@ def is_connection_error(exc: BaseException) -> bool:
         return True
     text = str(exc)
     return isinstance(exc, rex.ResponseError) and text.startswith(("LOADING", "MASTERDOWN"))
-
-
-def scrub(text: str, secret: str | None) -> str:
-    """``text`` with ``secret`` (the URL's password) replaced by ``***``."""
-    if secret:
-        text = text.replace(secret, "***")
-    return text
