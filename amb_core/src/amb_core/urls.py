@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import re
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from collections.abc import Collection
+from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
 
-__all__ = ["SECRET_QUERY_KEYS", "query_options", "redact_secrets", "redact_url", "scheme_of"]
+from .errors import ConfigurationError
+
+__all__ = [
+    "SECRET_QUERY_KEYS",
+    "query_options",
+    "redact_secrets",
+    "redact_url",
+    "scheme_of",
+    "split_url",
+]
 
 SECRET_QUERY_KEYS = frozenset(
     {
@@ -73,3 +83,20 @@ def redact_secrets(text: str, *secrets: str | None) -> str:
         if secret:
             text = text.replace(secret, "***")
     return text
+
+
+def split_url(url: str, backend: str, schemes: Collection[str]) -> SplitResult:
+    """``url``'s parts, once it is known to be one of ``backend``'s URLs.
+
+    :raises ConfigurationError: for a URL that does not parse or has another scheme; the message
+        shows the URL redacted and the schemes the backend takes.
+    """
+    shown = redact_url(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise ConfigurationError(f"malformed {backend} URL {shown!r}: {exc}") from None
+    if parts.scheme.lower() not in schemes:
+        listed = ", ".join(f"{scheme}://" for scheme in schemes)
+        raise ConfigurationError(f"not a {backend} URL: {shown!r} (use {listed})")
+    return parts

@@ -17,13 +17,13 @@ otherwise); they never appear in :attr:`KafkaConfig.description`, reprs, errors 
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 import attrs
 
 from amb_core.errors import ConfigurationError
 from amb_core.options import Option, parse_options
-from amb_core.urls import redact_url
+from amb_core.urls import redact_url, split_url
 
 __all__ = ["SPEC", "KafkaConfig"]
 
@@ -83,16 +83,10 @@ class KafkaConfig:
         :raises ConfigurationError: for a URL that is not ``kafka://`` or an option of the wrong type;
             the message shows the URL redacted.
         """
-        shown = redact_url(url)
-        try:
-            parts = urlsplit(url)
-        except ValueError as exc:
-            raise ConfigurationError(f"bad Kafka URL {shown}: {exc}") from None
-        if parts.scheme.lower() != "kafka":
-            raise ConfigurationError(f"not a kafka:// URL: {shown}")
+        parts = split_url(url, "Kafka", ("kafka",))
         hosts = parts.netloc.rpartition("@")[2]
         if not hosts:
-            raise ConfigurationError(f"Kafka URL names no broker: {shown}")
+            raise ConfigurationError(f"Kafka URL names no broker: {redact_url(url)}")
         username = password = None
         if "@" in parts.netloc:
             userinfo = parts.netloc.rpartition("@")[0]

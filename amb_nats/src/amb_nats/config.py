@@ -28,12 +28,12 @@ import attrs
 
 from amb_core.errors import ConfigurationError
 from amb_core.options import Option, parse_options
-from amb_core.urls import redact_url
+from amb_core.urls import redact_url, split_url
 
 __all__ = ["SPEC", "NATSConfig", "parse_url"]
 
 Mode = Literal["core", "jetstream"]
-_SCHEMES = {"nats", "tls", "nats+tls", "ws", "wss"}
+_SCHEMES = ("nats", "tls", "nats+tls", "ws", "wss")
 
 #: The options a ``nats://`` URL or keyword argument may give (the fields of :class:`NATSConfig`).
 SPEC = (
@@ -93,15 +93,9 @@ class NATSConfig:
 
 def _split_servers(url: str) -> tuple[str, ...]:
     """``nats://u:p@a:1,b:2/?x`` -> ``("nats://u:p@a:1", "nats://u:p@b:2")`` without the query."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        raise ConfigurationError(f"not a NATS URL: {redact_url(url)!r}")
-    scheme = scheme.lower()
-    if scheme not in _SCHEMES:
-        raise ConfigurationError(f"unsupported NATS URL scheme {scheme!r}")
-    if scheme == "nats+tls":
-        scheme = "tls"
-    netloc = rest.split("?", 1)[0].split("/", 1)[0]
+    parts = split_url(url, "NATS", _SCHEMES)
+    scheme = "tls" if parts.scheme.lower() == "nats+tls" else parts.scheme.lower()
+    netloc = parts.netloc
     userinfo, at, hosts = netloc.rpartition("@")
     prefix = f"{userinfo}@" if at else ""
     servers = tuple(f"{scheme}://{prefix}{host}" for host in (hosts or "127.0.0.1:4222").split(","))

@@ -15,7 +15,7 @@ import attrs
 
 from amb_core.errors import ConfigurationError
 from amb_core.options import Option, parse_options
-from amb_core.urls import redact_url
+from amb_core.urls import redact_url, split_url
 
 __all__ = ["SPEC", "Mode", "RedisConfig"]
 
@@ -76,11 +76,7 @@ class RedisConfig:
 
         :raises ConfigurationError: for another scheme, an unknown mode or a bad number.
         """
-        parts = urlsplit(url)
-        if parts.scheme.lower() not in _SCHEMES:
-            raise ConfigurationError(
-                f"not a Redis URL: {redact_url(url)!r} (use redis://, rediss:// or unix://)"
-            )
+        parts = split_url(url, "Redis", _SCHEMES)
         options = parse_options("Redis", SPEC, url, overrides, passthrough=_redis_py_option)
         values = {k: v for k, v in options.items() if k in _OURS}
         theirs = [(k, str(v)) for k, v in options.items() if k not in _OURS]

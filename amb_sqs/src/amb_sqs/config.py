@@ -22,7 +22,7 @@ import attrs
 
 from amb_core.errors import ConfigurationError
 from amb_core.options import Option, parse_options
-from amb_core.urls import query_options, redact_url
+from amb_core.urls import query_options, redact_url, split_url
 
 __all__ = ["SPEC", "SQSConfig", "parse_url"]
 
@@ -128,12 +128,7 @@ def parse_url(url: str, **overrides: Any) -> SQSConfig:
     :raises ConfigurationError: for another scheme, credentials in the URL, or bad options.
     """
     safe = redact_url(url)
-    try:
-        parts = urlsplit(url)
-    except ValueError as exc:
-        raise ConfigurationError(f"malformed SQS URL {safe}: {exc}") from None
-    if parts.scheme.lower() != "sqs":
-        raise ConfigurationError(f"not an sqs:// URL: {safe}")
+    parts = split_url(url, "SQS", ("sqs",))
     if "@" in parts.netloc:
         raise ConfigurationError(
             f"SQS URLs carry no credentials ({safe}); they come from the standard AWS chain"
