@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from amb_core.errors import ConfigurationError, InvalidOptionError, UnknownOptionError
+from amb_core.message import Message
 from amb_core.options import Option, coerce, parse_options
+from amb_core.transport import Subscription, SubscriptionSpec, Transport
 
 SPEC = (
     Option("mode", str, choices=("fast", "safe")),
@@ -90,3 +92,34 @@ def test_a_secret_value_is_never_shown() -> None:
     with pytest.raises(InvalidOptionError) as caught:
         parse_options("X", (Option("token", int, secret=True),), "x://h?token=hunter2")
     assert "hunter2" not in str(caught.value) and "token='***'" in str(caught.value)
+
+
+class _Declared(Transport):
+    """A transport built the documented way: ``__init__(url, **options)``, options declared."""
+
+    scheme = "declared"
+    SPEC = (Option("depth", int, low=1),)
+
+    def __init__(self, url: str, **options: object) -> None:
+        self.url = url
+        self.options = parse_options("Declared", self.SPEC, url, options)
+
+    async def connect(self) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        pass
+
+    async def publish(self, message: Message) -> None:
+        pass
+
+    async def subscribe(self, spec: SubscriptionSpec) -> Subscription:
+        raise NotImplementedError
+
+
+def test_transport_from_url_default_builds_from_url_and_options() -> None:
+    transport = _Declared.from_url("declared://h?depth=2", depth="3")
+    assert isinstance(transport, _Declared)
+    assert transport.url == "declared://h?depth=2" and transport.options == {"depth": 3}
+    with pytest.raises(UnknownOptionError, match="unknown Declared option 'deep'"):
+        _Declared.from_url("declared://h", deep=1)
