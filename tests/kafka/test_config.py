@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from amb_core import MessageBus
-from amb_core.errors import ConfigurationError
+from amb_core.errors import ConfigurationError, InvalidOptionError, UnknownOptionError
 from amb_kafka import KafkaBroker, KafkaConfig, KafkaTransport
 from amb_kafka.subscription import pattern_regex
 
@@ -53,3 +53,31 @@ def test_pattern_regex() -> None:
     assert pattern_regex("a.*") == r"^a\.[^.]+$"
     assert pattern_regex("a.>") == r"^a\..+$"
     assert pattern_regex("a-b.*.end") == r"^a\-b\.[^.]+\.end$"
+
+
+@pytest.mark.parametrize(
+    ("url", "options"),
+    [("kafka://127.0.0.1:9092?bogus=1", {}), ("kafka://127.0.0.1:9092", {"bogus": 1})],
+)
+def test_unknown_option_is_named(url: str, options: dict[str, object]) -> None:
+    with pytest.raises(UnknownOptionError, match="unknown Kafka option 'bogus'"):
+        MessageBus.from_url(url, **options)
+
+
+@pytest.mark.parametrize(
+    ("url", "options", "named"),
+    [
+        ("kafka://h:9092?partitions=many", {}, "partitions='many'"),
+        ("kafka://h:9092", {"publish_timeout": "soon"}, "publish_timeout='soon'"),
+        ("kafka://h:9092", {"sasl_password": 0.5, "linger_ms": 0.5}, "linger_ms=0.5"),
+    ],
+)
+def test_bad_option_value_is_named(url: str, options: dict[str, object], named: str) -> None:
+    with pytest.raises(InvalidOptionError, match=named):
+        MessageBus.from_url(url, **options)
+
+
+def test_dotted_librdkafka_options_pass_through() -> None:
+    config = KafkaConfig.from_url("kafka://h:9092?socket.keepalive.enable=true", linger_ms=7)
+    assert config.common()["socket.keepalive.enable"] == "true"
+    assert config.producer()["linger.ms"] == 7

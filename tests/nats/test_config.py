@@ -14,9 +14,11 @@ from amb_core.errors import (
     AuthenticationError,
     ConfigurationError,
     ConnectError,
+    InvalidOptionError,
     MessageTooLargeError,
     NoRespondersError,
     NotConnectedError,
+    UnknownOptionError,
     UnsupportedError,
 )
 from amb_core.message import Message
@@ -96,7 +98,8 @@ def test_jetstream_patterns_must_name_their_namespace() -> None:
 
 @pytest.mark.anyio
 async def test_refused_connection_is_typed_and_fast() -> None:
-    transport = NATSTransport.from_url(f"nats://bob:hunter2@127.0.0.1:{free_port()}")
+    port = free_port()  # nothing listens there
+    transport = NATSTransport.from_url(f"nats://bob:hunter2@127.0.0.1:{port}")
     started = time.monotonic()
     with pytest.raises(NATSConnectError) as caught:
         await transport.connect()
@@ -104,6 +107,32 @@ async def test_refused_connection_is_typed_and_fast() -> None:
     assert isinstance(caught.value, ConnectError)
     assert not isinstance(caught.value, AuthenticationError)
     assert "hunter2" not in str(caught.value)
+    # Says what is wrong, where, and what to check: not "cannot connect within 5s" after 0.3 s.
+    assert f"connection refused at 127.0.0.1:{port}" in str(caught.value)
+    assert "is the NATS server running" in str(caught.value)
+    assert "within" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "options"),
+    [("nats://127.0.0.1:4222?bogus=1", {}), ("nats://127.0.0.1:4222", {"bogus": 1})],
+)
+def test_unknown_option_is_named(url: str, options: dict[str, object]) -> None:
+    with pytest.raises(UnknownOptionError, match="unknown NATS option 'bogus'"):
+        MessageBus.from_url(url, **options)
+
+
+@pytest.mark.parametrize(
+    ("url", "options", "named"),
+    [
+        ("nats://127.0.0.1:4222?replicas=three", {}, "replicas='three'"),
+        ("nats://127.0.0.1:4222", {"connect_timeout": "soon"}, "connect_timeout='soon'"),
+        ("nats://127.0.0.1:4222?storage=tape", {}, "storage='tape'"),
+    ],
+)
+def test_bad_option_value_is_named(url: str, options: dict[str, object], named: str) -> None:
+    with pytest.raises(InvalidOptionError, match=named):
+        MessageBus.from_url(url, **options)
 
 
 @pytest.fixture(scope="module")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import uuid
 
 import pytest
 
 from amb_core import MessageBus
-from amb_core.errors import ConfigurationError
+from amb_core.errors import ConfigurationError, InvalidOptionError, UnknownOptionError
+from amb_core.testing.conformance import wait_until
 from amb_redis import RedisBroker, RedisConfig, RedisTransport
 
 pytestmark = pytest.mark.redis
@@ -78,3 +80,43 @@ def test_capabilities_by_mode_are_what_each_mode_declares() -> None:
 
     for mode, caps in RedisTransport.capabilities_by_mode.items():
         assert RedisTransport(f"redis://127.0.0.1:6379?mode={mode}").capabilities == caps
+
+
+@pytest.mark.parametrize(
+    ("url", "options"),
+    [("redis://localhost:6379?bogus=1", {}), ("redis://localhost:6379", {"bogus": 1})],
+)
+def test_unknown_option_is_named_before_anything_connects(
+    url: str, options: dict[str, object]
+) -> None:
+    # It used to reach redis-py and fail at connect as "RedisConnectError ... unexpected keyword
+    # argument 'bogus'": now the URL is refused when it is read, naming the option.
+    with pytest.raises(UnknownOptionError, match="unknown Redis option 'bogus'"):
+        MessageBus.from_url(url, **options)
+
+
+@pytest.mark.parametrize(
+    ("url", "options", "named"),
+    [
+        ("redis://h?maxlen=many", {}, "maxlen='many'"),
+        ("redis://h", {"block": "soon"}, "block='soon'"),
+        ("redis://h?mode=kafka", {}, "mode='kafka'"),
+    ],
+)
+def test_bad_option_value_is_named(url: str, options: dict[str, object], named: str) -> None:
+    with pytest.raises(InvalidOptionError, match=named):
+        MessageBus.from_url(url, **options)
+
+
+@pytest.mark.anyio
+async def test_redis_py_options_still_reach_the_driver(redis_url: str) -> None:
+    url = (
+        f"{redis_url}?socket_timeout=5&health_check_interval=30&namespace=opt{uuid.uuid4().hex[:8]}"
+    )
+    transport = RedisTransport(url)
+    assert "socket_timeout=5" in transport.config.url and "namespace" not in transport.config.url
+    async with MessageBus(transport) as bus:
+        got: list[object] = []
+        await bus.subscribe("opts.ok", got.append)
+        await bus.publish("opts.ok", 1)
+        await wait_until(lambda: got != [], 5, "a message over a URL with redis-py options")

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from amb_core import MessageBus
-from amb_core.errors import ConfigurationError
+from amb_core.errors import ConfigurationError, InvalidOptionError, UnknownOptionError
 from amb_core.message import Message
 from amb_sqs import SQSBroker, SQSTransport, parse_url
 from amb_sqs.codec import ATTR_HEADERS, from_sqs, to_sns
@@ -135,3 +135,25 @@ def test_headers_ride_natively_when_they_fit_and_packed_when_not() -> None:
 def test_bad_packed_headers_are_undecodable() -> None:
     _, error = from_sqs(record("{}", {ATTR_HEADERS: {"StringValue": "[1]"}}), "t.a", 1)
     assert error is not None
+
+
+@pytest.mark.parametrize(
+    ("url", "options"),
+    [("sqs://us-east-1?bogus=1", {}), ("sqs://us-east-1", {"bogus": 1})],
+)
+def test_unknown_option_is_named(url: str, options: dict[str, object]) -> None:
+    with pytest.raises(UnknownOptionError, match="unknown SQS option 'bogus'"):
+        MessageBus.from_url(url, **options)
+
+
+@pytest.mark.parametrize(
+    ("url", "options", "named"),
+    [
+        ("sqs://us-east-1?wait=long", {}, "wait='long'"),
+        ("sqs://us-east-1", {"fifo": "maybe"}, "fifo='maybe'"),
+        ("sqs://us-east-1", {"wait": 21}, "wait=21 is not between 0 and 20"),
+    ],
+)
+def test_bad_option_value_is_named(url: str, options: dict[str, object], named: str) -> None:
+    with pytest.raises(InvalidOptionError, match=named):
+        MessageBus.from_url(url, **options)

@@ -10,6 +10,8 @@ one backend. Driver exceptions never escape raw: backends translate them at the 
     ├── ConfigurationError (ValueError)       bad arguments, detected at the call
     │   ├── InvalidTopicError                 a topic or pattern outside the grammar
     │   ├── UnknownSchemeError                no installed transport serves a URL scheme
+    │   ├── UnknownOptionError                a URL or keyword option the backend does not know
+    │   ├── InvalidOptionError                an option's value of the wrong type or range
     │   └── UnsupportedEventLoopError         the transport cannot run on this event loop
     ├── UnsupportedError                      the transport lacks a capability the call needs
     ├── PluginError                           a plugin misbehaved while registering
@@ -30,6 +32,9 @@ one backend. Driver exceptions never escape raw: backends translate them at the 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 __all__ = [
     "AMBError",
     "AuthenticationError",
@@ -37,6 +42,7 @@ __all__ = [
     "ConfigurationError",
     "ConnectError",
     "DecodeError",
+    "InvalidOptionError",
     "InvalidTopicError",
     "MessageTooLargeError",
     "NoRespondersError",
@@ -52,6 +58,7 @@ __all__ = [
     "StreamGapError",
     "StreamIdleError",
     "TransportError",
+    "UnknownOptionError",
     "UnknownSchemeError",
     "UnsupportedError",
     "UnsupportedEventLoopError",
@@ -85,6 +92,27 @@ class UnknownSchemeError(ConfigurationError):
         message += f" (installed schemes: {', '.join(sorted(known)) or 'none'})"
         super().__init__(message)
         self.scheme = scheme
+
+
+class UnknownOptionError(ConfigurationError):
+    """An option a backend does not know: a typo, or an option of another backend."""
+
+    def __init__(self, backend: str, names: Iterable[str], known: Iterable[str]) -> None:
+        self.names = sorted(names)
+        listed = ", ".join(repr(n) for n in self.names)
+        super().__init__(
+            f"unknown {backend} option{'s' if len(self.names) > 1 else ''} {listed} "
+            f"(known: {', '.join(sorted(known))})"
+        )
+
+
+class InvalidOptionError(ConfigurationError):
+    """An option's value is not of its declared type, or outside its range or choices."""
+
+    def __init__(self, backend: str, name: str, value: Any, expected: str) -> None:
+        self.name = name
+        self.value = value
+        super().__init__(f"{backend} option {name}={value!r} is not {expected}")
 
 
 class UnsupportedEventLoopError(ConfigurationError):

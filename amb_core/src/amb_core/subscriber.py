@@ -20,6 +20,7 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 
+from .backoff import Backoff
 from .cancellation import HandlerCancelled
 from .deadletter import DeadLetter, DeadLetterReason, RetryPolicy
 from .deadlines import _deadline
@@ -193,11 +194,11 @@ class Subscriber:
 
     async def _recover(self, exc: Exception) -> Delivery | None:
         """Reopen a failed transport subscription with backoff, then read from it again."""
-        delay = 0.1
+        backoff = Backoff(initial=0.1, cap=5.0)
         while True:
+            delay = backoff.next()
             log.error("subscription %r failed: %r; reopening in %.1fs", self.pattern, exc, delay)
             await anyio.sleep(delay)
-            delay = min(delay * 2, 5.0)
             source = self._source
             if source is not None:
                 try:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from enum import Enum
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 import attrs
 
@@ -34,6 +34,8 @@ __all__ = [
     "decode_delivery",
     "undecodable",
 ]
+
+_T = TypeVar("_T", bound="Transport")
 
 
 @attrs.frozen(slots=True)
@@ -250,6 +252,20 @@ class Transport(ABC):
         """
         if self._state is not ConnectionState.CLOSED or state is ConnectionState.CONNECTED:
             self._state = state
+
+    @classmethod
+    def from_url(cls: type[_T], url: str, **options: Any) -> _T:
+        """The transport for ``url``, keyword ``options`` winning over the URL's query string.
+
+        ``MessageBus.from_url`` and the plugin registry call this. The default passes both to the
+        constructor, ``cls(url, **options)``: a transport whose ``__init__`` takes the URL and its
+        options (and parses them with :func:`amb_core.options.parse_options`, so an unknown option
+        is a :class:`~amb_core.errors.UnknownOptionError` at once) needs no override. Override it
+        only when a URL must choose among several classes or needs work the constructor cannot do.
+
+        :raises ConfigurationError: for a URL or option the transport does not take.
+        """
+        return cls(url, **options)  # type: ignore[call-arg]  # the documented constructor
 
     @abstractmethod
     async def connect(self) -> None:

@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import re
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from collections.abc import Collection
+from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
 
-__all__ = ["SECRET_QUERY_KEYS", "query_options", "redact_url", "scheme_of"]
+from .errors import ConfigurationError
+
+__all__ = [
+    "SECRET_QUERY_KEYS",
+    "query_options",
+    "redact_secrets",
+    "redact_url",
+    "scheme_of",
+    "split_url",
+]
 
 SECRET_QUERY_KEYS = frozenset(
     {
@@ -63,3 +73,30 @@ def redact_url(url: str) -> str:
 def query_options(url: str) -> dict[str, str]:
     """The query string of ``url`` as a dict (last value wins)."""
     return dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
+
+
+def redact_secrets(text: str, *secrets: str | None) -> str:
+    """``text`` with each of ``secrets`` (a password or token the transport knows) replaced by
+    ``***``: for a driver's own message, which may quote what it was given. Empty or ``None``
+    secrets are skipped (replacing ``""`` would mangle the text)."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def split_url(url: str, backend: str, schemes: Collection[str]) -> SplitResult:
+    """``url``'s parts, once it is known to be one of ``backend``'s URLs.
+
+    :raises ConfigurationError: for a URL that does not parse or has another scheme; the message
+        shows the URL redacted and the schemes the backend takes.
+    """
+    shown = redact_url(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise ConfigurationError(f"malformed {backend} URL {shown!r}: {exc}") from None
+    if parts.scheme.lower() not in schemes:
+        listed = ", ".join(f"{scheme}://" for scheme in schemes)
+        raise ConfigurationError(f"not a {backend} URL: {shown!r} (use {listed})")
+    return parts

@@ -18,25 +18,41 @@ otherwise); they never appear in :attr:`KafkaConfig.description`, reprs, errors 
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 import attrs
 
 from amb_core.errors import ConfigurationError
-from amb_core.urls import query_options, redact_url
+from amb_core.options import Option, parse_options
+from amb_core.urls import redact_url, split_url
 
-__all__ = ["KafkaConfig"]
+__all__ = ["SPEC", "KafkaConfig"]
 
-_INTS = {
-    "partitions": "partitions",
-    "replication": "replication",
-    "session_timeout_ms": "session_timeout_ms",
-    "fetch_wait_max_ms": "fetch_wait_max_ms",
-    "metadata_refresh_ms": "metadata_refresh_ms",
-    "linger_ms": "linger_ms",
-}
-_FLOATS = {"connect_timeout", "commit_interval", "publish_timeout"}
-_STRINGS = {"security_protocol", "sasl_mechanism", "client_id"}
+#: AMB's options for ``kafka://`` (query string or keyword arguments). A name with a dot, and
+#: ``debug``, go to librdkafka unchanged.
+SPEC = (
+    Option("partitions", int, low=1),
+    Option("replication", int, low=1),
+    Option("session_timeout_ms", int, low=1),
+    Option("fetch_wait_max_ms", int, low=0),
+    Option("metadata_refresh_ms", int, low=1),
+    Option("linger_ms", int, low=0),
+    Option("connect_timeout", float, low=1e-3),
+    Option("commit_interval", float, low=0),
+    Option("publish_timeout", float, low=1e-3),
+    Option("security_protocol", str),
+    Option("sasl_mechanism", str),
+    Option("client_id", str),
+    Option("username", str),
+    Option("sasl_username", str),
+    Option("password", str, secret=True),
+    Option("sasl_password", str, secret=True),
+)
+_CREDENTIALS = {"username": 0, "sasl_username": 0, "password": 1, "sasl_password": 1}
+
+
+def _librdkafka_option(name: str) -> bool:
+    return "." in name or name == "debug"
 
 
 @attrs.frozen
@@ -68,46 +84,28 @@ class KafkaConfig:
         :raises ConfigurationError: for a URL that is not ``kafka://`` or an option of the wrong type;
             the message shows the URL redacted.
         """
-        shown = redact_url(url)
-        try:
-            parts = urlsplit(url)
-        except ValueError as exc:
-            raise ConfigurationError(f"bad Kafka URL {shown}: {exc}") from None
-        if parts.scheme.lower() != "kafka":
-            raise ConfigurationError(f"not a kafka:// URL: {shown}")
+        parts = split_url(url, "Kafka", ("kafka",))
         hosts = parts.netloc.rpartition("@")[2]
         if not hosts:
-            raise ConfigurationError(f"Kafka URL names no broker: {shown}")
+            raise ConfigurationError(f"Kafka URL names no broker: {redact_url(url)}")
         username = password = None
         if "@" in parts.netloc:
             userinfo = parts.netloc.rpartition("@")[0]
             user, _, secret = userinfo.partition(":")
             username, password = unquote(user), unquote(secret)
-        merged: dict[str, Any] = {**query_options(url), **options}
         fields: dict[str, Any] = {}
         extra: dict[str, str] = {}
-        for key, value in merged.items():
-            try:
-                if key in _INTS:
-                    fields[_INTS[key]] = int(value)
-                elif key in _FLOATS:
-                    fields[key] = float(value)
-                elif key in _STRINGS:
-                    fields[key] = str(value)
-                elif key in ("username", "sasl_username"):
-                    username = str(value)
-                elif key in ("password", "sasl_password"):
-                    password = str(value)
-                elif "." in key or key == "debug":
-                    extra[key] = str(value)
+        parsed = parse_options("Kafka", SPEC, url, options, passthrough=_librdkafka_option)
+        for key, value in parsed.items():
+            if key in _CREDENTIALS:
+                if _CREDENTIALS[key]:
+                    password = value
                 else:
-                    raise ConfigurationError(f"unknown Kafka option {key!r} in {shown}")
-            except (TypeError, ValueError) as exc:
-                if isinstance(exc, ConfigurationError):
-                    raise
-                raise ConfigurationError(
-                    f"Kafka option {key!r} is not a number in {shown}"
-                ) from None
+                    username = value
+            elif _librdkafka_option(key):
+                extra[key] = str(value)
+            else:
+                fields[key] = value
         return cls(
             url=url,
             bootstrap=hosts,

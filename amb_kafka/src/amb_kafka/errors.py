@@ -7,6 +7,9 @@ raw: :func:`translate` maps them at the edge, with credentials already absent fr
 
 from __future__ import annotations
 
+from confluent_kafka import KafkaError as _LibError
+
+from amb_core.auth import AuthSignals
 from amb_core.errors import (
     AuthenticationError,
     BrokerUnavailableError,
@@ -24,7 +27,33 @@ __all__ = [
     "KafkaTransportError",
     "KafkaUnavailableError",
     "MessageTooLargeError",
+    "is_auth_error",
 ]
+
+
+def _code(error: object) -> object:
+    """The librdkafka code of a ``KafkaError`` value (``None`` for anything else)."""
+    code = getattr(error, "code", None)
+    return code() if callable(code) else None
+
+
+_AUTH = AuthSignals(
+    codes=frozenset(
+        {
+            _LibError._AUTHENTICATION,
+            _LibError.SASL_AUTHENTICATION_FAILED,
+            _LibError.TOPIC_AUTHORIZATION_FAILED,
+            _LibError.CLUSTER_AUTHORIZATION_FAILED,
+        }
+    ),
+    code_of=_code,
+)
+
+
+def is_auth_error(error: object) -> bool:
+    """True for librdkafka's refusals of the credentials (a ``KafkaError`` value, as an error
+    callback or a ``KafkaException`` carries it)."""
+    return _AUTH.matches(error)
 
 
 class KafkaError(TransportError):

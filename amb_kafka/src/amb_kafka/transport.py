@@ -36,6 +36,7 @@ from amb_core.transport import (
     SubscriptionSpec,
     Transport,
 )
+from amb_core.urls import redact_secrets
 from amb_core.wire import encode
 
 from ._bridge import Loop, LoopToken, Waiter
@@ -48,20 +49,13 @@ from .errors import (
     KafkaTransportError,
     KafkaUnavailableError,
     MessageTooLargeError,
+    is_auth_error,
 )
 from .subscription import KafkaSubscription
 
 __all__ = ["KafkaBroker", "KafkaTransport"]
 
 log = logging.getLogger("amb.kafka")
-_AUTH_CODES = frozenset(
-    {
-        KafkaError._AUTHENTICATION,
-        KafkaError.SASL_AUTHENTICATION_FAILED,
-        KafkaError.TOPIC_AUTHORIZATION_FAILED,
-        KafkaError.CLUSTER_AUTHORIZATION_FAILED,
-    }
-)
 _PROBE_ROUND = 0.5  # seconds per metadata request while connecting
 _TOO_LARGE = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE})
 _UNREACHABLE = frozenset(
@@ -94,7 +88,7 @@ def _probe(admin: AdminClient, errors: list[Any], timeout: float) -> tuple[Any, 
             return admin.list_topics(timeout=max(0.05, min(_PROBE_ROUND, left))), None
         except KafkaException as exc:
             admin.poll(0)
-            if left <= _PROBE_ROUND or any(e.code() in _AUTH_CODES for e in errors):
+            if left <= _PROBE_ROUND or any(map(is_auth_error, errors)):
                 return None, exc.args[0]
 
 
@@ -134,11 +128,6 @@ class KafkaTransport(Transport):
         self._topics: set[str] = set()
         self._subscriptions: set[KafkaSubscription] = set()
         self._closed = False
-
-    @classmethod
-    def from_url(cls, url: str, **options: Any) -> KafkaTransport:
-        """The transport for ``url`` (the plugin registry calls this)."""
-        return cls(url, **options)
 
     @property
     def description(self) -> str:
@@ -204,12 +193,10 @@ class KafkaTransport(Transport):
         """The typed error for a failed probe, with librdkafka's most telling reason (an
         authentication failure first), the password cut out of it should it ever be there."""
         where, timeout = self.config.description, self.config.connect_timeout
-        refused = [e for e in errors if e.code() in _AUTH_CODES]
-        if error.code() in _AUTH_CODES:
+        refused = [e for e in errors if is_auth_error(e)]
+        if is_auth_error(error):
             refused.append(error)
-        reason = (refused or errors or [error])[-1].str()
-        if self.config.password:
-            reason = reason.replace(self.config.password, "***")
+        reason = redact_secrets((refused or errors or [error])[-1].str(), self.config.password)
         if refused:
             return KafkaAuthenticationError(f"Kafka at {where} refused the credentials: {reason}")
         return KafkaConnectError(f"cannot reach Kafka at {where} within {timeout:g}s: {reason}")

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import ssl
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from amb_core.aio import cancel_and_wait, discard_later
 
@@ -119,5 +120,23 @@ async def open_client(
         error = task.exception()
     if error is not None and is_auth_error(error):
         raise NATSAuthenticationError(f"{description}: the server refused the credentials")
-    why = f"{type(error).__name__}" if error is not None else "timed out"
-    raise NATSConnectError(f"{description}: cannot connect within {cfg.connect_timeout:g}s ({why})")
+    raise NATSConnectError(f"{description}: {_why(error, cfg)}")
+
+
+def _why(error: BaseException | None, cfg: NATSConfig) -> str:
+    """What went wrong, in words a user can act on; names hosts and ports, never credentials."""
+    where = ", ".join(_address(server) for server in cfg.servers)
+    if isinstance(error, ConnectionRefusedError):
+        return f"connection refused at {where}; is the NATS server running there?"
+    if isinstance(error, OSError):
+        reason = error.strerror or type(error).__name__
+        return f"cannot reach {where}: {reason}"
+    if error is None or isinstance(error, (TimeoutError, asyncio.TimeoutError)):
+        return f"no answer from {where} within {cfg.connect_timeout:g}s"
+    return f"cannot connect to {where}: {type(error).__name__}"
+
+
+def _address(server: str) -> str:
+    """``host:port`` of a server URL (credentials and scheme left out; 4222 when none is given)."""
+    parts = urlsplit(server)
+    return f"{parts.hostname or '127.0.0.1'}:{parts.port or 4222}"

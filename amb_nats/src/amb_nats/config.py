@@ -27,12 +27,32 @@ from urllib.parse import urlsplit
 import attrs
 
 from amb_core.errors import ConfigurationError
-from amb_core.urls import query_options, redact_url
+from amb_core.options import Option, parse_options
+from amb_core.urls import redact_url, split_url
 
-__all__ = ["NATSConfig", "parse_url"]
+__all__ = ["SPEC", "NATSConfig", "parse_url"]
 
 Mode = Literal["core", "jetstream"]
-_SCHEMES = {"nats", "tls", "nats+tls", "ws", "wss"}
+_SCHEMES = ("nats", "tls", "nats+tls", "ws", "wss")
+
+#: The options a ``nats://`` URL or keyword argument may give (the fields of :class:`NATSConfig`).
+SPEC = (
+    Option("mode", str, choices=("core", "jetstream", "js")),
+    Option("name", str),
+    Option("connect_timeout", float, low=1e-3),
+    Option("publish_timeout", float, low=0),
+    Option("stream_prefix", str),
+    Option("max_age", float, low=0),
+    Option("max_bytes", int, low=-1),
+    Option("storage", str, choices=("file", "memory")),
+    Option("replicas", int, low=1),
+    Option("token", str, secret=True),
+    Option("user", str),
+    Option("password", str, secret=True),
+    Option("tls_ca", str),
+    Option("tls_cert", str),
+    Option("tls_key", str),
+)
 
 
 @attrs.frozen(repr=False)
@@ -71,27 +91,11 @@ class NATSConfig:
         return f"<NATSConfig {self.description}>"
 
 
-def _number(options: dict[str, Any], name: str, kind: type[float] | type[int], default: Any) -> Any:
-    raw = options.pop(name, None)
-    if raw is None:
-        return default
-    try:
-        return kind(raw)
-    except (TypeError, ValueError):
-        raise ConfigurationError(f"NATS option {name!r} must be a number, got {raw!r}") from None
-
-
 def _split_servers(url: str) -> tuple[str, ...]:
     """``nats://u:p@a:1,b:2/?x`` -> ``("nats://u:p@a:1", "nats://u:p@b:2")`` without the query."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        raise ConfigurationError(f"not a NATS URL: {redact_url(url)!r}")
-    scheme = scheme.lower()
-    if scheme not in _SCHEMES:
-        raise ConfigurationError(f"unsupported NATS URL scheme {scheme!r}")
-    if scheme == "nats+tls":
-        scheme = "tls"
-    netloc = rest.split("?", 1)[0].split("/", 1)[0]
+    parts = split_url(url, "NATS", _SCHEMES)
+    scheme = "tls" if parts.scheme.lower() == "nats+tls" else parts.scheme.lower()
+    netloc = parts.netloc
     userinfo, at, hosts = netloc.rpartition("@")
     prefix = f"{userinfo}@" if at else ""
     servers = tuple(f"{scheme}://{prefix}{host}" for host in (hosts or "127.0.0.1:4222").split(","))
@@ -108,38 +112,11 @@ def parse_url(url: str, **overrides: Any) -> NATSConfig:
 
     :raises ConfigurationError: for an unknown scheme, mode or option, or a bad number.
     """
-    options: dict[str, Any] = {**query_options(url), **overrides}
     servers = _split_servers(url)
-    mode = str(options.pop("mode", "core")).lower()
-    if mode in ("js", "jetstream"):
-        mode = "jetstream"
-    if mode not in ("core", "jetstream"):
-        raise ConfigurationError(f"NATS mode must be 'core' or 'jetstream', got {mode!r}")
-    storage = str(options.pop("storage", "file")).lower()
-    if storage not in ("file", "memory"):
-        raise ConfigurationError(f"NATS storage must be 'file' or 'memory', got {storage!r}")
-    config = NATSConfig(
-        servers=servers,
-        mode=mode,  # type: ignore[arg-type]
-        name=options.pop("name", None),
-        connect_timeout=_number(options, "connect_timeout", float, 5.0),
-        publish_timeout=_number(options, "publish_timeout", float, 5.0),
-        stream_prefix=str(options.pop("stream_prefix", "AMB")),
-        max_age=_number(options, "max_age", float, 86400.0),
-        max_bytes=_number(options, "max_bytes", int, -1),
-        storage=storage,  # type: ignore[arg-type]
-        replicas=_number(options, "replicas", int, 1),
-        token=options.pop("token", None),
-        user=options.pop("user", None),
-        password=options.pop("password", None),
-        tls_ca=options.pop("tls_ca", None),
-        tls_cert=options.pop("tls_cert", None),
-        tls_key=options.pop("tls_key", None),
-    )
-    if options:
-        raise ConfigurationError(f"unknown NATS option(s): {', '.join(sorted(options))}")
-    if config.publish_timeout < 0:
-        raise ConfigurationError("NATS option 'publish_timeout' must be 0 or more seconds")
+    options = parse_options("NATS", SPEC, url, overrides)
+    if options.get("mode") == "js":
+        options["mode"] = "jetstream"
+    config = NATSConfig(servers=servers, **options)
     if not config.stream_prefix.replace("_", "").replace("-", "").isalnum():
         raise ConfigurationError("stream_prefix may hold letters, digits, '_' and '-' only")
     return config

@@ -7,7 +7,9 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 
+from amb_core.auth import AuthSignals
 from amb_core.errors import (
     AuthenticationError,
     BrokerUnavailableError,
@@ -49,12 +51,18 @@ class NATSBrokerUnavailableError(NATSPublishError, BrokerUnavailableError):
     the ``publish_timeout`` wait for the connection to come back."""
 
 
+@functools.cache
+def _auth_signals() -> AuthSignals:
+    import nats.errors
+
+    return AuthSignals(
+        types=(nats.errors.AuthorizationError,), phrases=("authorization", "authentication")
+    )
+
+
 def is_auth_error(exc: BaseException) -> bool:
     """True for the server's 'Authorization Violation' / 'Authentication' errors."""
-    text = str(exc).lower()
-    return (
-        "authorization" in text or "authentication" in text or "auth" in type(exc).__name__.lower()
-    )
+    return _auth_signals().matches(exc)
 
 
 def translate_publish_error(exc: Exception, subject: str, where: str) -> TransportError:

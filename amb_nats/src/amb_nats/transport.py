@@ -130,14 +130,6 @@ class NATSTransport(Transport):
         self._inbox_lock = asyncio.Lock()
         self._outage = Outage(config.description, config.publish_timeout)
 
-    @classmethod
-    def from_url(cls, url: str = "nats://127.0.0.1:4222", **options: Any) -> NATSTransport:
-        """``nats://[user:pass@|token@]host[:port][,host2...][?mode=jetstream&...]``; ``tls://`` too.
-
-        :raises ConfigurationError: for a bad URL or option (see :mod:`amb_nats.config`).
-        """
-        return cls(url, **options)
-
     @property
     def description(self) -> str:
         return self.config.description

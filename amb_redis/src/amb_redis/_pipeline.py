@@ -18,6 +18,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from amb_core.backoff import Backoff
+
 from ._tasks import bounded, cancel_and_wait
 from .errors import RedisPublishError, RedisUnavailableError, is_connection_error
 
@@ -96,7 +98,7 @@ class Pipeliner:
         except Exception as exc:
             error: BaseException = exc
         deadline = started + self._timeout
-        delay = 0.05
+        backoff = Backoff(initial=0.05, cap=1.0)
         while True:
             if not is_connection_error(error):
                 raise RedisPublishError(self._scrub(f"Redis refused: {error}")) from None
@@ -106,11 +108,11 @@ class Pipeliner:
                 raise RedisUnavailableError(
                     self._scrub(f"Redis unreachable for {self._timeout:g}s: {error!r}")
                 ) from None
+            delay = backoff.next()
             log.warning(
                 "Redis connection lost (%s); retrying in %.2fs", self._scrub(repr(error)), delay
             )
             await asyncio.sleep(min(delay, left))
-            delay = min(delay * 2, 1.0)
             try:
                 with bounded(max(0.01, deadline - time.monotonic())):
                     result = await send(what)

@@ -9,42 +9,33 @@ description, repr, log line and error (:attr:`RedisConfig.description`).
 from __future__ import annotations
 
 from typing import Any, Literal
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import attrs
 
 from amb_core.errors import ConfigurationError
-from amb_core.urls import redact_url
+from amb_core.options import Option, parse_options
+from amb_core.urls import redact_url, split_url
 
-__all__ = ["DEFAULTS", "Mode", "RedisConfig"]
+__all__ = ["SPEC", "Mode", "RedisConfig"]
 
 Mode = Literal["streams", "pubsub"]
 
-#: AMB's options with their defaults; every other query parameter goes to redis-py.
-DEFAULTS: dict[str, Any] = {
-    "mode": "streams",
-    "namespace": "amb",
-    "maxlen": 100_000,
-    "discover": 0.5,
-    "scan": 1000,
-    "block": 1.0,
-    "connect_timeout": 5.0,
-    "publish_timeout": 10.0,
-    "heartbeat": 1.0,
-    "batch": 500,
-}
-_KINDS: dict[str, type] = {
-    "mode": str,
-    "namespace": str,
-    "maxlen": int,
-    "discover": float,
-    "scan": int,
-    "block": float,
-    "connect_timeout": float,
-    "publish_timeout": float,
-    "heartbeat": float,
-    "batch": int,
-}
+#: AMB's options (query string or keyword arguments); redis-py's own URL options pass through.
+SPEC = (
+    Option("mode", str, choices=("streams", "pubsub")),
+    Option("namespace", str),
+    Option("maxlen", int, low=0),
+    Option("discover", float, low=1e-3),
+    Option("scan", int, low=0),
+    Option("block", float, low=1e-3),
+    Option("connect_timeout", float, low=1e-3),
+    Option("publish_timeout", float, low=1e-3),
+    Option("heartbeat", float, low=1e-3),
+    Option("batch", int, low=1),
+)
+_OURS = frozenset(o.name for o in SPEC)
+_DRIVER_KWARGS = frozenset({"client_name", "username", "password", "ssl_cert_reqs", "ssl_ca_certs"})
 _SCHEMES = ("redis", "rediss", "unix")
 _GLOB_SPECIAL = str.maketrans({c: "\\" + c for c in "*?[]\\"})
 
@@ -85,41 +76,15 @@ class RedisConfig:
 
         :raises ConfigurationError: for another scheme, an unknown mode or a bad number.
         """
-        parts = urlsplit(url)
-        if parts.scheme.lower() not in _SCHEMES:
-            raise ConfigurationError(
-                f"not a Redis URL: {redact_url(url)!r} (use redis://, rediss:// or unix://)"
-            )
-        ours: dict[str, Any] = {}
-        theirs: list[tuple[str, str]] = []
-        for key, value in parse_qsl(parts.query, keep_blank_values=True):
-            (ours.__setitem__(key, value) if key in DEFAULTS else theirs.append((key, value)))
-        unknown = set(overrides) - set(DEFAULTS)
-        if unknown:
-            raise ConfigurationError(f"unknown Redis options: {', '.join(sorted(unknown))}")
-        ours.update({k: v for k, v in overrides.items() if v is not None})
-        values: dict[str, Any] = {}
-        for key, raw in ours.items():
-            try:
-                values[key] = _KINDS[key](raw)
-            except (TypeError, ValueError):
-                raise ConfigurationError(
-                    f"Redis option {key}={raw!r} is not a {_KINDS[key].__name__}"
-                ) from None
-        if values.get("mode", "streams") not in ("streams", "pubsub"):
-            raise ConfigurationError(
-                f"Redis mode must be 'streams' or 'pubsub', not {values['mode']!r}"
-            )
+        parts = split_url(url, "Redis", _SCHEMES)
+        options = parse_options("Redis", SPEC, url, overrides, passthrough=_redis_py_option)
+        values = {k: v for k, v in options.items() if k in _OURS}
+        theirs = [(k, str(v)) for k, v in options.items() if k not in _OURS]
         namespace = values.get("namespace", "amb")
         if not namespace or ":" in namespace:
             raise ConfigurationError(
                 f"Redis namespace must be non-empty without ':': {namespace!r}"
             )
-        for key in ("discover", "block", "connect_timeout", "publish_timeout", "heartbeat"):
-            if key in values and values[key] <= 0:
-                raise ConfigurationError(f"Redis option {key} must be positive")
-        if values.get("scan", 0) < 0:
-            raise ConfigurationError("Redis option scan must be 0 (off) or positive")
         rest = urlunsplit(parts._replace(query=urlencode(theirs)))
         return cls(url=rest, **values)
 
@@ -158,3 +123,11 @@ class RedisConfig:
     def registry(self) -> str:
         """The set of topics that have a stream (``<namespace>::topics``; no topic starts with ':')."""
         return f"{self.namespace}::topics"
+
+
+def _redis_py_option(name: str) -> bool:
+    """True for an option redis-py reads from a URL (``db``, ``socket_timeout``, ``ssl_*``...):
+    AMB hands those on; anything else is unknown to both and refused before it reaches the driver."""
+    from redis.asyncio.connection import URL_QUERY_ARGUMENT_PARSERS
+
+    return name in URL_QUERY_ARGUMENT_PARSERS or name in _DRIVER_KWARGS

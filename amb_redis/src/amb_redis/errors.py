@@ -15,7 +15,9 @@ Driver exceptions never escape raw, and no message carries a password: :func:`tr
 from __future__ import annotations
 
 import asyncio
+import functools
 
+from amb_core.auth import AuthSignals
 from amb_core.errors import (
     AuthenticationError,
     BrokerUnavailableError,
@@ -32,7 +34,6 @@ __all__ = [
     "RedisUnavailableError",
     "is_auth_error",
     "is_connection_error",
-    "scrub",
 ]
 
 
@@ -60,14 +61,20 @@ class RedisUnavailableError(RedisPublishError, BrokerUnavailableError):
 _AUTH_MARKERS = ("WRONGPASS", "NOAUTH", "invalid password", "invalid username-password", "AUTH <")
 
 
-def is_auth_error(exc: BaseException) -> bool:
-    """True for redis-py's authentication failures, whatever class it chose for them."""
+@functools.cache
+def _auth_signals() -> AuthSignals:
     import redis.exceptions as rex
 
-    if isinstance(exc, (rex.AuthenticationError, rex.AuthenticationWrongNumberOfArgsError)):
-        return True
-    text = str(exc)
-    return isinstance(exc, rex.ResponseError) and any(m in text for m in _AUTH_MARKERS)
+    return AuthSignals(
+        types=(rex.AuthenticationError, rex.AuthenticationWrongNumberOfArgsError),
+        phrases=_AUTH_MARKERS,
+        phrase_types=(rex.ResponseError,),  # a server reply, not any text that mentions AUTH
+    )
+
+
+def is_auth_error(exc: BaseException) -> bool:
+    """True for redis-py's authentication failures, whatever class it chose for them."""
+    return _auth_signals().matches(exc)
 
 
 def is_connection_error(exc: BaseException) -> bool:
@@ -80,10 +87,3 @@ def is_connection_error(exc: BaseException) -> bool:
         return True
     text = str(exc)
     return isinstance(exc, rex.ResponseError) and text.startswith(("LOADING", "MASTERDOWN"))
-
-
-def scrub(text: str, secret: str | None) -> str:
-    """``text`` with ``secret`` (the URL's password) replaced by ``***``."""
-    if secret:
-        text = text.replace(secret, "***")
-    return text

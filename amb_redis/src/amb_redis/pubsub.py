@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from amb_core.backoff import Backoff
 from amb_core.errors import DecodeError, TransportError
 from amb_core.topics import is_pattern, matcher
 from amb_core.transport import (
@@ -183,7 +184,7 @@ class PubSubHub:
         message). Control replies, and any read after an error, go through redis-py's own path,
         which reconnects and re-subscribes.
         """
-        delay = 0.05
+        backoff = Backoff(initial=0.05, cap=1.0)
         failed = False  # a connection error since the last successful read
         direct = False
         can_direct = True  # False when this redis-py's read_response takes other arguments
@@ -204,7 +205,7 @@ class PubSubHub:
                     if failed:  # the first read since an error: reconnected
                         failed = False
                         self.back()
-                delay = 0.05
+                backoff.reset()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -219,8 +220,7 @@ class PubSubHub:
                     log.warning("Redis pub/sub connection lost: %r; reconnecting", exc)
                     self.lost(exc)
                     failed = True
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
+                await asyncio.sleep(backoff.next())
                 continue
             if message is None:
                 continue

@@ -30,6 +30,7 @@ import uuid
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from amb_core.backoff import Backoff
 from amb_core.errors import DecodeError, TransportError
 from amb_core.message import Message
 from amb_core.topics import is_pattern
@@ -281,15 +282,15 @@ class StreamSubscription(Subscription):
     # -- reading ----------------------------------------------------------------------------------
 
     async def __anext__(self) -> Delivery:
-        delay = 0.05
+        backoff = Backoff(initial=0.05, cap=1.0)
         while not self.buffer:
             if self.closed:
                 raise StopAsyncIteration
             try:
                 await self._fill()
-                if delay > 0.05:  # the first read since an error
+                if backoff.failing:  # the first read since an error
                     self.transport._connection_back()
-                delay = 0.05
+                backoff.reset()
             except Exception as exc:
                 if is_connection_error(exc):
                     self.recover = True  # a read's reply may have been lost with the link
@@ -308,8 +309,7 @@ class StreamSubscription(Subscription):
                     raise TransportError(
                         f"Redis stream read on {self.spec.pattern!r} failed: {exc!r}"
                     ) from None
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
+                await asyncio.sleep(backoff.next())
         return self.buffer.popleft()
 
     async def _rejoin(self) -> None:

@@ -28,12 +28,13 @@ from amb_core.transport import (
     SubscriptionSpec,
     Transport,
 )
+from amb_core.urls import redact_secrets
 from amb_core.wire import encode, pack
 
 from ._health import Heartbeat
 from ._tasks import bounded, cancel_and_wait
 from .config import RedisConfig
-from .errors import RedisAuthenticationError, RedisConnectError, is_auth_error, scrub
+from .errors import RedisAuthenticationError, RedisConnectError, is_auth_error
 from .pubsub import PubSubHub
 from .streams import BODY, StreamSubscription, entry_fields
 
@@ -86,17 +87,12 @@ class RedisTransport(Transport):
         self._warned_groups = False
         self._heartbeat: asyncio.Task[None] | None = None
 
-    @classmethod
-    def from_url(cls, url: str, **options: Any) -> RedisTransport:
-        """Build from a URL (``MessageBus.from_url`` calls this)."""
-        return cls(url, **options)
-
     @property
     def description(self) -> str:
         return f"RedisTransport {self.config.description}"
 
     def _scrub(self, text: str) -> str:
-        return scrub(text, self.config.password)
+        return redact_secrets(text, self.config.password)
 
     # -- lifecycle --------------------------------------------------------------------------------
 

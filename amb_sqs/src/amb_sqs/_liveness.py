@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from amb_core.aio import cancel_and_wait
+from amb_core.backoff import Backoff
 from amb_core.transport import ConnectionState
 
 from .errors import SQSAuthenticationError, SQSConnectError, translate
@@ -31,7 +32,6 @@ from .errors import SQSAuthenticationError, SQSConnectError, translate
 __all__ = ["Liveness"]
 
 log = logging.getLogger("amb.sqs")
-_PROBE_BACKOFF = (0.25, 0.5, 1.0, 2.0)
 
 
 class Liveness:
@@ -80,10 +80,9 @@ class Liveness:
             self._prober = asyncio.ensure_future(self._keep_probing())
 
     async def _keep_probing(self) -> None:
-        failures = 0
+        backoff = Backoff(initial=0.25, cap=2.0)
         while self.down:
-            await asyncio.sleep(_PROBE_BACKOFF[min(failures, len(_PROBE_BACKOFF) - 1)])
-            failures += 1
+            await asyncio.sleep(backoff.next())
             try:
                 await self._probe()
             except Exception as exc:  # expected while down; _failed has recorded it

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from amb_core.aio import cancel_and_wait
+from amb_core.backoff import Backoff
 from amb_core.message import Message
 from amb_core.transport import Delivery, Subscription, SubscriptionSpec
 
@@ -33,7 +34,6 @@ __all__ = ["SQSDelivery", "SQSSubscription"]
 log = logging.getLogger("amb.sqs")
 BATCH = 10  # SQS takes at most 10 entries per batch call and returns at most 10 per receive
 _SHORT_POLL_PAUSE = 0.05
-_RECEIVE_BACKOFF = (0.1, 0.25, 0.5, 1.0, 2.0)
 
 
 class SQSDelivery(Delivery):
@@ -106,7 +106,7 @@ class SQSSubscription(Subscription):
     async def _poll(self) -> None:
         namespace = self.namespace
         sqs = namespace.sqs
-        failures = 0
+        backoff = Backoff(initial=0.1, cap=2.0)
         fifo = namespace.config.fifo
         while not self.closed:
             if len(self.buffer) >= self.limit:
@@ -136,8 +136,7 @@ class SQSSubscription(Subscription):
                     self.error = translate(exc, "receive", namespace.description)
                     self._ready.set()
                     return
-                delay = _RECEIVE_BACKOFF[min(failures, len(_RECEIVE_BACKOFF) - 1)]
-                failures += 1
+                delay = backoff.next()
                 log.warning(
                     "receive from %s failed (%s); retrying in %.2fs",
                     namespace.description,
@@ -146,7 +145,7 @@ class SQSSubscription(Subscription):
                 )
                 await asyncio.sleep(delay)
                 continue
-            failures = 0
+            backoff.reset()
             records = response.get("Messages")
             if not records:
                 if not namespace.config.wait:  # short polling: do not spin on an empty queue

@@ -21,37 +21,32 @@ from urllib.parse import urlsplit
 import attrs
 
 from amb_core.errors import ConfigurationError
-from amb_core.urls import query_options, redact_url
+from amb_core.options import Option, parse_options
+from amb_core.urls import query_options, redact_url, split_url
 
-__all__ = ["SQSConfig", "parse_url"]
+__all__ = ["SPEC", "SQSConfig", "parse_url"]
 
 _NAMESPACE = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 _CREDENTIAL_KEYS = frozenset(
     {"aws_access_key_id", "aws_secret_access_key", "aws_session_token", "access_key", "secret_key"}
 )
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
-
-
-def _bool(name: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise ConfigurationError(f"option {name!r} must be true or false, not {value!r}")
-
-
-def _number(name: str, value: Any, kind: type[int] | type[float], low: float, high: float) -> Any:
-    try:
-        number = kind(value)
-    except (TypeError, ValueError):
-        raise ConfigurationError(f"option {name!r} must be a number, not {value!r}") from None
-    if not low <= number <= high:
-        raise ConfigurationError(f"option {name!r} must be between {low:g} and {high:g}")
-    return number
+#: The options an ``sqs://`` URL or keyword argument may give (the fields of :class:`SQSConfig`).
+SPEC = (
+    Option("region", str),
+    Option("endpoint", str),
+    Option("endpoint_url", str),
+    Option("namespace", str),
+    Option("fifo", bool),
+    Option("wait", int, low=0, high=20),
+    Option("pollers", int, low=1, high=32),
+    Option("redrive_margin", int, low=1, high=100),
+    Option("fanout_retention", int, low=60, high=1_209_600),
+    Option("profile", str),
+    Option("connect_timeout", float, low=0.1, high=300),
+    Option("pool", int, low=1, high=1000),
+    Option("dlq_archive", bool),
+    Option("heartbeat", bool),
+)
 
 
 @attrs.frozen(slots=True)
@@ -109,34 +104,12 @@ class SQSConfig:
                 "SQS credentials are not taken from the URL or code; use the standard AWS chain "
                 f"(environment, shared files, profile=, roles); got {sorted(leaked)}"
             )
-        known = {f.name for f in attrs.fields(cls)} | {"endpoint_url"}
-        unknown = set(options) - known
-        if unknown:
-            raise ConfigurationError(
-                f"unknown SQS options: {sorted(unknown)}; known: {sorted(known)}"
-            )
-        if "endpoint_url" in options:
-            options["endpoint"] = options.pop("endpoint_url")
-        values: dict[str, Any] = {}
-        for name, value in options.items():
-            if value is None:
-                continue
-            if name in ("fifo", "dlq_archive", "heartbeat"):
-                values[name] = _bool(name, value)
-            elif name == "wait":
-                values[name] = _number(name, value, int, 0, 20)
-            elif name == "pollers":
-                values[name] = _number(name, value, int, 1, 32)
-            elif name == "redrive_margin":
-                values[name] = _number(name, value, int, 1, 100)
-            elif name == "fanout_retention":
-                values[name] = _number(name, value, int, 60, 1_209_600)
-            elif name == "connect_timeout":
-                values[name] = _number(name, value, float, 0.1, 300)
-            elif name == "pool":
-                values[name] = _number(name, value, int, 1, 1000)
-            else:
-                values[name] = str(value) or None
+        values = parse_options("SQS", SPEC, None, options)
+        if "endpoint_url" in values:
+            values["endpoint"] = values.pop("endpoint_url")
+        for name in ("region", "endpoint", "profile"):
+            if name in values:
+                values[name] = values[name] or None
         namespace = values.get("namespace", "amb")
         if not _NAMESPACE.match(namespace):
             raise ConfigurationError(
@@ -155,12 +128,7 @@ def parse_url(url: str, **overrides: Any) -> SQSConfig:
     :raises ConfigurationError: for another scheme, credentials in the URL, or bad options.
     """
     safe = redact_url(url)
-    try:
-        parts = urlsplit(url)
-    except ValueError as exc:
-        raise ConfigurationError(f"malformed SQS URL {safe}: {exc}") from None
-    if parts.scheme.lower() != "sqs":
-        raise ConfigurationError(f"not an sqs:// URL: {safe}")
+    parts = split_url(url, "SQS", ("sqs",))
     if "@" in parts.netloc:
         raise ConfigurationError(
             f"SQS URLs carry no credentials ({safe}); they come from the standard AWS chain"
@@ -172,4 +140,5 @@ def parse_url(url: str, **overrides: Any) -> SQSConfig:
     try:
         return SQSConfig.create(**options)
     except ConfigurationError as exc:
-        raise ConfigurationError(f"{exc} (URL {safe})") from None
+        exc.args = (f"{exc} (URL {safe})",)  # the same type: UnknownOptionError stays one
+        raise exc from None

@@ -7,6 +7,7 @@ here contains a credential: botocore's texts name the access key id at most, nev
 
 from __future__ import annotations
 
+from amb_core.auth import AuthSignals
 from amb_core.errors import (
     AMBError,
     AuthenticationError,
@@ -70,12 +71,15 @@ class SQSUnavailableError(SQSConnectError, BrokerUnavailableError):
     message was not sent. Also an ``SQSConnectError``, as such failures were before."""
 
 
-def error_code(exc: BaseException) -> str:
+def error_code(exc: object) -> str:
     """The AWS error code of a botocore ``ClientError`` (``""`` for anything else)."""
     response = getattr(exc, "response", None)
     if isinstance(response, dict):
         return str(response.get("Error", {}).get("Code", ""))
     return ""
+
+
+_AUTH = AuthSignals(codes=AUTH_CODES, code_of=error_code)
 
 
 def translate(exc: BaseException, action: str, where: str, *, publishing: bool = False) -> AMBError:
@@ -90,7 +94,7 @@ def translate(exc: BaseException, action: str, where: str, *, publishing: bool =
         return SQSAuthenticationError(f"{text} (credentials come from the standard AWS chain)")
     if isinstance(exc, be.NoRegionError):
         return ConfigurationError(f"{text} (give ?region= in the URL or set AWS_DEFAULT_REGION)")
-    if error_code(exc) in AUTH_CODES:
+    if _AUTH.matches(exc):
         return SQSAuthenticationError(text)
     if isinstance(
         exc,

@@ -116,10 +116,6 @@ class SQSTransport(Transport):
         self._subscriptions: set[SQSSubscription] = set()
         self._liveness: Liveness | None = None
 
-    @classmethod
-    def from_url(cls, url: str, **options: Any) -> SQSTransport:
-        return cls(url, **options)
-
     @property
     def description(self) -> str:
         return self.config.description

@@ -27,7 +27,6 @@ import attrs
 
 from amb_core.errors import (
     BrokerUnavailableError,
-    ConfigurationError,
     ConnectError,
     MessageTooLargeError,
     NotConnectedError,
@@ -35,6 +34,7 @@ from amb_core.errors import (
     UnsupportedError,
 )
 from amb_core.message import Message
+from amb_core.options import parse_options
 from amb_core.topics import matcher
 from amb_core.transport import (
     Capabilities,
@@ -272,10 +272,13 @@ class TinyTransport(Transport):
         ``MessageBus.from_url`` calls this through the registry with the options it does not
         take itself.
 
-        :raises ConfigurationError: naming any option this transport does not know.
+        The base class's ``from_url`` would call ``cls(url, **options)``; this constructor takes a
+        broker, so the URL is read here. Options go through the core's parser with an empty
+        declaration: any option at all is an :class:`~amb_core.errors.UnknownOptionError`.
+
+        :raises UnknownOptionError: naming any option this transport does not know.
         """
-        if options:
-            raise ConfigurationError(f"unknown option(s) for tiny://: {', '.join(sorted(options))}")
+        parse_options("tiny", (), url, options)
         return cls(name=url.partition("://")[2].strip("/"))
 
     @property
