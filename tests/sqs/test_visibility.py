@@ -11,9 +11,8 @@ message exceeded its visibility.
 
 from __future__ import annotations
 
-from collections import Counter
-
 import uuid
+from collections import Counter
 
 import anyio
 import pytest
