@@ -6,6 +6,8 @@ nothing returns normally only to be flushed later to nobody. The connection's st
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from typing import Any
 
@@ -134,7 +136,11 @@ async def test_jetstream_publishes_in_flight_at_a_kill_raise_broker_unavailable(
     """Publishes sent before the server died wait for an acknowledgement that never comes: that
     is the outage too, so they raise ``NATSBrokerUnavailableError`` (a ``BrokerUnavailableError``,
     still a ``PublishError``), not a bare "no acknowledgement in time" ``NATSPublishError``; so do
-    those begun after the kill (once ``publish_timeout`` is over). Every publish ends, typed."""
+    those begun after the kill (once ``publish_timeout`` is over). Every publish ends, typed.
+
+    The server is stopped (SIGSTOP) and killed only once a publish was handed to the client after
+    that: that one surely stays unanswered (killed while running, the server may have answered
+    every publish in flight already, its acknowledgements still unread in the client's socket)."""
     topic = f"inflight{time.monotonic_ns()}.x"
     url = url_of(nats_server, mode="jetstream", publish_timeout=1)
     async with MessageBus.from_url(url) as bus:
@@ -159,6 +165,13 @@ async def test_jetstream_publishes_in_flight_at_a_kill_raise_broker_unavailable(
             for _ in range(50):
                 tasks.start_soon(publish_until_it_fails)
             await wait_until(lambda: sent >= 500, 20, "publishing under way")
+            assert nats_server.proc is not None
+            client = bus.transport.current_client()  # type: ignore[attr-defined]
+            os.kill(nats_server.proc.pid, signal.SIGSTOP)
+            handed = client.stats["out_msgs"]
+            await wait_until(
+                lambda: client.stats["out_msgs"] > handed, 10, "a publish after the stop"
+            )
             nats_server.kill()
             with anyio.fail_after(20):  # the acknowledgement wait (5 s) plus publish_timeout
                 await ended.wait()
