@@ -6,6 +6,8 @@ nothing returns normally only to be flushed later to nobody. The connection's st
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from typing import Any
 
@@ -13,7 +15,7 @@ import anyio
 import pytest
 
 from amb_core import MessageBus
-from amb_core.errors import BrokerUnavailableError
+from amb_core.errors import BrokerUnavailableError, PublishError
 from amb_core.testing.conformance import wait_until
 from amb_core.testing.servers import ServerProcess
 from amb_core.transport import ConnectionState
@@ -126,3 +128,56 @@ async def test_the_wait_is_bounded(nats_server: ServerProcess, mode: str) -> Non
             except Exception:
                 assert time.monotonic() < deadline, "publishing works again"
                 await anyio.sleep(0.1)
+
+
+async def test_jetstream_publishes_in_flight_at_a_kill_raise_broker_unavailable(
+    nats_server: ServerProcess,
+) -> None:
+    """Publishes sent before the server died wait for an acknowledgement that never comes: that
+    is the outage too, so they raise ``NATSBrokerUnavailableError`` (a ``BrokerUnavailableError``,
+    still a ``PublishError``), not a bare "no acknowledgement in time" ``NATSPublishError``; so do
+    those begun after the kill (once ``publish_timeout`` is over). Every publish ends, typed.
+
+    The server is stopped (SIGSTOP) and killed only once a publish was handed to the client after
+    that: that one surely stays unanswered (killed while running, the server may have answered
+    every publish in flight already, its acknowledgements still unread in the client's socket)."""
+    topic = f"inflight{time.monotonic_ns()}.x"
+    url = url_of(nats_server, mode="jetstream", publish_timeout=1)
+    async with MessageBus.from_url(url) as bus:
+        await bus.publish(topic, "first")  # the stream exists before the load starts
+        sent = 0
+        failures: list[Exception] = []
+        ended = anyio.Event()
+
+        async def publish_until_it_fails() -> None:
+            nonlocal sent
+            while True:
+                try:
+                    await bus.publish(topic, sent)
+                except Exception as exc:
+                    failures.append(exc)
+                    if len(failures) == 50:
+                        ended.set()
+                    return
+                sent += 1
+
+        async with anyio.create_task_group() as tasks:
+            for _ in range(50):
+                tasks.start_soon(publish_until_it_fails)
+            await wait_until(lambda: sent >= 500, 20, "publishing under way")
+            assert nats_server.proc is not None
+            client = bus.transport.current_client()  # type: ignore[attr-defined]
+            os.kill(nats_server.proc.pid, signal.SIGSTOP)
+            handed = client.stats["out_msgs"]
+            await wait_until(
+                lambda: client.stats["out_msgs"] > handed, 10, "a publish after the stop"
+            )
+            nats_server.kill()
+            with anyio.fail_after(20):  # the acknowledgement wait (5 s) plus publish_timeout
+                await ended.wait()
+        kinds = {f"{type(exc).__name__}: {exc}" for exc in failures}
+        assert all(isinstance(exc, NATSBrokerUnavailableError) for exc in failures), kinds
+        assert all(isinstance(exc, PublishError) for exc in failures)
+        lost_in_flight = [exc for exc in failures if "may or may not be stored" in str(exc)]
+        assert lost_in_flight, f"some publishes were in flight at the kill: {kinds}"
+        await start_and_wait(nats_server, bus)

@@ -161,10 +161,17 @@ class KafkaTransport(Transport):
     def _on_client_error(self, error: Any) -> None:
         """librdkafka's client-level errors (on whichever thread polls): a lost connection makes
         the transport RECONNECTING until :meth:`_probe` or a confirmed delivery says otherwise."""
-        if error.code() in _DOWN and not self._closed:
-            if self._state is ConnectionState.CONNECTED:
-                log.warning("Kafka at %s unreachable: %s", self.config.description, error.str())
-            self._set_state(ConnectionState.RECONNECTING)
+        if error.code() in _DOWN:
+            self._lost(error)
+
+    def _lost(self, error: Any) -> None:
+        """The broker is unreachable (a lost connection, or a delivery that timed out): the
+        transport is RECONNECTING until :meth:`_probe` or a confirmed delivery says otherwise."""
+        if self._closed:
+            return
+        if self._state is ConnectionState.CONNECTED:
+            log.warning("Kafka at %s unreachable: %s", self.config.description, error.str())
+        self._set_state(ConnectionState.RECONNECTING)
 
     def _probe(self) -> None:
         """Called by the producer's pump thread between polls: while reconnecting, ask for the
@@ -295,6 +302,11 @@ class KafkaTransport(Transport):
         if error.code() in _TOO_LARGE:
             return MessageTooLargeError(size, self.config.max_message_bytes, topic)
         if error.code() in _UNREACHABLE:
+            # A broker that hangs (connections open, no answers) drops no connection, so
+            # error_cb says nothing until librdkafka's socket.timeout.ms (60 s) is over; a
+            # delivery that timed out tells it after publish_timeout. The probe turns the
+            # state back at once if the broker answers after all.
+            self._lost(error)
             return KafkaUnavailableError(
                 f"Kafka at {self.config.description} did not confirm the message for {topic!r} "
                 f"within publish_timeout={self.config.publish_timeout:g}s: {error.str()}"

@@ -7,12 +7,19 @@ name for :class:`NATSTransport`.
 from __future__ import annotations
 
 from .config import NATSConfig, parse_url
-from .errors import NATSAuthenticationError, NATSConnectError, NATSError, NATSPublishError
+from .errors import (
+    NATSAuthenticationError,
+    NATSBrokerUnavailableError,
+    NATSConnectError,
+    NATSError,
+    NATSPublishError,
+)
 from .transport import NATSBroker, NATSTransport
 
 __all__ = [
     "NATSAuthenticationError",
     "NATSBroker",
+    "NATSBrokerUnavailableError",
     "NATSConfig",
     "NATSConnectError",
     "NATSError",

@@ -35,9 +35,13 @@ class Outage:
         self.wait = wait
         self._back = asyncio.Event()
         self._back.set()
+        # Disconnections so far: a JetStream publish whose acknowledgement did not come compares
+        # it with the count when it was sent, to tell an outage from a slow server.
+        self.losses = 0
 
     def lost(self) -> None:
         """nats-py reported the disconnection."""
+        self.losses += 1
         self._back.clear()
 
     def back(self) -> None:

@@ -65,12 +65,28 @@ def is_auth_error(exc: BaseException) -> bool:
     return _auth_signals().matches(exc)
 
 
-def translate_publish_error(exc: Exception, subject: str, where: str) -> TransportError:
-    """A typed AMB error for a failed publish; the subject is named, never the URL."""
+def translate_publish_error(
+    exc: Exception, subject: str, where: str, *, connection_lost: bool = False
+) -> TransportError:
+    """A typed AMB error for a failed publish; the subject is named, never the URL.
+
+    :param connection_lost: the connection went down after the message was sent (or is down
+        now). A JetStream acknowledgement that then does not come is the outage's doing, not the
+        server's answer: :class:`NATSBrokerUnavailableError`, like a publish refused during the
+        outage, so that ``except BrokerUnavailableError`` (retry later) sees every publish the
+        outage failed. The message may have been stored; a retry with the same message id is
+        stored once (``Nats-Msg-Id``).
+    """
     import nats.errors
 
     if isinstance(exc, (nats.errors.ConnectionClosedError,)):
         return NotConnectedError(f"{where}: the NATS connection is closed")
+    if connection_lost and isinstance(exc, (asyncio.TimeoutError, nats.errors.TimeoutError)):
+        return NATSBrokerUnavailableError(
+            f"{where}: the connection to the NATS server was lost before JetStream acknowledged "
+            f"the message for {subject!r}; it may or may not be stored (publishing it again "
+            "stores it once)"
+        )
     if isinstance(exc, nats.errors.OutboundBufferLimitError):  # nats-py's: only while disconnected
         return NATSBrokerUnavailableError(
             f"{where}: the connection is down (reconnecting); the message for {subject!r} "

@@ -287,6 +287,7 @@ class NATSTransport(Transport):
         assert streams is not None
         await streams.ensure(topic)
         subject = streams.subject(topic)
+        losses = self._outage.losses
         try:
             await self._js.publish(subject, body, headers=headers)
         except nats.js.errors.NoStreamResponseError:
@@ -296,11 +297,17 @@ class NATSTransport(Transport):
             try:
                 await self._js.publish(subject, body, headers=headers)
             except Exception as exc:
-                raise translate_publish_error(exc, topic, self.description) from None
+                raise self._js_error(exc, topic, nc, losses) from None
         except nats.errors.MaxPayloadError as exc:
             raise self._too_large(nc, topic, body, exc) from None
         except Exception as exc:
-            raise translate_publish_error(exc, topic, self.description) from None
+            raise self._js_error(exc, topic, nc, losses) from None
+
+    def _js_error(self, exc: Exception, topic: str, nc: Any, losses: int) -> Exception:
+        """A failed JetStream publish, typed: an acknowledgement missing because the connection
+        went down since ``losses`` was read (or is down now) is ``NATSBrokerUnavailableError``."""
+        lost = self._outage.losses != losses or not nc.is_connected
+        return translate_publish_error(exc, topic, self.description, connection_lost=lost)
 
     @staticmethod
     def _check_size(nc: Any, topic: str, body: bytes, headers: dict[str, str]) -> None:

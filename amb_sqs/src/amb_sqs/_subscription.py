@@ -3,9 +3,18 @@
 Each subscription runs ``pollers`` receive loops (one in FIFO mode) of up to 10 messages into a local
 deque, bounded by the prefetch. ``ack`` deletes the message, batched (deletes issued together go in
 one ``DeleteMessageBatch``); ``nack(delay)`` sets its visibility timeout to ``delay``, so SQS
-redelivers it then; ``ApproximateReceiveCount`` is the attempt number. A heartbeat keeps what the
-member holds invisible while it lives. Closing a group member hands back what it held; closing a
-fan-out subscriber deletes its queue.
+redelivers it then; ``ApproximateReceiveCount`` is the attempt number. Closing a group member hands
+back what it held; closing a fan-out subscriber deletes its queue.
+
+Every message a member holds (prefetched, in a handler, or handled and waiting for its delete) must
+stay invisible until it is deleted or handed back: a handled message whose visibility ran out first
+is received again, and counts towards the queue's ``maxReceiveCount`` (a message handled fine could
+be dead-lettered by SQS's redrive). So each held receipt handle has a deadline (when the request
+that set its visibility was *sent*, plus the visibility: the server's own deadline is never
+earlier), and the heartbeat extends every handle whose deadline is less than half a visibility away,
+all batches at once. Under a slow endpoint (moto under load answers in seconds) a heartbeat that
+walked the handles one batch after another every ``ack_wait / 2``, and skipped the handled ones
+waiting for their delete, let messages reappear (receive counts up to 6 in the soak).
 """
 
 from __future__ import annotations
@@ -58,6 +67,7 @@ class SQSDelivery(Delivery):
         if sub.outstanding.pop(self._handle, None) is None:
             return
         seconds = min(43_200, max(0, math.ceil(delay or 0)))
+        sub.expiry.pop(self._handle, None)  # no longer held: the heartbeat leaves it alone
         await sub.change_visibility([self._handle], seconds)
 
 
@@ -88,6 +98,9 @@ class SQSSubscription(Subscription):
         self.buffer: deque[SQSDelivery] = deque()
         self.limit = max(BATCH, min(spec.prefetch, 10 * namespace.config.pollers))
         self.outstanding: dict[str, SQSDelivery] = {}
+        # Every receipt handle this member holds until it is deleted or handed back, with the
+        # loop time by which its visibility runs out at the earliest (see the module docstring).
+        self.expiry: dict[str, float] = {}
         self.closed = False
         self.error: BaseException | None = None
         self._ready = asyncio.Event()
@@ -118,6 +131,7 @@ class SQSSubscription(Subscription):
                 # flight: receiving now would only long-poll for nothing.
                 await asyncio.sleep(0.002)
                 continue
+            sent = asyncio.get_running_loop().time()
             try:
                 response = await sqs.receive_message(
                     QueueUrl=self.queue_url,
@@ -157,9 +171,9 @@ class SQSSubscription(Subscription):
             for record in records:
                 attempt = int(record.get("Attributes", {}).get("ApproximateReceiveCount", 1))
                 message, error = from_sqs(record, self.topic, attempt)
-                self.buffer.append(
-                    SQSDelivery(self, record["ReceiptHandle"], message, attempt, error)
-                )
+                handle = record["ReceiptHandle"]
+                self.expiry[handle] = sent + self.visibility
+                self.buffer.append(SQSDelivery(self, handle, message, attempt, error))
             self._ready.set()
 
     async def __anext__(self) -> Delivery:
@@ -182,16 +196,19 @@ class SQSSubscription(Subscription):
             return delivery
 
     async def _beat(self) -> None:
-        """Keep what this member holds invisible while it lives: every half visibility timeout,
-        extend the timeout of its prefetched and in-handler messages. A handler slower than
-        ``ack_wait`` (an LLM call) thus causes no duplicate; a dead process stops extending, and
-        its messages reappear one timeout later."""
-        period = self.visibility / 2
+        """Keep what this member holds invisible while it lives: every quarter visibility timeout
+        (at most every second), extend each held message whose visibility runs out within half a
+        timeout. A handler slower than ``ack_wait`` (an LLM call) thus causes no duplicate, nor
+        does a delete that waits behind a slow endpoint; a dead process stops extending, and its
+        messages reappear one timeout later."""
+        loop = asyncio.get_running_loop()
+        tick = min(1.0, self.visibility / 4)
         while not self.closed:
-            await asyncio.sleep(period)
-            handles = [d._handle for d in self.buffer] + list(self.outstanding) + self.held
-            if handles and not self.closed:
-                await self.change_visibility(handles, self.visibility, quiet=True)
+            await asyncio.sleep(tick)
+            soon = loop.time() + self.visibility / 2
+            due = [handle for handle, ends in self.expiry.items() if ends < soon]
+            if due and not self.closed:
+                await self.change_visibility(due, self.visibility, quiet=True)
 
     # -- settling --------------------------------------------------------------------------------
 
@@ -205,39 +222,73 @@ class SQSSubscription(Subscription):
             self._ack_task = asyncio.ensure_future(self._flush_acks())
 
     async def _flush_acks(self) -> None:
+        """Delete the acknowledged messages: all waiting batches at once (one after another, a
+        slow endpoint made the last ones wait for many round trips), then those acknowledged
+        meanwhile. Until its delete returns, a handle stays in ``expiry`` for the heartbeat."""
         await asyncio.sleep(0)  # let acks issued in the same tick join the batch
-        sqs = self.namespace.sqs
         while self._acks:
-            batch, self._acks[:] = self._acks[:BATCH], self._acks[BATCH:]
-            entries = [{"Id": str(i), "ReceiptHandle": h} for i, h in enumerate(batch)]
-            try:
-                response = await sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=entries)
-                failed = response.get("Failed") or []
-            except Exception as exc:
-                failed = entries
-                log.warning("deleting acknowledged messages failed: %s", exc)
-            if failed:
-                log.warning(
-                    "%d acknowledged messages were not deleted on %s; they will be redelivered",
-                    len(failed),
-                    self.namespace.description,
-                )
+            handles, self._acks[:] = self._acks[:], []
+            await asyncio.gather(
+                *(self._delete(handles[i : i + BATCH]) for i in range(0, len(handles), BATCH))
+            )
+
+    async def _delete(self, batch: list[str]) -> None:
+        entries = [{"Id": str(i), "ReceiptHandle": h} for i, h in enumerate(batch)]
+        try:
+            sqs = self.namespace.sqs
+            response = await sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=entries)
+            failed = response.get("Failed") or []
+        except Exception as exc:
+            failed = entries
+            log.warning("deleting acknowledged messages failed: %s", exc)
+        finally:
+            for handle in batch:  # deleted, or given up: it comes back anyway
+                self.expiry.pop(handle, None)
+        if failed:
+            log.warning(
+                "%d acknowledged messages were not deleted on %s; they will be redelivered",
+                len(failed),
+                self.namespace.description,
+            )
 
     async def change_visibility(
         self, handles: list[str], seconds: int, *, quiet: bool = False
     ) -> None:
-        sqs = self.namespace.sqs
-        for start in range(0, len(handles), BATCH):
-            entries = [
-                {"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": seconds}
-                for i, h in enumerate(handles[start : start + BATCH])
-            ]
-            try:
-                await sqs.change_message_visibility_batch(QueueUrl=self.queue_url, Entries=entries)
-            except Exception as exc:  # it comes back after its visibility timeout anyway
-                (log.debug if quiet else log.warning)(
-                    "changing visibility on %s failed: %s", self.namespace.description, exc
-                )
+        """Set the visibility timeout of ``handles``, all batches at once. A handle extended
+        (``seconds`` > 0) gets its new deadline in ``expiry`` if it is still held; one handed back
+        (0) or nacked leaves ``expiry``."""
+        await asyncio.gather(
+            *(
+                self._change_batch(handles[i : i + BATCH], seconds, quiet)
+                for i in range(0, len(handles), BATCH)
+            )
+        )
+
+    async def _change_batch(self, batch: list[str], seconds: int, quiet: bool) -> None:
+        expiry = self.expiry
+        if not seconds:
+            for handle in batch:
+                expiry.pop(handle, None)
+        entries = [
+            {"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": seconds}
+            for i, h in enumerate(batch)
+        ]
+        sent = asyncio.get_running_loop().time()
+        try:
+            sqs = self.namespace.sqs
+            response = await sqs.change_message_visibility_batch(
+                QueueUrl=self.queue_url, Entries=entries
+            )
+        except Exception as exc:  # it comes back after its visibility timeout anyway
+            (log.debug if quiet else log.warning)(
+                "changing visibility on %s failed: %s", self.namespace.description, exc
+            )
+            return
+        failed = {int(entry["Id"]) for entry in response.get("Failed") or []}
+        if seconds:
+            for i, handle in enumerate(batch):
+                if i not in failed and handle in expiry:
+                    expiry[handle] = sent + seconds
 
     # -- closing ---------------------------------------------------------------------------------
 
@@ -282,5 +333,6 @@ class SQSSubscription(Subscription):
         self.held = []
         self.buffer.clear()
         self.outstanding.clear()
+        self.expiry.clear()
         if left:
             await self.change_visibility(left, 0)

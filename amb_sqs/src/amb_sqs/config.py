@@ -68,8 +68,8 @@ class SQSConfig:
     :param pool: the HTTP connection pool size of each client.
     :param dlq_archive: keep every dead letter (``dlq.*``) in ``<namespace>-dlq-archive`` for 14
         days, so that dead letters can be listed and replayed.
-    :param heartbeat: extend the visibility timeout of held messages every ``ack_wait / 2`` so that
-        slow handlers cause no duplicates.
+    :param heartbeat: keep held messages invisible (extended when less than half of ``ack_wait``
+        is left) until deleted or handed back, so that slow handlers cause no duplicates.
     """
 
     region: str | None = None
