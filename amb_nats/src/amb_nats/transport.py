@@ -56,7 +56,12 @@ from ._requests import ConnectionLost, NoResponders, ReplyInbox
 from ._wire import header_text
 from .config import NATSConfig, parse_url
 from .core import CoreSubscription
-from .errors import NATSConnectError, NATSError, translate_publish_error
+from .errors import (
+    NATSBrokerUnavailableError,
+    NATSConnectError,
+    NATSError,
+    translate_publish_error,
+)
 from .jetstream import MSG_ID_HEADER, Streams, open_pull
 from .naming import INBOX_PREFIX, namespace_of
 
@@ -297,18 +302,55 @@ class NATSTransport(Transport):
         subject = streams.subject(topic)
         try:
             await self._js.publish(subject, body, headers=headers)
+            return
         except nats.js.errors.NoStreamResponseError:
-            # The stream was deleted behind our back: create it again, once.
-            streams.forget(namespace_of(topic))
-            await streams.ensure(topic)
-            try:
-                await self._js.publish(subject, body, headers=headers)
-            except Exception as exc:
-                raise translate_publish_error(exc, topic, self.description) from None
+            pass  # below
         except nats.errors.MaxPayloadError as exc:
             raise self._too_large(nc, topic, body, exc) from None
         except Exception as exc:
             raise translate_publish_error(exc, topic, self.description) from None
+        await self._js_publish_unanswered(nc, topic, subject, body, headers)
+
+    async def _js_publish_unanswered(
+        self, nc: Any, topic: str, subject: str, body: bytes, headers: dict[str, str]
+    ) -> None:
+        """No stream answered a publish (503, no responders): the stream was deleted behind our
+        back (it is created again, once), or, in a cluster, it has no leader at the moment (just
+        created with ``replicas`` > 1 and still electing, or its leader's node was lost). Publish
+        again, with the same ``Nats-Msg-Id`` (a retry the server did store is stored once), after
+        short pauses, until ``publish_timeout`` has passed.
+
+        :raises NATSBrokerUnavailableError: when no stream leader answered within the bound.
+        """
+        streams = self._streams
+        assert streams is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.publish_timeout
+        streams.forget(namespace_of(topic))
+        pause = 0.05
+        why = "in a cluster, the stream has no leader"
+        while True:
+            try:
+                await streams.ensure(topic)  # when it was deleted: created again
+                if not nc.is_connected:
+                    await self._outage.until_connected(nc, topic, deadline - loop.time())
+                await self._js.publish(
+                    subject, body, headers=headers, timeout=max(deadline - loop.time(), 1.0)
+                )
+                return
+            except nats.js.errors.NoStreamResponseError:
+                pass
+            except NATSError as exc:  # creating the stream failed (no meta leader either?)
+                why = str(exc)
+            except Exception as exc:
+                raise translate_publish_error(exc, topic, self.description) from None
+            if loop.time() + pause > deadline:
+                raise NATSBrokerUnavailableError(
+                    f"{self.description}: no JetStream stream answered for {topic!r} within "
+                    f"publish_timeout={self.config.publish_timeout:g}s ({why})"
+                )
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.5)
 
     @staticmethod
     def _check_size(nc: Any, topic: str, body: bytes, headers: dict[str, str]) -> None:
