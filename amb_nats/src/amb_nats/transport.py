@@ -191,6 +191,8 @@ class NATSTransport(Transport):
         self._outage.lost()
         if self._inbox is not None:
             self._inbox.fail_all()
+        if self._jetstream:
+            _fail_driver_requests(nc)
         log.warning("NATS disconnected from %s; reconnecting", self.description)
 
     def on_reconnected(self, nc: Any) -> None:
@@ -304,53 +306,85 @@ class NATSTransport(Transport):
             await self._js.publish(subject, body, headers=headers)
             return
         except nats.js.errors.NoStreamResponseError:
-            pass  # below
+            unanswered = True
+        except ConnectionLost:
+            unanswered = False
         except nats.errors.MaxPayloadError as exc:
             raise self._too_large(nc, topic, body, exc) from None
         except Exception as exc:
             raise translate_publish_error(exc, topic, self.description) from None
-        await self._js_publish_unanswered(nc, topic, subject, body, headers)
+        await self._js_publish_again(nc, topic, subject, body, headers, unanswered)
 
-    async def _js_publish_unanswered(
-        self, nc: Any, topic: str, subject: str, body: bytes, headers: dict[str, str]
+    async def _js_publish_again(
+        self,
+        nc: Any,
+        topic: str,
+        subject: str,
+        body: bytes,
+        headers: dict[str, str],
+        unanswered: bool,
     ) -> None:
-        """No stream answered a publish (503, no responders): the stream was deleted behind our
-        back (it is created again, once), or, in a cluster, it has no leader at the moment (just
-        created with ``replicas`` > 1 and still electing, or its leader's node was lost). Publish
-        again, with the same ``Nats-Msg-Id`` (a retry the server did store is stored once), after
-        short pauses, until ``publish_timeout`` has passed.
+        """A publish that got no acknowledgement, for one of two reasons a retry can cure:
 
-        :raises NATSBrokerUnavailableError: when no stream leader answered within the bound.
+        - ``unanswered``: no stream answered (503, no responders). The stream was deleted behind
+          our back (it is created again), or, in a cluster, it has no leader at the moment (just
+          created with ``replicas`` > 1 and still electing, or its leader's node was lost);
+        - the connection dropped while the acknowledgement was awaited (a node of a cluster was
+          lost, say): nats-py reconnects, to another node when there is one, and the
+          acknowledgement, if any, was lost with the old connection.
+
+        Publish again, with the same ``Nats-Msg-Id`` (a retry of what the server did store is
+        stored once), after short pauses and once connected, until ``publish_timeout`` has passed.
+
+        :raises NATSBrokerUnavailableError: when no stream acknowledged it within the bound.
         """
-        streams = self._streams
-        assert streams is not None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.publish_timeout
-        streams.forget(namespace_of(topic))
         pause = 0.05
-        why = "in a cluster, the stream has no leader"
+        why = "in a cluster, the stream has no leader" if unanswered else "the connection was lost"
         while True:
             try:
-                await streams.ensure(topic)  # when it was deleted: created again
                 if not nc.is_connected:
                     await self._outage.until_connected(nc, topic, deadline - loop.time())
+                if unanswered:
+                    await self._recreate_if_deleted(topic, subject)
                 await self._js.publish(
                     subject, body, headers=headers, timeout=max(deadline - loop.time(), 1.0)
                 )
                 return
             except nats.js.errors.NoStreamResponseError:
-                pass
-            except NATSError as exc:  # creating the stream failed (no meta leader either?)
+                unanswered = True
+            except ConnectionLost:
+                unanswered = False
+            except NATSError as exc:  # recreating the stream failed, or no connection in time
                 why = str(exc)
             except Exception as exc:
                 raise translate_publish_error(exc, topic, self.description) from None
             if loop.time() + pause > deadline:
                 raise NATSBrokerUnavailableError(
-                    f"{self.description}: no JetStream stream answered for {topic!r} within "
-                    f"publish_timeout={self.config.publish_timeout:g}s ({why})"
+                    f"{self.description}: no JetStream stream acknowledged the message for "
+                    f"{topic!r} within publish_timeout={self.config.publish_timeout:g}s ({why})"
                 )
             await asyncio.sleep(pause)
             pause = min(pause * 2, 0.5)
+
+    async def _recreate_if_deleted(self, topic: str, subject: str) -> None:
+        """Create the topic's stream again when the server no longer has one for its subject
+        (asked of the meta leader, which answers while the stream itself has no leader).
+
+        :raises NATSError: when creating it fails.
+        """
+        streams = self._streams
+        assert streams is not None
+        try:
+            await self._js.find_stream_name_by_subject(subject)
+            return  # it exists: leaderless for a moment
+        except nats.js.errors.NotFoundError:
+            streams.forget(namespace_of(topic))
+        except Exception as exc:  # no meta leader either, or the connection: publish again
+            log.debug("looking up the stream of %r: %r", topic, exc)
+            return
+        await streams.ensure(topic)
 
     @staticmethod
     def _check_size(nc: Any, topic: str, body: bytes, headers: dict[str, str]) -> None:
@@ -506,6 +540,18 @@ class _Tracked(Subscription):
     async def aclose(self) -> None:
         self._owner.discard(self._inner)
         await self._inner.aclose()
+
+
+def _fail_driver_requests(nc: Any) -> None:
+    """End nats-py's requests that wait for a response (JetStream publishes' acknowledgements,
+    JetStream API calls) with :class:`ConnectionLost` when the connection drops: the response, if
+    any, was meant for the lost connection, and waiting out the timeout (5 s) would only delay the
+    retry on the new one (see :meth:`NATSTransport._js_publish_again`). The callers of the API
+    calls see a ``NATSError`` and reopen or retry as on any failure. A nats-py without this
+    internal map keeps its timeouts."""
+    for future in list(getattr(nc, "_resp_map", {}).values()):
+        if not future.done():
+            future.set_exception(ConnectionLost())
 
 
 def _with_limit(caps: Capabilities, limit: int) -> Capabilities:
