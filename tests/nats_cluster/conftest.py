@@ -32,4 +32,3 @@ def nats_cluster() -> Iterator[NatsCluster]:
 def nats_url(nats_cluster: NatsCluster) -> str:
     """``nats://127.0.0.1:a,127.0.0.1:b,127.0.0.1:c``: every node, as an application lists them."""
     return nats_cluster.url()
-

@@ -277,6 +277,29 @@ class JetStreamSubscription(Subscription):
                 log.debug("deleting ephemeral consumer %s failed: %r", self.consumer, exc)
 
 
+_CREATE_ATTEMPTS = 3
+
+
+async def _pull_subscribe(
+    js: JetStreamContext, subject: str, durable: str | None, stream: str, config: Any
+) -> Any:
+    """nats-py's ``pull_subscribe``, tried again when creating the consumer got no answer in time
+    or a 503: in a cluster, a consumer of a replicated stream is answered for once its own Raft
+    group has a leader, which takes longer than nats-py's 5 s on a loaded machine, or while the
+    stream itself is electing one. Creating a durable consumer again with the same settings is a
+    no-op; an ephemeral one that was created after all without our hearing of it is deleted by
+    the server after its ``inactive_threshold`` (60 s without pulls)."""
+    for attempt in range(1, _CREATE_ATTEMPTS + 1):
+        try:
+            return await js.pull_subscribe(subject, durable=durable, stream=stream, config=config)
+        except (asyncio.TimeoutError, nats.js.errors.ServiceUnavailableError) as exc:
+            if attempt == _CREATE_ATTEMPTS:
+                raise
+            log.warning("creating a consumer on %s: %r; trying again", stream, exc)
+            await asyncio.sleep(0.2 * attempt)
+    raise AssertionError("unreachable")
+
+
 async def open_pull(
     js: JetStreamContext, streams: Streams, spec: SubscriptionSpec
 ) -> JetStreamSubscription:
@@ -293,9 +316,7 @@ async def open_pull(
         inactive_threshold=None if durable else 60.0,
     )
     try:
-        psub = await js.pull_subscribe(
-            streams.subject(spec.pattern), durable=name, stream=stream, config=config
-        )
+        psub = await _pull_subscribe(js, streams.subject(spec.pattern), name, stream, config)
     except nats.errors.ConnectionClosedError:
         raise NotConnectedError("the NATS connection is closed") from None
     except nats.js.errors.NotFoundError:
