@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import time
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
@@ -69,6 +70,10 @@ __all__ = ["NATSBroker", "NATSTransport"]
 
 log = logging.getLogger("amb.nats")
 _DEFAULT_MAX_PAYLOAD = 1024 * 1024
+# Why a JetStream publish is tried again (see NATSTransport._js_publish_again), as its error says.
+_LEADERLESS = "no stream answered: in a cluster, the stream has no leader"
+_LOST = "the connection was lost before the acknowledgement"
+_NO_ACK = "no acknowledgement in time"
 
 CORE_CAPABILITIES = Capabilities(
     consumer_groups=True,
@@ -302,18 +307,23 @@ class NATSTransport(Transport):
         assert streams is not None
         await streams.ensure(topic)
         subject = streams.subject(topic)
+        started = time.monotonic()
         try:
             await self._js.publish(subject, body, headers=headers)
             return
         except nats.js.errors.NoStreamResponseError:
-            unanswered = True
+            why = _LEADERLESS
         except ConnectionLost:
-            unanswered = False
+            why = _LOST
+        except nats.errors.TimeoutError as exc:
+            if time.monotonic() - started >= self.config.publish_timeout:
+                raise translate_publish_error(exc, topic, self.description) from None
+            why = _NO_ACK
         except nats.errors.MaxPayloadError as exc:
             raise self._too_large(nc, topic, body, exc) from None
         except Exception as exc:
             raise translate_publish_error(exc, topic, self.description) from None
-        await self._js_publish_again(nc, topic, subject, body, headers, unanswered)
+        await self._js_publish_again(nc, topic, subject, body, headers, why, started)
 
     async def _js_publish_again(
         self,
@@ -322,45 +332,49 @@ class NATSTransport(Transport):
         subject: str,
         body: bytes,
         headers: dict[str, str],
-        unanswered: bool,
+        why: str,
+        started: float,
     ) -> None:
-        """A publish that got no acknowledgement, for one of two reasons a retry can cure:
+        """A publish that got no acknowledgement, for a reason a retry can cure:
 
-        - ``unanswered``: no stream answered (503, no responders). The stream was deleted behind
-          our back (it is created again), or, in a cluster, it has no leader at the moment (just
-          created with ``replicas`` > 1 and still electing, or its leader's node was lost);
+        - no stream answered (503, no responders). The stream was deleted behind our back (it is
+          created again), or, in a cluster, it has no leader at the moment (just created with
+          ``replicas`` > 1 and still electing, or its leader's node was lost);
         - the connection dropped while the acknowledgement was awaited (a node of a cluster was
           lost, say): nats-py reconnects, to another node when there is one, and the
-          acknowledgement, if any, was lost with the old connection.
+          acknowledgement, if any, was lost with the old connection;
+        - no acknowledgement came in time (the stream's leader died with the message, say) and
+          ``publish_timeout`` leaves time to try again.
 
         Publish again, with the same ``Nats-Msg-Id`` (a retry of what the server did store is
-        stored once), after short pauses and once connected, until ``publish_timeout`` has passed.
+        stored once), after short pauses and once connected, until ``publish_timeout`` has passed
+        since the publish began (at least once more).
 
         :raises NATSBrokerUnavailableError: when no stream acknowledged it within the bound.
         """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.config.publish_timeout
+        deadline = started + self.config.publish_timeout
         pause = 0.05
-        why = "in a cluster, the stream has no leader" if unanswered else "the connection was lost"
         while True:
             try:
                 if not nc.is_connected:
-                    await self._outage.until_connected(nc, topic, deadline - loop.time())
-                if unanswered:
+                    await self._outage.until_connected(nc, topic, deadline - time.monotonic())
+                if why == _LEADERLESS:
                     await self._recreate_if_deleted(topic, subject)
                 await self._js.publish(
-                    subject, body, headers=headers, timeout=max(deadline - loop.time(), 1.0)
+                    subject, body, headers=headers, timeout=max(deadline - time.monotonic(), 1.0)
                 )
                 return
             except nats.js.errors.NoStreamResponseError:
-                unanswered = True
+                why = _LEADERLESS
             except ConnectionLost:
-                unanswered = False
+                why = _LOST
+            except nats.errors.TimeoutError:
+                why = _NO_ACK
             except NATSError as exc:  # recreating the stream failed, or no connection in time
                 why = str(exc)
             except Exception as exc:
                 raise translate_publish_error(exc, topic, self.description) from None
-            if loop.time() + pause > deadline:
+            if time.monotonic() + pause > deadline:
                 raise NATSBrokerUnavailableError(
                     f"{self.description}: no JetStream stream acknowledged the message for "
                     f"{topic!r} within publish_timeout={self.config.publish_timeout:g}s ({why})"
