@@ -4,7 +4,8 @@ packaging, and the benchmark.
 
 ``nox`` runs the default sessions (what CI runs); ``nox -s bench`` prints the benchmark figures;
 ``nox -s soak [-- redis nats kafka sqs]`` runs the fault soak (opt-in: kills and restarts its own
-brokers for about 10 minutes per mode; see docs/reliability.md).
+brokers for about 10 minutes per mode; see docs/reliability.md); ``nox -s cluster`` runs the NATS
+tests against a three-node cluster (opt-in: about 2 minutes; see docs/scaling.md).
 Locally, Pythons that are not installed are skipped; under ``CI=true`` a missing one among 3.10-3.13
 fails the run, so a CI machine cannot pass without running the core on each of them.
 """
@@ -128,3 +129,15 @@ def soak(session: nox.Session) -> None:
     extras = [dep for name in PRESENT for dep in ["-e", f"amb_{name}", *PRESENT[name][0]]]
     _install_core(session, *extras)
     session.run("python", "-m", "soak", *session.posargs)
+
+
+@nox.session(python=MATRIX_PYTHON)
+def cluster(session: nox.Session) -> None:
+    """NATS on a three-node cluster with JetStream (opt-in, not in CI): the conformance suite in
+    both modes (JetStream with ``replicas=3``) and the failover test, which kills the stream
+    leader's node under load and prints the recovery times (see docs/scaling.md)."""
+    if "nats" not in PRESENT:
+        session.skip("amb_nats is not in this checkout")
+    extra, _ = PRESENT["nats"]
+    _install_core(session, "-e", "amb_nats", *extra)
+    session.run("pytest", "tests/nats_cluster", "--amb-loop", "asyncio", "-s", *session.posargs)

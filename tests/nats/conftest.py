@@ -78,7 +78,10 @@ def nats_url() -> Iterator[str]:
 async def delete_streams(url: str, prefix: str) -> None:
     import nats
 
-    nc = await nats.connect(url, connect_timeout=2, allow_reconnect=False)
+    from amb_nats.config import parse_url
+
+    servers = list(parse_url(url).servers)  # nats-py takes a list, not ``nats://a,b,c``
+    nc = await nats.connect(servers, connect_timeout=2, allow_reconnect=False)
     try:
         js = nc.jetstream()
         for info in await js.streams_info():

@@ -193,6 +193,7 @@ class JetStreamSubscription(Subscription):
         self._buffer: deque[Msg] = deque()
         self.unsettled: dict[int, _JSDelivery] = {}
         self._closed = False
+        self._unserved = 0  # pulls in a row answered 503 (see _leaderless)
         self.advisories: Any = None
 
     async def __anext__(self) -> Delivery:
@@ -203,6 +204,9 @@ class JetStreamSubscription(Subscription):
             try:
                 msgs = await self._psub.fetch(self._batch, timeout=POLL)
             except (asyncio.TimeoutError, nats.errors.TimeoutError):
+                continue
+            except (nats.js.errors.ServiceUnavailableError, nats.errors.NoRespondersError):
+                await self._leaderless()  # raises when the consumer is gone: reopened by the bus
                 continue
             except nats.errors.ConnectionClosedError:
                 if self._closed:
@@ -215,10 +219,33 @@ class JetStreamSubscription(Subscription):
                     f"pulling from {self.stream}/{self.consumer} failed: {exc!r}"
                 ) from None
             buffer.extend(msgs)
+            self._unserved = 0
         msg = buffer.popleft()
         delivery = _JSDelivery(self, msg, delivered(msg.reply))
         self.unsettled[id(delivery)] = delivery
         return delivery
+
+    async def _leaderless(self) -> None:
+        """A pull answered 503 (no responders): nobody serves the consumer's pull requests. In a
+        cluster that is a consumer without a leader for a moment, just created (its Raft group
+        still electing) or after its leader's node was lost: pull again after a pause, on the same
+        consumer, which keeps its place in the stream. Reopening it instead would delete a fan-out
+        subscriber's ephemeral consumer and make a new one that starts at the *new* messages,
+        losing those stored meanwhile. When the consumer itself is gone (a restarted single server
+        without it, deleted by hand), raise: the bus reopens the subscription.
+
+        :raises NATSError: when the server says the consumer does not exist.
+        """
+        self._unserved += 1
+        await asyncio.sleep(min(0.05 * self._unserved, 0.5))
+        if self._unserved % 10 != 1:
+            return
+        try:  # the first time and every tenth, ask whether the consumer still exists
+            await self._js.consumer_info(self.stream, self.consumer, timeout=POLL)
+        except nats.js.errors.NotFoundError:
+            raise NATSError(f"JetStream consumer {self.stream}/{self.consumer} is gone") from None
+        except Exception as exc:  # no meta leader either, or the connection is down: wait on
+            log.debug("consumer_info %s/%s: %r", self.stream, self.consumer, exc)
 
     async def aclose(self) -> None:
         """Give back what was taken but not settled (nak now rather than after ack_wait),
@@ -250,6 +277,29 @@ class JetStreamSubscription(Subscription):
                 log.debug("deleting ephemeral consumer %s failed: %r", self.consumer, exc)
 
 
+_CREATE_ATTEMPTS = 3
+
+
+async def _pull_subscribe(
+    js: JetStreamContext, subject: str, durable: str | None, stream: str, config: Any
+) -> Any:
+    """nats-py's ``pull_subscribe``, tried again when creating the consumer got no answer in time
+    or a 503: in a cluster, a consumer of a replicated stream is answered for once its own Raft
+    group has a leader, which takes longer than nats-py's 5 s on a loaded machine, or while the
+    stream itself is electing one. Creating a durable consumer again with the same settings is a
+    no-op; an ephemeral one that was created after all without our hearing of it is deleted by
+    the server after its ``inactive_threshold`` (60 s without pulls)."""
+    for attempt in range(1, _CREATE_ATTEMPTS + 1):
+        try:
+            return await js.pull_subscribe(subject, durable=durable, stream=stream, config=config)
+        except (asyncio.TimeoutError, nats.js.errors.ServiceUnavailableError) as exc:
+            if attempt == _CREATE_ATTEMPTS:
+                raise
+            log.warning("creating a consumer on %s: %r; trying again", stream, exc)
+            await asyncio.sleep(0.2 * attempt)
+    raise AssertionError("unreachable")
+
+
 async def open_pull(
     js: JetStreamContext, streams: Streams, spec: SubscriptionSpec
 ) -> JetStreamSubscription:
@@ -266,9 +316,7 @@ async def open_pull(
         inactive_threshold=None if durable else 60.0,
     )
     try:
-        psub = await js.pull_subscribe(
-            streams.subject(spec.pattern), durable=name, stream=stream, config=config
-        )
+        psub = await _pull_subscribe(js, streams.subject(spec.pattern), name, stream, config)
     except nats.errors.ConnectionClosedError:
         raise NotConnectedError("the NATS connection is closed") from None
     except nats.js.errors.NotFoundError:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import time
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
@@ -56,7 +57,12 @@ from ._requests import ConnectionLost, NoResponders, ReplyInbox
 from ._wire import header_text
 from .config import NATSConfig, parse_url
 from .core import CoreSubscription
-from .errors import NATSConnectError, NATSError, translate_publish_error
+from .errors import (
+    NATSBrokerUnavailableError,
+    NATSConnectError,
+    NATSError,
+    translate_publish_error,
+)
 from .jetstream import MSG_ID_HEADER, Streams, open_pull
 from .naming import INBOX_PREFIX, namespace_of
 
@@ -64,6 +70,10 @@ __all__ = ["NATSBroker", "NATSTransport"]
 
 log = logging.getLogger("amb.nats")
 _DEFAULT_MAX_PAYLOAD = 1024 * 1024
+# Why a JetStream publish is tried again (see NATSTransport._js_publish_again), as its error says.
+_LEADERLESS = "no stream answered: in a cluster, the stream has no leader"
+_LOST = "the connection was lost before the acknowledgement"
+_NO_ACK = "no acknowledgement in time"
 
 CORE_CAPABILITIES = Capabilities(
     consumer_groups=True,
@@ -178,6 +188,8 @@ class NATSTransport(Transport):
         self._outage.lost()
         if self._inbox is not None:
             self._inbox.fail_all()
+        if self._jetstream:
+            _fail_driver_requests(nc)
         log.warning("NATS disconnected from %s; reconnecting", self.description)
 
     def on_reconnected(self, nc: Any) -> None:
@@ -287,27 +299,106 @@ class NATSTransport(Transport):
         assert streams is not None
         await streams.ensure(topic)
         subject = streams.subject(topic)
-        losses = self._outage.losses
+        losses = self._outage.losses  # disconnections so far: did one cut this publish short?
+        started = time.monotonic()
         try:
             await self._js.publish(subject, body, headers=headers)
+            return
         except nats.js.errors.NoStreamResponseError:
-            # The stream was deleted behind our back: create it again, once.
-            streams.forget(namespace_of(topic))
-            await streams.ensure(topic)
-            try:
-                await self._js.publish(subject, body, headers=headers)
-            except Exception as exc:
+            why = _LEADERLESS
+        except ConnectionLost:
+            why = _LOST
+        except nats.errors.TimeoutError as exc:
+            if time.monotonic() - started >= self.config.publish_timeout:
                 raise self._js_error(exc, topic, nc, losses) from None
+            why = _NO_ACK
         except nats.errors.MaxPayloadError as exc:
             raise self._too_large(nc, topic, body, exc) from None
         except Exception as exc:
             raise self._js_error(exc, topic, nc, losses) from None
+        await self._js_publish_again(nc, topic, subject, body, headers, why, started, losses)
 
     def _js_error(self, exc: Exception, topic: str, nc: Any, losses: int) -> Exception:
         """A failed JetStream publish, typed: an acknowledgement missing because the connection
         went down since ``losses`` was read (or is down now) is ``NATSBrokerUnavailableError``."""
         lost = self._outage.losses != losses or not nc.is_connected
         return translate_publish_error(exc, topic, self.description, connection_lost=lost)
+
+    async def _js_publish_again(
+        self,
+        nc: Any,
+        topic: str,
+        subject: str,
+        body: bytes,
+        headers: dict[str, str],
+        why: str,
+        started: float,
+        losses: int,
+    ) -> None:
+        """A publish that got no acknowledgement, for a reason a retry can cure:
+
+        - no stream answered (503, no responders). The stream was deleted behind our back (it is
+          created again), or, in a cluster, it has no leader at the moment (just created with
+          ``replicas`` > 1 and still electing, or its leader's node was lost);
+        - the connection dropped while the acknowledgement was awaited (a node of a cluster was
+          lost, say): nats-py reconnects, to another node when there is one, and the
+          acknowledgement, if any, was lost with the old connection;
+        - no acknowledgement came in time (the stream's leader died with the message, say) and
+          ``publish_timeout`` leaves time to try again.
+
+        Publish again, with the same ``Nats-Msg-Id`` (a retry of what the server did store is
+        stored once), after short pauses and once connected, until ``publish_timeout`` has passed
+        since the publish began (at least once more).
+
+        :raises NATSBrokerUnavailableError: when no stream acknowledged it within the bound.
+        """
+        deadline = started + self.config.publish_timeout
+        pause = 0.05
+        while True:
+            try:
+                if not nc.is_connected:
+                    await self._outage.until_connected(nc, topic, deadline - time.monotonic())
+                if why == _LEADERLESS:
+                    await self._recreate_if_deleted(topic, subject)
+                await self._js.publish(
+                    subject, body, headers=headers, timeout=max(deadline - time.monotonic(), 1.0)
+                )
+                return
+            except nats.js.errors.NoStreamResponseError:
+                why = _LEADERLESS
+            except ConnectionLost:
+                why = _LOST
+            except nats.errors.TimeoutError:
+                why = _NO_ACK
+            except NATSError as exc:  # recreating the stream failed, or no connection in time
+                why = str(exc)
+            except Exception as exc:
+                raise self._js_error(exc, topic, nc, losses) from None
+            if time.monotonic() + pause > deadline:
+                raise NATSBrokerUnavailableError(
+                    f"{self.description}: no JetStream stream acknowledged the message for "
+                    f"{topic!r} within publish_timeout={self.config.publish_timeout:g}s ({why})"
+                )
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.5)
+
+    async def _recreate_if_deleted(self, topic: str, subject: str) -> None:
+        """Create the topic's stream again when the server no longer has one for its subject
+        (asked of the meta leader, which answers while the stream itself has no leader).
+
+        :raises NATSError: when creating it fails.
+        """
+        streams = self._streams
+        assert streams is not None
+        try:
+            await self._js.find_stream_name_by_subject(subject)
+            return  # it exists: leaderless for a moment
+        except nats.js.errors.NotFoundError:
+            streams.forget(namespace_of(topic))
+        except Exception as exc:  # no meta leader either, or the connection: publish again
+            log.debug("looking up the stream of %r: %r", topic, exc)
+            return
+        await streams.ensure(topic)
 
     @staticmethod
     def _check_size(nc: Any, topic: str, body: bytes, headers: dict[str, str]) -> None:
@@ -463,6 +554,18 @@ class _Tracked(Subscription):
     async def aclose(self) -> None:
         self._owner.discard(self._inner)
         await self._inner.aclose()
+
+
+def _fail_driver_requests(nc: Any) -> None:
+    """End nats-py's requests that wait for a response (JetStream publishes' acknowledgements,
+    JetStream API calls) with :class:`ConnectionLost` when the connection drops: the response, if
+    any, was meant for the lost connection, and waiting out the timeout (5 s) would only delay the
+    retry on the new one (see :meth:`NATSTransport._js_publish_again`). The callers of the API
+    calls see a ``NATSError`` and reopen or retry as on any failure. A nats-py without this
+    internal map keeps its timeouts."""
+    for future in list(getattr(nc, "_resp_map", {}).values()):
+        if not future.done():
+            future.set_exception(ConnectionLost())
 
 
 def _with_limit(caps: Capabilities, limit: int) -> Capabilities:
