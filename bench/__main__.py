@@ -1,4 +1,5 @@
-"""Run every benchmark whose backend is installed: ``python -m bench [name ...]``."""
+"""Run every benchmark whose backend is installed: ``python -m bench [name ...]`` (names: memory, redis, nats,
+kafka, sqs, conversations; none for all)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import importlib
 import sys
 import traceback
 
-BENCHES = ["memory", "redis", "nats", "kafka", "sqs"]
+BENCHES = ["memory", "redis", "nats", "kafka", "sqs", "conversations"]
 OPT_IN = ["scale"]  # run only when named: ``python -m bench scale``
 
 
