@@ -373,7 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     req.add_argument("--timeout", type=float, default=30.0)
     req.add_argument("--stream", action="store_true", help="ask for a streamed reply")
     req.add_argument("--idle-timeout", type=float, default=None, help="with --stream")
-    req.add_argument("--window", type=int, default=16, help="with --stream: chunks of credit")
+    req.add_argument("--window", type=int, default=64, help="with --stream: chunks of credit")
     gat = command("gather", "ask every responder of a topic and print each reply", cmd_gather)
     gat.add_argument("topic")
     _add_payload(gat, "JSON (default {}); with --text, any string")
