@@ -354,6 +354,8 @@ class NATSTransport(Transport):
         """
         deadline = started + self.config.publish_timeout
         pause = 0.05
+        # Sent, and then the connection or the acknowledgement was lost: it may be stored.
+        maybe_stored = why in (_LOST, _NO_ACK)
         while True:
             try:
                 if not nc.is_connected:
@@ -375,9 +377,15 @@ class NATSTransport(Transport):
             except Exception as exc:
                 raise self._js_error(exc, topic, nc, losses) from None
             if time.monotonic() + pause > deadline:
+                stored = (
+                    "; it may or may not be stored (publishing it again stores it once)"
+                    if maybe_stored
+                    else ""
+                )
                 raise NATSBrokerUnavailableError(
                     f"{self.description}: no JetStream stream acknowledged the message for "
-                    f"{topic!r} within publish_timeout={self.config.publish_timeout:g}s ({why})"
+                    f"{topic!r} within publish_timeout={self.config.publish_timeout:g}s "
+                    f"({why}){stored}"
                 )
             await asyncio.sleep(pause)
             pause = min(pause * 2, 0.5)
