@@ -29,7 +29,9 @@ from opentelemetry import context as otel_context
 from opentelemetry import metrics, propagate, trace
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode
 
+from amb_core.cancellation import H_CONTROL, H_SEQ
 from amb_core.deadletter import DLQ_PREFIX, H_DLQ_ORIGINAL_ID
+from amb_core.stream_responder import H_STREAM_END
 from amb_core.inbox import INBOX_PREFIX
 from amb_core.message import Message
 from amb_core.middleware import Call, Middleware, Request, Send, current_receive
@@ -45,8 +47,6 @@ if TYPE_CHECKING:
 __all__ = ["OtelMiddleware"]
 
 SCOPE = "amb_otel"
-H_SEQ = "amb-seq"
-H_STREAM_END = "amb-stream-end"
 SERVING_LIMIT = 4096
 """Process-span contexts kept for replies not yet sent (a handler that never answers leaves one)."""
 
@@ -91,7 +91,7 @@ class OtelMiddleware(Middleware):
         self._subscription_attributes: dict[tuple[str, str | None], dict[str, str]] = {}
         self._kind_attributes = {
             kind: {sc.SYSTEM: self._system, sc.KIND: kind}
-            for kind in ("message", "request", "reply", "stream_frame", "dead_letter")
+            for kind in ("message", "request", "reply", "stream_frame", "control", "dead_letter")
         }
 
     def for_bus(self, bus: MessageBus) -> Middleware:
@@ -369,10 +369,16 @@ class OtelMiddleware(Middleware):
 
 def _kind(message: Message) -> str:
     """What a published message is, for a bounded metric attribute and the span."""
+    headers = message.headers
+    if headers:
+        if H_SEQ in headers:  # a frame also names the responder's inbox as its reply_to
+            return "stream_frame"
+        if H_CONTROL in headers:
+            return "control"
     if message.reply_to is not None:
         return "request"
     if message.topic.startswith(INBOX_PREFIX):
-        return "stream_frame" if H_SEQ in message.headers else "reply"
+        return "reply"
     if message.topic.startswith(DLQ_PREFIX):
         return "dead_letter"
     return "message"
