@@ -6,7 +6,7 @@ import importlib
 import sys
 import traceback
 
-BENCHES = ["memory", "redis", "nats", "kafka", "sqs"]
+BENCHES = ["memory", "redis", "nats", "kafka", "sqs", "otel"]
 
 
 def main(names: list[str]) -> int:
