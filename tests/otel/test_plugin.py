@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
+from pathlib import Path
 
 import anyio
 import pytest
@@ -65,3 +68,20 @@ async def test_amb_logs_carry_trace_and_span_ids(uid: str, caplog: pytest.LogCap
     other = logging.getLogger("elsewhere").makeRecord("elsewhere", 20, "f", 1, "m", (), None)
     assert not hasattr(other, "otelTraceID")
     assert TraceContextFilter().filter(other) and other.otelTraceID == "0"
+
+
+def test_without_an_sdk_a_bus_gets_a_layer_that_costs_nothing(tmp_path: Path) -> None:
+    script = tmp_path / "no_sdk.py"
+    script.write_text(
+        "import anyio\n"
+        "from amb_core import MessageBus\n"
+        "from amb_core.middleware import overrides\n"
+        "async def main():\n"
+        "    async with MessageBus() as bus:\n"
+        "        (layer,) = bus.middleware\n"
+        "        hooks = ['on_publish', 'on_receive', 'on_request', 'on_retry', 'on_dead_letter']\n"
+        "        print(type(layer).__name__, any(overrides(layer, h) for h in hooks))\n"
+        "anyio.run(main)\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert done.stdout.split() == ["Dormant", "False"], done.stderr

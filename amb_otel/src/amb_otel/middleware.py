@@ -16,8 +16,8 @@ plugin is that it costs little; the tracing and metering share the attribute wor
 * Request: a CLIENT span ``request <topic>`` from publishing to the reply, parent of the request's
   publish span; its duration is the ``amb.request.duration`` histogram.
 
-Without an SDK (the API's proxy providers) the layer checks that once per message and does nothing
-else, so an installed but unconfigured plugin costs a few hundred nanoseconds a message.
+Without an SDK (the API's proxy providers) when a bus connects, the bus gets a :class:`Dormant`
+layer that overrides nothing: an installed but unconfigured plugin costs nothing per message.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from amb_core.cancellation import H_CONTROL, H_SEQ
 from amb_core.deadletter import DLQ_PREFIX, H_DLQ_ORIGINAL_ID
 from amb_core.stream_responder import H_STREAM_END
 from amb_core.inbox import INBOX_PREFIX
-from amb_core.message import Message
+from amb_core.message import Message, build_message
 from amb_core.middleware import Call, Middleware, Request, Send, current_receive
 
 from . import _semconv as sc
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from amb_core.bus import MessageBus
     from amb_core.deadletter import DeadLetter
 
-__all__ = ["OtelMiddleware"]
+__all__ = ["Dormant", "OtelMiddleware"]
 
 SCOPE = "amb_otel"
 SERVING_LIMIT = 4096
@@ -88,6 +88,8 @@ class OtelMiddleware(Middleware):
         self._serving: dict[str, SpanContext] = {}
         self._dead: dict[str, SpanContext] = {}
         self._failures = Failures()
+        self._tracing_on = True
+        self._metering_on = True
         self._subscription_attributes: dict[tuple[str, str | None], dict[str, str]] = {}
         self._kind_attributes = {
             kind: {sc.SYSTEM: self._system, sc.KIND: kind}
@@ -95,28 +97,28 @@ class OtelMiddleware(Middleware):
         }
 
     def for_bus(self, bus: MessageBus) -> Middleware:
-        """A copy that names the bus's messaging system and keeps its own reply links."""
-        return OtelMiddleware(self._tracer_provider, self._meter_provider, _bus=bus)
-
-    # -- is anybody listening? --------------------------------------------------------------------
-
-    def _tracing(self) -> bool:
-        return (
-            self._tracer_provider is not None
-            or type(trace.get_tracer_provider()) not in _NOOP_TRACER_PROVIDERS
+        """A copy that names the bus's messaging system and keeps its own reply links; or, when no
+        SDK is configured (the API's proxy providers), a layer that overrides nothing, which the
+        bus never calls: an installed but unconfigured plugin costs nothing per message. So an
+        application configures OpenTelemetry before it connects its buses (as it would anyway)."""
+        tracing = self._tracer_provider is not None or _configured(
+            trace.get_tracer_provider(), _NOOP_TRACER_PROVIDERS
         )
-
-    def _metering(self) -> bool:
-        return (
-            self._meter_provider is not None
-            or type(metrics.get_meter_provider()) not in _NOOP_METER_PROVIDERS
+        metering = self._meter_provider is not None or _configured(
+            metrics.get_meter_provider(), _NOOP_METER_PROVIDERS
         )
+        if not tracing and not metering:
+            return Dormant()
+        layer = OtelMiddleware(self._tracer_provider, self._meter_provider, _bus=bus)
+        layer._tracing_on = tracing
+        layer._metering_on = metering
+        return layer
 
     # -- publish ----------------------------------------------------------------------------------
 
     async def on_publish(self, message: Message, send: Send) -> None:
-        metering = self._metering()
-        if not metering and not self._tracing():
+        metering = self._metering_on
+        if not metering and not self._tracing_on:
             await send(message)
             return
         topic = message.topic
@@ -124,7 +126,7 @@ class OtelMiddleware(Middleware):
         kind = _kind(message)
         if metering:
             self._instruments.published.add(1, self._kind_attributes[kind])
-        if not self._tracing():
+        if not self._tracing_on:
             await send(message)
             return
         parent, links = self._publish_parent(message, kind)
@@ -154,7 +156,7 @@ class OtelMiddleware(Middleware):
         carrier = dict(headers)
         propagate.inject(carrier, context=trace.set_span_in_context(span, parent))
         try:
-            await send(message.evolve(headers=carrier))
+            await send(_with_headers(message, carrier))
         except BaseException as exc:
             _record_failure(span, exc)
             raise
@@ -187,8 +189,8 @@ class OtelMiddleware(Middleware):
     # -- request ----------------------------------------------------------------------------------
 
     async def on_request(self, topic: str, request: Request) -> Message:
-        metering = self._metering()
-        tracing = self._tracing()
+        metering = self._metering_on
+        tracing = self._tracing_on
         if not metering and not tracing:
             return await request()
         started = time.perf_counter()
@@ -230,8 +232,8 @@ class OtelMiddleware(Middleware):
     # -- receive ----------------------------------------------------------------------------------
 
     async def on_receive(self, message: Message, call: Call) -> Any:
-        metering = self._metering()
-        tracing = self._tracing()
+        metering = self._metering_on
+        tracing = self._tracing_on
         if not metering and not tracing:
             return await call(message)
         where = current_receive()
@@ -308,7 +310,7 @@ class OtelMiddleware(Middleware):
 
     def on_retry(self, message: Message, error: BaseException, delay: float) -> None:
         failed = self._failures.pop(message.id)
-        if self._metering():
+        if self._metering_on:
             attributes = failed.attributes if failed is not None else {sc.SYSTEM: self._system}
             self._instruments.retried.add(1, attributes)
         if failed is not None and failed.span is not None:
@@ -327,7 +329,7 @@ class OtelMiddleware(Middleware):
     def on_dead_letter(self, dead: DeadLetter) -> None:
         message = dead.message
         failed = self._failures.pop(message.id)
-        if self._metering():
+        if self._metering_on:
             attributes = dict(failed.attributes) if failed is not None else {sc.SYSTEM: self._system}
             attributes.setdefault(sc.TEMPLATE, dead.subscription)
             attributes[sc.DEAD_LETTER_REASON] = dead.reason
@@ -343,7 +345,7 @@ class OtelMiddleware(Middleware):
             parent = trace.set_span_in_context(failed.span)
         if failed is not None:
             failed.end()
-        if not self._tracing():
+        if not self._tracing_on:
             return
         if parent is None and message.headers:
             parent = propagate.extract(message.headers)
@@ -367,6 +369,15 @@ class OtelMiddleware(Middleware):
             del dead_letters[next(iter(dead_letters))]
 
 
+class Dormant(Middleware):
+    """The plugin's layer on a bus connected without an OpenTelemetry SDK: it overrides nothing, so
+    the bus calls the transport and the handlers directly."""
+
+
+def _configured(provider: object, stand_ins: tuple[type, ...]) -> bool:
+    return not isinstance(provider, stand_ins)
+
+
 def _kind(message: Message) -> str:
     """What a published message is, for a bounded metric attribute and the span."""
     headers = message.headers
@@ -382,6 +393,24 @@ def _kind(message: Message) -> str:
     if message.topic.startswith(DLQ_PREFIX):
         return "dead_letter"
     return "message"
+
+
+def _with_headers(m: Message, headers: dict[str, str]) -> Message:
+    """``m.evolve(headers=headers)`` at a third of the cost (the core's positional constructor)."""
+    return build_message(
+        m.topic,
+        m.payload,
+        headers,
+        m.id,
+        m.correlation_id,
+        m.reply_to,
+        m.timestamp,
+        m.sender,
+        m.ttl,
+        m.attempt,
+        m.priority,
+        m.key,
+    )
 
 
 def _record_failure(span: trace.Span, exc: BaseException) -> None:
