@@ -35,9 +35,11 @@ async def test_a_stream_is_one_trace_with_a_span_per_frame(url: str, uid: str) -
     process = one(f"process {uid}.talk", tid)
     assert parent_of(process) == request.context.span_id
     frames = spans_where(
-        lambda s: s.context.trace_id == tid
-        and s.attributes is not None
-        and s.attributes.get("amb.message.kind") == "stream_frame"
+        lambda s: (
+            s.context.trace_id == tid
+            and s.attributes is not None
+            and s.attributes.get("amb.message.kind") == "stream_frame"
+        )
     )
     assert len(frames) >= 3 and all(parent_of(f) == process.context.span_id for f in frames)
     assert len({f.attributes["amb.stream.seq"] for f in frames if f.attributes}) == len(frames)
@@ -54,12 +56,16 @@ async def test_a_gather_traces_every_responder_under_the_request(url: str, uid: 
         await wait_for_spans(lambda s: s.name == "publish (temporary)", 2)
 
     request = one(f"publish {uid}.quote", tid)
-    processes = spans_where(lambda s: s.name == f"process {uid}.quote" and s.context.trace_id == tid)
+    processes = spans_where(
+        lambda s: s.name == f"process {uid}.quote" and s.context.trace_id == tid
+    )
     assert len(processes) == 2
     assert all(parent_of(p) == request.context.span_id for p in processes)
     replies_spans = spans_where(
-        lambda s: s.context.trace_id == tid
-        and s.attributes is not None
-        and s.attributes.get("amb.message.kind") == "reply"
+        lambda s: (
+            s.context.trace_id == tid
+            and s.attributes is not None
+            and s.attributes.get("amb.message.kind") == "reply"
+        )
     )
     assert {parent_of(r) for r in replies_spans} == {p.context.span_id for p in processes}

@@ -8,6 +8,7 @@ import anyio
 import pytest
 
 from amb_core import Message, MessageBus, RetryPolicy
+from amb_core.testing.conformance import wait_until
 
 from .conftest import METRICS
 
@@ -59,9 +60,10 @@ async def test_counts_match_the_messages_sent(url: str, uid: str) -> None:
         assert (await a.request(f"{uid}.ask", timeout=30)).payload == "yes"
         with anyio.fail_after(60):
             await done.wait()
-            where = {"messaging.destination.template": pattern}
-            while total("amb.messages.dead_lettered", **where) < 1:
-                await anyio.sleep(0.05)
+        where = {"messaging.destination.template": pattern}
+        await wait_until(
+            lambda: total("amb.messages.dead_lettered", **where) >= 1, 60, "a dead letter"
+        )
         system = a.middleware[0]._system  # type: ignore[attr-defined]
 
     where = {"messaging.destination.template": pattern, "messaging.consumer.group.name": "billing"}
@@ -69,14 +71,15 @@ async def test_counts_match_the_messages_sent(url: str, uid: str) -> None:
     assert total("amb.messages.failed", **where) == 2  # the poison, twice
     assert total("amb.messages.retried", **where) == 1
     dead = points("amb.messages.dead_lettered", **where)
-    assert [(p.value, p.attributes["amb.dead_letter.reason"]) for p in dead] == [(1, "max_attempts")]
+    assert [(p.value, p.attributes["amb.dead_letter.reason"]) for p in dead] == [
+        (1, "max_attempts")
+    ]
     assert total("amb.handlers.active", **where) == 0
     (durations,) = points("amb.handler.duration", **where)
     assert durations.count == sent + 2
     published = total("amb.messages.published", **{"amb.message.kind": "message"})
     assert published - published_before >= sent + 1  # other tests may publish meanwhile
     assert all(
-        p.attributes["messaging.system"] == system
-        for p in points("amb.messages.handled", **where)
+        p.attributes["messaging.system"] == system for p in points("amb.messages.handled", **where)
     )
     assert sum(p.count for p in points("amb.request.duration", **{"messaging.system": system})) >= 1

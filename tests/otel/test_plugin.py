@@ -46,7 +46,9 @@ async def test_plugin_middleware_false_leaves_tracing_out(uid: str) -> None:
     assert not [s for s in SPANS.get_finished_spans() if uid in s.name]
 
 
-async def test_amb_logs_carry_trace_and_span_ids(uid: str, caplog: pytest.LogCaptureFixture) -> None:
+async def test_amb_logs_carry_trace_and_span_ids(
+    uid: str, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, logger="amb")
     seen: list[tuple[str, str]] = []
     done = anyio.Event()

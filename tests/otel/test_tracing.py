@@ -13,6 +13,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 
 from amb_core import Message, MessageBus, RetryPolicy
+from amb_core.testing.conformance import wait_until
 
 from .conftest import SPANS
 
@@ -25,10 +26,12 @@ def spans_where(predicate: Callable[[ReadableSpan], bool]) -> list[ReadableSpan]
 
 
 async def wait_for_spans(predicate: Callable[[ReadableSpan], bool], count: int) -> list[Any]:
-    with anyio.fail_after(60):
-        while len(found := spans_where(predicate)) < count:
-            await anyio.sleep(0.05)
-    return found
+    await wait_until(
+        lambda: len(spans_where(predicate)) >= count,
+        60,
+        lambda: f"spans so far: {[s.name for s in SPANS.get_finished_spans()]}",
+    )
+    return spans_where(predicate)
 
 
 def one(name: str, trace_id: int) -> ReadableSpan:
@@ -121,7 +124,9 @@ async def test_poison_message_shows_retries_and_dead_letter(url: str, uid: str) 
     retries = [e for s in attempts[:2] for e in s.events if e.name == "amb.retry"]
     assert [e.attributes["amb.attempt"] for e in retries if e.attributes] == [1, 2]
     (last,) = [e for e in attempts[2].events if e.name == "amb.dead_letter"]
-    assert last.attributes is not None and last.attributes["amb.dead_letter.reason"] == "max_attempts"
+    assert (
+        last.attributes is not None and last.attributes["amb.dead_letter.reason"] == "max_attempts"
+    )
     dead = one(f"dead_letter {uid}.poison", tid)
     assert dead.status.status_code is StatusCode.ERROR
     assert dead.attributes is not None

@@ -23,6 +23,7 @@ layer that overrides nothing: an installed but unconfigured plugin costs nothing
 from __future__ import annotations
 
 import time
+from contextvars import Token
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
@@ -31,10 +32,10 @@ from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, S
 
 from amb_core.cancellation import H_CONTROL, H_SEQ
 from amb_core.deadletter import DLQ_PREFIX, H_DLQ_ORIGINAL_ID
-from amb_core.stream_responder import H_STREAM_END
 from amb_core.inbox import INBOX_PREFIX
 from amb_core.message import Message, build_message
 from amb_core.middleware import Call, Middleware, Request, Send, current_receive
+from amb_core.stream_responder import H_STREAM_END
 
 from . import _semconv as sc
 from ._failures import Failed, Failures, now_ns
@@ -280,7 +281,7 @@ class OtelMiddleware(Middleware):
 
     def _start_process(
         self, message: Message, pattern: str, group: str | None
-    ) -> tuple[trace.Span, object]:
+    ) -> tuple[trace.Span, Token[otel_context.Context]]:
         """The process span, current from now on; a request's context kept for its reply."""
         parent = propagate.extract(message.headers) if message.headers else None
         attributes: dict[str, Any] = {
@@ -330,7 +331,9 @@ class OtelMiddleware(Middleware):
         message = dead.message
         failed = self._failures.pop(message.id)
         if self._metering_on:
-            attributes = dict(failed.attributes) if failed is not None else {sc.SYSTEM: self._system}
+            attributes = (
+                dict(failed.attributes) if failed is not None else {sc.SYSTEM: self._system}
+            )
             attributes.setdefault(sc.TEMPLATE, dead.subscription)
             attributes[sc.DEAD_LETTER_REASON] = dead.reason
             self._instruments.dead_lettered.add(1, attributes)
