@@ -23,7 +23,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from opentelemetry import propagate, trace
+from opentelemetry import context, propagate, trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -75,7 +75,9 @@ async def pubsub(bus: MessageBus, topic: str) -> None:
 
 
 def sdk_cost_per_message(tracer_provider: TracerProvider, meter_provider: MeterProvider) -> float:
-    """Microseconds of SDK work one published-and-handled message makes, without the bus."""
+    """Microseconds of OpenTelemetry work (SDK and API: spans with the plugin's attributes,
+    inject/extract, context attach/detach, five metric calls) one published-and-handled message
+    makes, without the bus: what the plugin asks of OpenTelemetry, apart from its own code."""
     tracer = tracer_provider.get_tracer("bench")
     meter = meter_provider.get_meter("bench")
     published = meter.create_counter("p")
@@ -87,7 +89,16 @@ def sdk_cost_per_message(tracer_provider: TracerProvider, meter_provider: MeterP
     started = time.process_time()
     for i in range(count):
         span = tracer.start_span(
-            "publish t", kind=SpanKind.PRODUCER, attributes={"a": "t", "b": str(i), "c": "send"}
+            "publish bench.otel",
+            kind=SpanKind.PRODUCER,
+            attributes={
+                "messaging.system": "x",
+                "messaging.destination.name": "bench.otel",
+                "messaging.message.id": str(i),
+                "messaging.operation.type": "send",
+                "messaging.operation.name": "publish",
+                "amb.message.kind": "message",
+            },
         )
         carrier: dict[str, str] = {}
         propagate.inject(carrier, context=trace.set_span_in_context(span))
@@ -95,12 +106,25 @@ def sdk_cost_per_message(tracer_provider: TracerProvider, meter_provider: MeterP
         span.end()
         parent = propagate.extract(carrier)
         process = tracer.start_span(
-            "process t", context=parent, kind=SpanKind.CONSUMER, attributes={"a": "t", "b": str(i)}
+            "process bench.otel",
+            context=parent,
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "x",
+                "messaging.destination.name": "bench.otel",
+                "messaging.destination.template": "bench.otel",
+                "messaging.message.id": str(i),
+                "messaging.operation.type": "process",
+                "messaging.operation.name": "process",
+                "amb.attempt": 1,
+            },
         )
+        token = context.attach(trace.set_span_in_context(process, parent))
         active.add(1, attributes)
         handled.add(1, attributes)
         active.add(-1, attributes)
         duration.record(0.001, attributes)
+        context.detach(token)
         process.end()
     return (time.process_time() - started) / count * 1e6
 
@@ -135,7 +159,7 @@ async def cases(label: str, make: Any, topic: str) -> list[Figure]:
     sdk = sdk_cost_per_message(tracer_provider, meter_provider)
     own = figures[2].cpu_us - absent.cpu_us - sdk
     print(
-        f"(b) costs {figures[2].cpu_us - absent.cpu_us:.1f} us CPU a message over absent: the SDK's"
+        f"(b) costs {figures[2].cpu_us - absent.cpu_us:.1f} us CPU a message over absent: OpenTelemetry's"
         f" own work {sdk:.1f} us (2 spans, inject/extract, 5 metric calls), the plugin's {own:.1f} us"
     )
     return figures
