@@ -18,6 +18,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from amb_core.testing.servers import skip_or_fail
 from tests.nats.conftest import nats_url  # noqa: F401  (fixtures reused, not copied)
 from tests.redis.conftest import redis_url  # noqa: F401
 
@@ -49,7 +50,7 @@ def url(request: pytest.FixtureRequest) -> Iterator[str]:
     if name == "memory":
         yield f"memory://otel-{uuid.uuid4().hex[:8]}"
     elif importlib.util.find_spec(f"amb_{name}") is None:
-        pytest.skip(f"amb_{name} is not installed")
+        skip_or_fail(f"amb_{name} is not installed")
     else:
         yield request.getfixturevalue(f"{name}_url")
 
