@@ -20,7 +20,7 @@ import nox
 nox.options.default_venv_backend = "uv|virtualenv"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 nox.options.error_on_missing_interpreters = IN_CI
-nox.options.sessions = ["lint", "typecheck", "tests", "backend", "packaging"]
+nox.options.sessions = ["lint", "typecheck", "tests", "backend", "otel", "packaging"]
 os.environ.setdefault("UV_PYTHON_DOWNLOADS", "never")  # use installed Pythons only; never fetch one
 # Install exactly what each session names (the local folders given with -e, drivers from PyPI):
 # uv would otherwise resolve the workspace's cross-member sources, which fail while a checkout holds
@@ -80,6 +80,8 @@ def typecheck(session: nox.Session) -> None:
     _install_core(session, "mypy>=1.10", *backends)
     session.run("mypy", "--strict", "amb_core/src/amb_core")
     session.run("mypy", "--strict", "tests/tiny_plugin/src/amb_tiny")  # the guide's worked example
+    session.install("-e", "amb_otel", *OTEL_DEPS)
+    session.run("mypy", "--strict", "amb_otel/src/amb_otel")
     for name in PRESENT:
         session.run("mypy", "--strict", f"amb_{name}/src/amb_{name}")
 
@@ -103,6 +105,20 @@ def backend(session: nox.Session, name: str, loop: str) -> None:
     )
 
 
+OTEL_DEPS = ["opentelemetry-api>=1.25", "opentelemetry-sdk>=1.25"]
+OTEL_EXAMPLE_DEPS = ["opentelemetry-exporter-prometheus>=0.46b0", "prometheus-client>=0.20"]
+
+
+@nox.session(python=MATRIX_PYTHON)
+def otel(session: nox.Session) -> None:
+    """The OpenTelemetry plugin: one trace across two buses, retries and dead letters, metrics and
+    log correlation, on memory and on every backend present (their brokers as in ``backend``),
+    and the README's ``# needs: otel`` examples."""
+    backends = [dep for name in PRESENT for dep in ["-e", f"amb_{name}", *PRESENT[name][0]]]
+    _install_core(session, "-e", "amb_otel", *OTEL_DEPS, *OTEL_EXAMPLE_DEPS, *backends)
+    session.run("pytest", "tests/otel", "--amb-loop", "asyncio", *session.posargs)
+
+
 @nox.session(python=MATRIX_PYTHON)
 def packaging(session: nox.Session) -> None:
     """Builds the wheels and installs each ``agent-message-bus[<backend>]`` into a fresh venv."""
@@ -118,7 +134,7 @@ def packaging(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """The benchmark: the bus beside the raw driver or baseline, in one run."""
     extras = [dep for name in PRESENT for dep in ["-e", f"amb_{name}", *PRESENT[name][0]]]
-    _install_core(session, *extras)
+    _install_core(session, *extras, "-e", "amb_otel", *OTEL_DEPS)
     session.run("python", "-m", "bench", *session.posargs)
 
 

@@ -7,7 +7,7 @@ import importlib
 import sys
 import traceback
 
-BENCHES = ["memory", "redis", "nats", "kafka", "sqs", "conversations"]
+BENCHES = ["memory", "redis", "nats", "kafka", "sqs", "conversations", "otel"]
 OPT_IN = ["scale"]  # run only when named: ``python -m bench scale``
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 README = Path(__file__).parents[1] / "README.md"
 _BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
-_MARK = re.compile(r"# backend: (\w+)\n")
+_MARK = re.compile(r"# (?:backend|needs): (\w+)\n")
 
 
 def examples(backend: str | None) -> list[str]:

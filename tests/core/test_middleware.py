@@ -257,3 +257,30 @@ async def test_decision_hooks_subscription_context_and_per_bus_copies() -> None:
         ("receive", "jobs.*", "workers", 2),
         ("dead", "max_attempts", 2),
     ]
+
+
+async def test_on_request_wraps_the_whole_request_and_its_publish() -> None:
+    log: list[str] = []
+
+    class Timed(Middleware):
+        async def on_request(self, topic: str, request: Any) -> Message:
+            log.append(f"request:{topic}")
+            reply = await request()
+            log.append(f"reply:{reply.payload}")
+            return reply
+
+        async def on_publish(self, message: Message, send: Send) -> None:
+            log.append(f"pub:{message.topic}")
+            await send(message)
+
+    async with MessageBus(middleware=[Timed()]) as bus:
+        await bus.subscribe("mw.req", lambda m: m.payload * 2)
+        reply = await bus.request("mw.req", 21, timeout=5)
+        native = MessageBus(NativeEcho(), middleware=[Timed()])
+        async with native:
+            await native.request("mw.native", 1, timeout=1)
+    assert reply.payload == 42
+    # the responder's reply (same bus) passes on_publish too, before the requester has it
+    assert log[:2] == ["request:mw.req", "pub:mw.req"]
+    assert log[2].startswith("pub:_INBOX.") and log[3] == "reply:42"
+    assert log[4:] == ["request:mw.native", "pub:mw.native", "reply:1"]

@@ -30,7 +30,16 @@ from .errors import (
 from .gather import Gather
 from .inbox import H_ERROR, H_ERROR_REASON, Inbox, raise_for_error_reply
 from .message import EMPTY_HEADERS, JSONValue, Message, build_message, new_id
-from .middleware import Call, Middleware, Receiving, Send, overrides, wrap_call, wrap_send
+from .middleware import (
+    Call,
+    Middleware,
+    Receiving,
+    Send,
+    overrides,
+    wrap_call,
+    wrap_request,
+    wrap_send,
+)
 from .plugins import registries
 from .stream_responder import DEFAULT_WINDOW
 from .streaming import ReplyStream
@@ -103,6 +112,7 @@ class MessageBus:
         self.middleware: list[Middleware] = self._middleware_given or []
         self._retry_layers: list[Middleware] = []
         self._dead_letter_layers: list[Middleware] = []
+        self._request_layers: list[Middleware] = []
         self._send: Send = transport.publish
         self._state: Literal["new", "connected", "closed"] = "new"
         self._tg: anyio.abc.TaskGroup | None = None
@@ -176,6 +186,7 @@ class MessageBus:
         self.middleware = [layer.for_bus(self) for layer in layers]
         self._retry_layers = [m for m in self.middleware if overrides(m, "on_retry")]
         self._dead_letter_layers = [m for m in self.middleware if overrides(m, "on_dead_letter")]
+        self._request_layers = [m for m in self.middleware if overrides(m, "on_request")]
         self._send = wrap_send(self.middleware, self.transport.publish)
         await self.transport.connect()
         if self.transport.state in (ConnectionState.IDLE, ConnectionState.CLOSED):
@@ -520,6 +531,22 @@ class MessageBus:
             reply = await self.request(topic, payload, timeout=timeout, headers=headers, key=key)
             value = codec_for(response_type).validate(reply.payload, reply.topic)
             return reply.evolve(payload=value)
+        if not self._request_layers:
+            return await self._request(topic, payload, timeout, headers, key)
+
+        async def request() -> Message:
+            return await self._request(topic, payload, timeout, headers, key)
+
+        return await wrap_request(self._request_layers, topic, request)()
+
+    async def _request(
+        self,
+        topic: str,
+        payload: JSONValue,
+        timeout: float,
+        headers: Mapping[str, str] | None,
+        key: str | None,
+    ) -> Message:
         self._require_connected()
         validate_topic(topic)
         asked = timeout

@@ -15,7 +15,12 @@ A handler that streams its answer (an async generator, see :mod:`.stream_respond
 whole: ``call(message)`` returns when the stream has ended (``None``, or the chunks as a list for a
 plain request), and each chunk passes :meth:`Middleware.on_publish` as a frame while it is sent.
 
-Besides the two edges, a layer may override the *decision* hooks, which the bus calls after the
+A layer may also override :meth:`Middleware.on_request`, which wraps a whole ``bus.request`` on the
+requester's side (from publishing the request to its reply or error): the request's own publish
+passes :meth:`Middleware.on_publish` inside it, so a tracer's request span can parent it and a meter
+can time the round trip.
+
+Besides the edges, a layer may override the *decision* hooks, which the bus calls after the
 fact and which cannot change the outcome: :meth:`Middleware.on_retry` (a handler failed and the
 message will be tried again after a delay) and :meth:`Middleware.on_dead_letter` (a message is being
 dead-lettered, with its reason). While a handler runs, :func:`current_receive` tells a layer which
@@ -48,10 +53,12 @@ __all__ = [
     "Call",
     "Middleware",
     "Receiving",
+    "Request",
     "Send",
     "current_receive",
     "overrides",
     "wrap_call",
+    "wrap_request",
     "wrap_send",
 ]
 
@@ -60,6 +67,9 @@ Send = Callable[[Message], Awaitable[None]]
 
 Call = Callable[[Message], Awaitable[Any]]
 """The next step of receiving: calls the next layer (in the end, the handler) and returns its result."""
+
+Request = Callable[[], Awaitable[Message]]
+"""The rest of a request: publishes it, waits, and returns the reply (or raises)."""
 
 
 @attrs.frozen
@@ -95,6 +105,12 @@ class Middleware:
     async def on_receive(self, message: Message, call: Call) -> Any:
         """Called for every handler invocation; ``return await call(message)`` to run it."""
         return await call(message)
+
+    async def on_request(self, topic: str, request: Request) -> Message:
+        """Called for every ``bus.request`` on ``topic`` (not streams or gathers); ``return await
+        request()`` to publish it and wait for the reply. The request's publish passes
+        :meth:`on_publish` inside this call, in the same context."""
+        return await request()
 
     def on_retry(self, message: Message, error: BaseException, delay: float) -> None:
         """A handler failed on attempt ``message.attempt`` and the message will be tried again in
@@ -149,6 +165,21 @@ def wrap_call(
             _receiving.reset(token)
 
     return within_receiving
+
+
+def wrap_request(middleware: Sequence[Middleware], topic: str, request: Request) -> Request:
+    """``request`` wrapped by every layer that overrides ``on_request``, the first outermost."""
+    for layer in reversed(middleware):
+        if _overrides(layer, "on_request"):
+            request = _bind_request(layer, topic, request)
+    return request
+
+
+def _bind_request(layer: Middleware, topic: str, inner: Request) -> Request:
+    async def step() -> Message:
+        return await layer.on_request(topic, inner)
+
+    return step
 
 
 def _bind(
