@@ -21,6 +21,7 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 from amb_core import Message, MessageBus
+from bench._cases import bus_pubsub
 
 from ._report import Figure, percentile, print_table
 
@@ -62,25 +63,6 @@ async def chunks(message: Message) -> AsyncGenerator[Any, None]:
     """The streaming responder: ``payload["n"]`` small chunks."""
     for _ in range(message.payload["n"]):
         yield CHUNK
-
-
-async def bus_pubsub(bus: MessageBus, topic: str, count: int) -> None:
-    seen = 0
-    done = asyncio.get_running_loop().create_future()
-
-    def handler(message: Message) -> None:
-        nonlocal seen
-        seen += 1
-        if seen == count:
-            done.set_result(None)
-
-    subscriber = await bus.subscribe(topic, handler)
-    for i in range(count):
-        await bus.publish(topic, CHUNK)
-        if i % 5000 == 0:
-            await asyncio.sleep(0)
-    await done
-    await subscriber.cancel()
 
 
 async def bus_stream(bus: MessageBus, topic: str, count: int, window: int) -> None:
@@ -153,7 +135,7 @@ async def memory() -> None:
         cases: dict[str, tuple[int, Any]] = {
             "MessageBus() pub/sub (baseline)": (
                 CHUNKS,
-                lambda: bus_pubsub(bus, "bench.pubsub", CHUNKS),
+                lambda: bus_pubsub(bus, "bench.pubsub", CHUNKS, CHUNK, plain_handler=True),
             ),
         }
         for window in WINDOWS:

@@ -21,6 +21,7 @@ from nats.js import api
 
 from amb_core import Message, MessageBus
 from amb_nats import NATSTransport
+from bench._cases import bus_pubsub
 
 from ._report import measure, percentile, print_table
 
@@ -76,25 +77,6 @@ async def raw_pubsub(nc: Any, subject: str) -> None:
             await asyncio.sleep(0)
     await done
     await sub.unsubscribe()
-
-
-async def bus_pubsub(bus: MessageBus, topic: str) -> None:
-    count = 0
-    done = asyncio.get_running_loop().create_future()
-
-    async def handler(message: Message) -> None:
-        nonlocal count
-        count += 1
-        if count == N:
-            done.set_result(None)
-
-    subscriber = await bus.subscribe(topic, handler)
-    for i in range(N):
-        await bus.publish(topic, PAYLOAD)
-        if i % 5000 == 0:
-            await asyncio.sleep(0)
-    await done
-    await subscriber.cancel()
 
 
 # -- request / reply ------------------------------------------------------------------------------
@@ -224,7 +206,10 @@ async def amain() -> None:
                 )
                 bus_runs.append(
                     await measure(
-                        "MessageBus over NATS (core)", N, lambda: bus_pubsub(bus, "bench.bus"), 1
+                        "MessageBus over NATS (core)",
+                        N,
+                        lambda: bus_pubsub(bus, "bench.bus", N, PAYLOAD),
+                        1,
                     )
                 )
         await nc.close()

@@ -30,11 +30,12 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanKind
 
-from amb_core import InMemoryBroker, Message, MessageBus
+from amb_core import InMemoryBroker, MessageBus
 from amb_core.middleware import Middleware
 from amb_core.plugins import registries, reset_plugins
 from amb_otel import ENV_VAR, OtelMiddleware
 from amb_otel.middleware import Dormant
+from bench._cases import bus_pubsub
 
 from ._report import Figure, measure, print_table
 
@@ -53,25 +54,6 @@ def sdk_providers() -> tuple[TracerProvider, MeterProvider]:
     tracer_provider = TracerProvider()
     tracer_provider.add_span_processor(SimpleSpanProcessor(NoExport()))
     return tracer_provider, MeterProvider(metric_readers=[InMemoryMetricReader()])
-
-
-async def pubsub(bus: MessageBus, topic: str) -> None:
-    count = 0
-    done = asyncio.get_running_loop().create_future()
-
-    async def handler(message: Message) -> None:
-        nonlocal count
-        count += 1
-        if count == N:
-            done.set_result(None)
-
-    subscriber = await bus.subscribe(topic, handler)
-    for i in range(N):
-        await bus.publish(topic, PAYLOAD)
-        if i % 5000 == 0:
-            await asyncio.sleep(0)
-    await done
-    await subscriber.cancel()
 
 
 def sdk_cost_per_message(tracer_provider: TracerProvider, meter_provider: MeterProvider) -> float:
@@ -135,7 +117,7 @@ async def cases(label: str, make: Any, topic: str) -> list[Figure]:
 
     async def run(name: str, **options: Any) -> Figure:
         async with make(**options) as bus:
-            return await measure(f"{label}: {name}", N, lambda: pubsub(bus, topic))
+            return await measure(f"{label}: {name}", N, lambda: bus_pubsub(bus, topic, N, PAYLOAD))
 
     absent = await run("plugin absent", plugin_middleware=False)
     figures.append(absent)
