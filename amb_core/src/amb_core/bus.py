@@ -68,6 +68,16 @@ def _current_loop() -> str:
     return name
 
 
+def _sends_now(cls: type[Transport]) -> bool:
+    """True when ``cls`` has a ``publish_now`` of its own, defined with its ``publish``: a subclass
+    that overrides only ``publish`` (to check or change each message) must not be bypassed by the
+    ``publish_now`` it inherits."""
+    owner = {
+        name: next(c for c in cls.__mro__ if name in vars(c)) for name in ("publish", "publish_now")
+    }
+    return owner["publish_now"] is not Transport and owner["publish_now"] is owner["publish"]
+
+
 class MessageBus:
     """Publish, subscribe, request and reply over one transport.
 
@@ -114,6 +124,7 @@ class MessageBus:
         self._dead_letter_layers: list[Middleware] = []
         self._request_layers: list[Middleware] = []
         self._send: Send = transport.publish
+        self._send_now: Callable[[Message], bool] | None = None  # see Transport.publish_now
         self._state: Literal["new", "connected", "closed"] = "new"
         self._tg: anyio.abc.TaskGroup | None = None
         self._subscribers: list[Subscriber] = []
@@ -188,6 +199,11 @@ class MessageBus:
         self._dead_letter_layers = [m for m in self.middleware if overrides(m, "on_dead_letter")]
         self._request_layers = [m for m in self.middleware if overrides(m, "on_request")]
         self._send = wrap_send(self.middleware, self.transport.publish)
+        self._send_now = (
+            self.transport.publish_now
+            if self._send == self.transport.publish and _sends_now(type(self.transport))
+            else None
+        )
         await self.transport.connect()
         if self.transport.state in (ConnectionState.IDLE, ConnectionState.CLOSED):
             self.transport._set_state(ConnectionState.CONNECTED)  # one that does not report it
@@ -289,7 +305,9 @@ class MessageBus:
             priority,
             key,
         )
-        await self._send(message)
+        send_now = self._send_now
+        if send_now is None or not send_now(message):
+            await self._send(message)
         return message
 
     async def publish_many(

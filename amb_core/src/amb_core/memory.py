@@ -219,7 +219,11 @@ class MemoryHub:
 
 
 class _MemoryDelivery(Delivery):
-    __slots__ = ("_item", "_sub")
+    """One message handed out; ``_open`` until settled, so that settling twice does nothing.
+    A consumer group's deliveries are also kept in ``unacked``: a member that closes gives them
+    back to the group (a fan-out subscriber's queue closes with it, so it keeps none)."""
+
+    __slots__ = ("_item", "_open", "_sub")
 
     def __init__(self, sub: _MemorySubscription, item: _Item, message: Message, error: Any) -> None:
         self.message = message
@@ -227,17 +231,24 @@ class _MemoryDelivery(Delivery):
         self.error = error
         self._sub = sub
         self._item = item
+        self._open = True
 
     async def ack(self) -> None:
         self.ack_now()
 
     def ack_now(self) -> bool:
-        self._sub.unacked.pop(id(self), None)
+        if self._open:
+            self._open = False
+            if self._sub.grouped:
+                self._sub.unacked.pop(id(self), None)
         return True
 
     async def nack(self, delay: float | None = None) -> None:
-        if self._sub.unacked.pop(id(self), None) is None:
+        if not self._open:
             return
+        self._open = False
+        if self._sub.grouped:
+            self._sub.unacked.pop(id(self), None)
         item = (self._item[0], self._item[1] + 1)
         if delay:
             self._sub.queue.put_later(item, delay)
@@ -250,7 +261,8 @@ class _MemorySubscription(Subscription):
         self.transport = transport
         self.queue = queue
         self.closed = False
-        self.unacked: dict[int, _MemoryDelivery] = {}
+        self.unacked: dict[int, _MemoryDelivery] = {}  # a group member's, see _MemoryDelivery
+        self.grouped = queue.group is not None
         self._serialize = transport.serialize
 
     def _is_closed(self) -> bool:
@@ -260,9 +272,14 @@ class _MemorySubscription(Subscription):
         """The next queued message, or None (nothing queued, or closed)."""
         if self.closed:
             return None
-        item = self.queue.pop()
-        if item is None:
-            return None
+        queue = self.queue
+        item: _Item | None
+        if queue.items and queue.space is None and not queue.delayed:
+            item = queue.items.popleft()  # what pop() does when nobody waits for room
+        else:
+            item = queue.pop()
+            if item is None:
+                return None
         stored, attempt = item
         error = None
         if isinstance(stored, _Raw):
@@ -273,7 +290,8 @@ class _MemorySubscription(Subscription):
         else:
             message = stored if attempt == 1 else stored.evolve(attempt=attempt)
         delivery = _MemoryDelivery(self, item, message, error)
-        self.unacked[id(delivery)] = delivery
+        if self.grouped:
+            self.unacked[id(delivery)] = delivery
         return delivery
 
     async def __anext__(self) -> Delivery:
@@ -348,6 +366,24 @@ class MemoryTransport(Transport):
     def _check(self) -> None:
         if self._closed or not self._connected:
             raise NotConnectedError("the in-memory transport is not connected")
+
+    def publish_now(self, message: Message) -> bool:
+        """Queue the message for every matching subscriber unless one of them is full (then
+        :meth:`publish` waits for room) or each message is to be serialized."""
+        if self._closed or not self._connected or self.serialize:
+            return False
+        hub = self.hub
+        queues = hub._routes.get(message.topic)
+        if queues is None:
+            queues = hub.targets(message.topic)
+        for queue in queues:
+            if len(queue.items) + 1 >= queue.max_buffer and queue.members:
+                return False
+        hub.retained.append(message)
+        item = (message, 1)
+        for queue in queues:
+            queue.put(item)
+        return True
 
     async def publish(self, message: Message) -> None:
         if self._closed or not self._connected:

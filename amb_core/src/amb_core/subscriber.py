@@ -63,6 +63,7 @@ def _as_async(handler: Handler) -> Callable[[Message], Awaitable[Any]]:
         return handler(message)
 
     call_sync.never_waits = True  # type: ignore[attr-defined]  # see _call_cancellable
+    call_sync.plain = handler  # type: ignore[attr-defined]  # see _read_inline
     return call_sync
 
 
@@ -223,6 +224,9 @@ class Subscriber:
         fields. Everything else goes through :meth:`handle`."""
         handle = self.handle
         call = self._call
+        # A plain function with no receive middleware is called as it is: the coroutine that
+        # wraps it for everything else would cost as much as the call itself.
+        plain: Callable[[Message], Any] | None = getattr(call, "plain", None)
         match = self._match
         checkpoint = anyio.lowlevel.checkpoint
         source = self._source
@@ -256,14 +260,15 @@ class Subscriber:
                     or not match(message.topic)
                 ):
                     await handle(delivery)
-                else:
+                else:  # no reply_to here: the handler's result answers nothing
                     try:
-                        result = await call(message)
+                        if plain is None:
+                            await call(message)
+                        else:
+                            plain(message)
                     except Exception as exc:
                         await self._after_error(delivery, exc)
                     else:
-                        if message.reply_to is not None:
-                            await self._answered(message, result)
                         if not delivery.ack_now():
                             await delivery.ack()
             except Exception as exc:  # a broken ack, a broken reply: log, keep the subscription
