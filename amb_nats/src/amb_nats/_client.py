@@ -15,6 +15,7 @@ sending, and :func:`header_block_size` lets the transport check before it even g
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -173,6 +174,40 @@ class _FastHeadersClient(Client):
         if self._flush_queue is not None and self._flush_queue.empty():
             await self._flush_pending()
 
+    def queue_lines(self, subject: str, payload: bytes, lines: str, reply: str = "") -> bool:
+        """:meth:`publish_lines` without waiting: queue the command for the flusher task and
+        wake it, as nats-py does; False, with nothing done, when that would need a wait (not
+        connected, the flusher gone or its queue full, the pending buffer full) or an error
+        (too large), so that the caller awaits :meth:`publish_lines` instead."""
+        flusher, kick = self._flusher_task, self._flush_queue
+        if (
+            self._status != _CONNECTED
+            or flusher is None
+            or flusher.done()
+            or kick is None
+            or kick.full()
+        ):
+            return False
+        size = len(payload)
+        hdr = f"NATS/1.0\r\n{lines}\r\n".encode()
+        hsize = len(hdr)
+        if hsize + size > self._max_payload:
+            return False
+        cmd = b"".join(
+            (f"HPUB {subject} {reply} {hsize} {hsize + size}\r\n".encode(), hdr, payload, _CRLF)
+        )
+        pending = self._pending_data_size + len(cmd)
+        if 0 < self._max_pending_size < pending:
+            return False
+        stats = self.stats
+        stats["out_msgs"] += 1
+        stats["out_bytes"] += size
+        self._pending.append(cmd)
+        self._pending_data_size = pending
+        if kick.empty():
+            kick.put_nowait(asyncio.get_running_loop().create_future())
+        return True
+
     async def _process_headers(self, headers: bytes) -> dict[str, str] | None:
         """Plain header blocks straight to :meth:`_parse_header_lines`; blocks with an inline
         status (``NATS/1.0 503``: no responders, JetStream heartbeats) go to nats-py's own."""
@@ -200,7 +235,14 @@ class _FastHeadersClient(Client):
 
 
 _METHODS = ("_send_publish", "_parse_header_lines", "_process_headers", "_flush_pending")
-_STATE = ("_status", "_pending", "_pending_data_size", "_max_pending_size", "_flush_queue")
+_STATE = (
+    "_status",
+    "_pending",
+    "_pending_data_size",
+    "_max_pending_size",
+    "_flush_queue",
+    "_flusher_task",
+)
 
 
 def make_client() -> Client:

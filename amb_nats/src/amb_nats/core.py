@@ -37,6 +37,18 @@ class CoreSubscription(Subscription):
         self._closed = False
         self._native_reply = native_reply
 
+    def ready(self) -> Delivery | None:
+        """A message nats-py has already queued, without a coroutine (see
+        ``Subscription.ready``); None when there is none or the subscription is closed."""
+        queue = self._queue
+        if self._closed or queue.empty():
+            return None
+        msg = queue.get_nowait()
+        if msg is None:  # the wake-up put by aclose(): keep it for __anext__
+            queue.put_nowait(None)
+            return None
+        return self._delivery(msg)
+
     async def __anext__(self) -> Delivery:
         queue = self._queue
         if queue.empty():
@@ -47,6 +59,9 @@ class CoreSubscription(Subscription):
             msg = queue.get_nowait()
         if msg is None:  # the wake-up put by aclose()
             raise StopAsyncIteration
+        return self._delivery(msg)
+
+    def _delivery(self, msg: Any) -> Delivery:
         data = msg.data
         self._sub._pending_size -= len(data)
         headers = msg.headers

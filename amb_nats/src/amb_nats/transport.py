@@ -106,6 +106,20 @@ def _is_inbox(subject: str) -> bool:
     )
 
 
+def _reply_subject(message: Message) -> str:
+    """The NATS reply subject of a publish: for a request through the bus's inbox, one that
+    makes the server say at once if nobody listens (see :mod:`amb_nats._inbox`); else none."""
+    reply_to = message.reply_to
+    if (
+        reply_to is not None
+        and message.correlation_id
+        and _is_inbox(reply_to)
+        and not _is_inbox(message.topic)
+    ):
+        return request_reply_subject(reply_to, message.correlation_id)
+    return ""
+
+
 class NATSTransport(Transport):
     """AMB over NATS. ``mode="core"`` (default) or ``mode="jetstream"``.
 
@@ -252,6 +266,21 @@ class NATSTransport(Transport):
 
     # -- publishing -------------------------------------------------------------------------------
 
+    def publish_now(self, message: Message) -> bool:
+        """A core publish queued for nats-py's flusher without a coroutine (see
+        ``Transport.publish_now``): connected, fast header path, nothing to wait for. A
+        JetStream publish waits for its acknowledgement, so it is never done here."""
+        nc = self._nc
+        if nc is None or not self._lines:
+            return False
+        topic = message.topic
+        if self._jetstream and not _is_inbox(topic):
+            return False
+        fast = header_text(message)  # raises ConfigurationError early, as publish() does
+        if fast is None:
+            return False
+        return bool(nc.queue_lines(topic, fast[0], fast[1], _reply_subject(message)))
+
     async def publish(self, message: Message) -> None:
         nc = self._nc
         if nc is None:
@@ -264,15 +293,7 @@ class NATSTransport(Transport):
             del headers[H_TOPIC]
             await self._js_publish(topic, body, headers, message.id)
             return
-        reply = ""
-        reply_to = message.reply_to
-        if (
-            reply_to is not None
-            and message.correlation_id
-            and _is_inbox(reply_to)
-            and not _is_inbox(topic)
-        ):  # a request through the bus's inbox: the server will say at once if nobody listens
-            reply = request_reply_subject(reply_to, message.correlation_id)
+        reply = _reply_subject(message)
         fast = header_text(message) if self._lines else None  # raises ConfigurationError early
         if fast is None:
             body, headers = encode(message)
