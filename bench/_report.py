@@ -7,7 +7,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-__all__ = ["Figure", "measure", "percentile", "print_table"]
+__all__ = ["Figure", "alternate", "measure", "percentile", "print_table"]
 
 
 class Figure:
@@ -49,6 +49,31 @@ async def measure(
     middle = figures[len(figures) // 2]
     middle.spread = (figures[0].rate, figures[-1].rate)
     return middle
+
+
+async def _timed(name: str, count: int, run: Callable[[], Awaitable[Any]]) -> Figure:
+    wall, cpu = time.perf_counter(), time.process_time()
+    await run()
+    return Figure(name, count, time.perf_counter() - wall, time.process_time() - cpu)
+
+
+def _median_figure(runs: list[Figure]) -> Figure:
+    runs = sorted(runs, key=lambda f: f.rate)
+    middle = runs[len(runs) // 2]
+    middle.spread = (runs[0].rate, runs[-1].rate)
+    return middle
+
+
+async def alternate(
+    cases: dict[str, tuple[int, Callable[[], Awaitable[Any]]]], rounds: int
+) -> list[Figure]:
+    """Each case once per round, ``rounds`` rounds, so that a shared machine's load hits every
+    case alike; the median run of each, in the order given."""
+    runs: dict[str, list[Figure]] = {name: [] for name in cases}
+    for _ in range(rounds):
+        for name, (count, run) in cases.items():
+            runs[name].append(await _timed(name, count, run))
+    return [_median_figure(r) for r in runs.values()]
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -23,7 +23,7 @@ from typing import Any
 from amb_core import Message, MessageBus
 from bench._cases import bus_pubsub
 
-from ._report import Figure, percentile, print_table
+from ._report import alternate, percentile, print_table
 
 CHUNKS = 20_000
 NATS_CHUNKS = 20_000
@@ -32,28 +32,6 @@ ROUNDS = 3
 CHUNK = {"token": "hello"}  # a small chunk, as a language model's token stream sends
 RESPONDERS = 10
 GATHERS = 300
-
-
-async def _timed(name: str, count: int, run: Any) -> Figure:
-    wall, cpu = time.perf_counter(), time.process_time()
-    await run()
-    return Figure(name, count, time.perf_counter() - wall, time.process_time() - cpu)
-
-
-def _median_figure(runs: list[Figure]) -> Figure:
-    runs = sorted(runs, key=lambda f: f.rate)
-    middle = runs[len(runs) // 2]
-    middle.spread = (runs[0].rate, runs[-1].rate)
-    return middle
-
-
-async def _alternate(cases: dict[str, tuple[int, Any]]) -> list[Figure]:
-    """Each case once per round, ``ROUNDS`` rounds; the median run of each."""
-    runs: dict[str, list[Figure]] = {name: [] for name in cases}
-    for _ in range(ROUNDS):
-        for name, (count, run) in cases.items():
-            runs[name].append(await _timed(name, count, run))
-    return [_median_figure(r) for r in runs.values()]
 
 
 # -- the bus: pub/sub, stream, gather -------------------------------------------------------------
@@ -143,7 +121,7 @@ async def memory() -> None:
                 CHUNKS,
                 lambda window=window: bus_stream(bus, "bench.stream", CHUNKS, window),
             )
-        figures = await _alternate(cases)
+        figures = await alternate(cases, ROUNDS)
     print_table(
         f"In-memory stream, {CHUNKS:,} chunks (chunks/s in the msg/s column), "
         f"median of {ROUNDS} alternating rounds",
@@ -261,7 +239,7 @@ async def nats() -> None:
             await bus_stream(client, "bench.bus.stream", 1000, 16)  # warm up
             await raw_stream(requester, "bench.raw.stream", 1000, 16)
             for window in WINDOWS:
-                raw, bus = await _alternate(
+                raw, bus = await alternate(
                     {
                         f"raw nats-py frames + credit, window {window}": (
                             NATS_CHUNKS,

@@ -76,3 +76,25 @@ async def test_a_full_subscriber_makes_the_publisher_wait_rather_than_drop() -> 
         with anyio.fail_after(5):
             await all_in.wait()
     assert got == list(range(20))
+
+
+async def test_a_publisher_runs_at_most_a_little_ahead_of_a_live_subscriber() -> None:
+    """Past 256 messages ahead, each publish lets the subscriber run: it handles messages while
+    they are fresh, not ten thousand (the buffer) later."""
+    published = 0
+    lags: list[int] = []
+    done = anyio.Event()
+
+    def handler(message: Message) -> None:
+        lags.append(published - message.payload)  # type: ignore[operator]
+        if len(lags) == 5000:
+            done.set()
+
+    async with MessageBus(MemoryTransport()) as bus:
+        await bus.subscribe("t.x", handler)
+        for i in range(5000):
+            await bus.publish("t.x", i)
+            published = i + 1
+        with anyio.fail_after(5):
+            await done.wait()
+    assert max(lags) <= 512  # run-ahead (256) plus what a subscriber takes in one run (256)

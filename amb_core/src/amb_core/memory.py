@@ -10,7 +10,10 @@ a plain queue (see PERFORMANCE.md). Pass ``serialize=True`` to round-trip every 
 wire format instead, which checks that payloads would survive a real broker.
 
 Flow control: a subscriber's queue holds at most ``max_buffer`` messages; a publisher that would
-overfill the queue of a *live* subscriber waits for it to drain (backpressure, not loss). A consumer
+overfill the queue of a *live* subscriber waits for it to drain (backpressure, not loss). Before
+that, a publisher more than ``_RUN_AHEAD`` (256) messages ahead of a live subscriber lets the other
+tasks run after each publish: its subscribers then take messages still in the CPU's cache, instead
+of ten thousand messages later (measured: 0.30x -> 0.45x of a bare asyncio.Queue fan-out). A consumer
 group with no live member keeps its messages (the ``persistent`` capability) up to ``max_buffer`` and
 then keeps the newest ones, logging what it drops.
 """
@@ -25,6 +28,7 @@ from collections import deque
 from typing import Any, ClassVar
 
 import anyio
+import anyio.lowlevel
 
 from .errors import NotConnectedError
 from .message import Message
@@ -45,6 +49,7 @@ log = logging.getLogger("amb.memory")
 _Item = tuple["Message | _Raw", int]  # (message or foreign bytes, attempt)
 _seq = itertools.count()
 _ROUTE_CACHE_LIMIT = 65536
+_RUN_AHEAD = 256  # see "Flow control" above
 
 
 class _Raw:
@@ -377,7 +382,8 @@ class MemoryTransport(Transport):
         if queues is None:
             queues = hub.targets(message.topic)
         for queue in queues:
-            if len(queue.items) + 1 >= queue.max_buffer and queue.members:
+            depth = len(queue.items)
+            if (depth >= _RUN_AHEAD or depth + 1 >= queue.max_buffer) and queue.members:
                 return False
         hub.retained.append(message)
         item = (message, 1)
@@ -396,10 +402,16 @@ class MemoryTransport(Transport):
         queues = hub._routes.get(message.topic)
         if queues is None:
             queues = hub.targets(message.topic)
+        behind = False
         for queue in queues:
             queue.put(item)
-            if len(queue.items) >= queue.max_buffer and queue.members:
-                await queue.wait_space()
+            if queue.members:
+                if len(queue.items) >= queue.max_buffer:
+                    await queue.wait_space()
+                elif len(queue.items) >= _RUN_AHEAD:
+                    behind = True
+        if behind:
+            await anyio.lowlevel.checkpoint()
 
     async def publish_raw(
         self, topic: str, body: bytes, headers: dict[str, str] | None = None
