@@ -75,8 +75,9 @@ class Cancellations:
         assert self._listener is not None
         await self._listener
 
-    async def on_control(self, message: Message) -> None:
-        """A control message (broadcast, or sent to this bus's inbox): cancel or credit."""
+    def on_control(self, message: Message) -> None:
+        """A control message (broadcast, or sent to this bus's inbox): cancel or credit. A plain
+        function: the subscriber calls it without a coroutine (see ``Subscriber._read_inline``)."""
         kind = message.headers.get(H_CONTROL)
         key = message.correlation_id or ""
         if kind == "cancel":

@@ -129,10 +129,11 @@ class Inbox:
         for waiter in list(self._waiters.values()):
             waiter.close()
 
-    async def _on_reply(self, reply: Message) -> None:
+    def _on_reply(self, reply: Message) -> None:
+        """A plain function: the inbox's subscriber calls it without a coroutine per reply."""
         headers = reply.headers
         if headers and H_CONTROL in headers:  # a requester's credit or cancel for our stream
-            await self._bus._cancellations().on_control(reply)
+            self._bus._cancellations().on_control(reply)
             return
         waiter = self._waiters.get(reply.correlation_id or "")
         if waiter is None:

@@ -139,6 +139,7 @@ async def _serve(
     cancellations.enter(key, credit.cancel)
     cancellations.acks[key] = credit.grant
     sent = 0
+    send_now = bus._send_now
 
     async def frame(payload: Any, headers: dict[str, str]) -> None:
         assert request.reply_to is not None
@@ -161,7 +162,7 @@ async def _serve(
         )
         if sent <= 1:
             await bus._publish_message(reply, one_off=True)  # checks the reply topic, once
-        else:
+        elif send_now is None or not send_now(reply):
             await bus._send(reply)
 
     remaining = request.remaining()
@@ -172,9 +173,10 @@ async def _serve(
                 # cancel cuts short what the generator is producing, or the wait for credit.
                 with anyio.CancelScope() as credit.producing:
                     while True:
-                        await credit.wait_for(sent + 1)
-                        if credit.cancelled:
-                            return
+                        if sent + 1 > credit.acked + credit.window or credit.cancelled:
+                            await credit.wait_for(sent + 1)  # (a coroutine only when it waits)
+                            if credit.cancelled:
+                                return
                         try:
                             chunk = await chunks.__anext__()
                         except StopAsyncIteration:

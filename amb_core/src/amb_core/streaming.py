@@ -61,7 +61,7 @@ a responder waiting for credit that was lost (an at-most-once broker) goes on wi
 class _Frames:
     """What has arrived for one stream, filed by frame number (the inbox's receiver)."""
 
-    __slots__ = ("closed", "final", "frames", "next", "responder", "wake", "window")
+    __slots__ = ("closed", "final", "frames", "next", "responder", "waiting", "wake", "window")
 
     def __init__(self, window: int) -> None:
         self.frames: dict[int, Message] = {}
@@ -71,6 +71,7 @@ class _Frames:
         self.responder: str | None = None
         self.closed = False
         self.wake = anyio.Event()
+        self.waiting = False  # the reader is parked on wake (a frame sets it only then)
 
     def deliver(self, reply: Message) -> None:
         if self.responder is None and reply.reply_to:
@@ -87,7 +88,8 @@ class _Frames:
                 return
             if self.next <= seq <= self.next + self.window:  # else a duplicate, or beyond credit
                 self.frames.setdefault(seq, reply)
-        self.wake.set()
+        if self.waiting:
+            self.wake.set()
 
     def close(self) -> None:
         self.closed = True
@@ -202,12 +204,15 @@ class ReplyStream(InboxConversation):
             if wait > _RESEND_CREDIT and self._acked < frames.next - 1:
                 wait, cause = _RESEND_CREDIT, "credit"
             frames.wake = anyio.Event()
+            frames.waiting = True
             with anyio.move_on_after(max(wait, 0.0)) as scope:
                 try:
                     await frames.wake.wait()
                 except BaseException:  # cancelled from outside: the responder must stop
                     self._end(cancel=True)
                     raise
+                finally:
+                    frames.waiting = False
             if scope.cancelled_caught:
                 if cause == "credit":  # quiet for a while: our last credit may have been lost
                     self._credit(frames.next - 1, force=True)
