@@ -569,13 +569,14 @@ class NATSTransport(Transport):
 
 
 class _Tracked(Subscription):
-    """Forgets the subscription in the transport's set when it closes. The inner ``__anext__`` is
-    bound on the instance, so reading through the wrapper costs no extra call."""
+    """Forgets the subscription in the transport's set when it closes. The inner ``__anext__`` and
+    ``ready`` are bound on the instance, so reading through the wrapper costs no extra call."""
 
     def __init__(self, inner: Subscription, owner: set[Subscription]) -> None:
         self._inner = inner
         self._owner = owner
         self.__anext__ = inner.__anext__  # type: ignore[method-assign]
+        self.ready = inner.ready  # type: ignore[method-assign]
 
     async def __anext__(self) -> Any:  # replaced per instance by the inner one (no extra hop)
         return await self._inner.__anext__()
