@@ -1,12 +1,14 @@
 """Does a consumer group scale? ``python -m bench scale`` (or ``nox -s bench -- scale``).
 
-For each durable mode (Redis Streams, NATS JetStream, Kafka with 4 partitions, SQS on moto), a
+For each durable mode (Redis Streams, NATS JetStream on one server and on a three-node cluster with
+streams replicated three times, Kafka with 4 partitions, SQS on moto), a
 group of 1, 2 and 4 consumer processes (:mod:`bench._scale_worker`: concurrency 1, prefetch 10, a
 handler that awaits 5 ms of simulated I/O) takes ``AMB_BENCH_SCALE_N`` messages published at once. Printed per
 group size: the throughput (messages over the time from the group's first handled message to its
 last), the speed-up over one member, and each member's share against an equal share. Targets: 4
 members reach at least 3.5x one member, and every share is within 25 % of equal. Brokers as the other
-benchmarks find them (``AMB_<BACKEND>_URL``, else a local or throwaway server).
+benchmarks find them (``AMB_<BACKEND>_URL``, else a local or throwaway server); the cluster is
+started here. ``AMB_BENCH_SCALE_MODES`` (comma-separated names as printed) runs only those modes.
 """
 
 from __future__ import annotations
@@ -42,6 +44,13 @@ def _modes() -> list[tuple[str, Callable[[], tuple[str, Any]]]]:
         sep = "&" if "?" in url else "?"
         return f"{url}{sep}mode=jetstream&stream_prefix=SCALE{uuid.uuid4().hex[:6]}", None
 
+    def nats_cluster() -> tuple[str, Any]:
+        from tests.nats.cluster import start_nats_cluster
+
+        cluster = start_nats_cluster(3)
+        prefix = f"SCALE{uuid.uuid4().hex[:6]}"
+        return f"{cluster.url()}?mode=jetstream&replicas=3&stream_prefix={prefix}", cluster
+
     def kafka() -> tuple[str, Any]:
         from tests.kafka.tansu import broker_url
 
@@ -55,7 +64,13 @@ def _modes() -> list[tuple[str, Callable[[], tuple[str, Any]]]]:
         url, server = endpoint()
         return namespaced(url), server
 
-    return [("Redis Streams", redis), ("JetStream", nats), ("Kafka", kafka), ("SQS (moto)", sqs)]
+    return [
+        ("Redis Streams", redis),
+        ("JetStream", nats),
+        ("JetStream R3", nats_cluster),  # a three-node cluster, streams replicated on all three
+        ("Kafka", kafka),
+        ("SQS (moto)", sqs),
+    ]
 
 
 def _start(url: str, topic: str, group: str, progress: Path) -> subprocess.Popen[str]:
@@ -127,7 +142,10 @@ def _wait_for(files: list[Path], count: int, members: list[subprocess.Popen[str]
 def main() -> None:
     print(f"{N} messages per run; handler: 5 ms of simulated I/O, concurrency 1 per member")
     print(f"{'mode':<16}{'members':>8}{'msg/s':>10}{'speed-up':>10}  shares (equal = 1.00)")
+    only = {m.strip() for m in os.environ.get("AMB_BENCH_SCALE_MODES", "").split(",") if m.strip()}
     for name, make in _modes():
+        if only and name not in only:
+            continue
         try:
             url, server = make()
         except (Exception, SystemExit) as exc:
