@@ -41,7 +41,7 @@ __all__ = ["PubSubHub", "PubSubSubscription"]
 
 log = logging.getLogger("amb.redis")
 MAX_BUFFER = 100_000
-_DATA = (b"message", b"pmessage")
+_DATA = (b"message", b"pmessage", b"smessage")
 
 
 class PubSubSubscription(Subscription):
@@ -113,11 +113,14 @@ class PubSubHub:
         config: RedisConfig,
         lost: Callable[[BaseException], None] = lambda exc: None,
         back: Callable[[], None] = lambda: None,
+        *,
+        sharded: bool = False,
     ) -> None:
         self.config = config
+        self.sharded = sharded  # SSUBSCRIBE exact topics (a cluster's master, :mod:`._shards`)
         self.lost = lost
         self.back = back
-        self.prefix = len(config.namespace) + 1
+        self.topic_of = config.topic_of
         self.pubsub = client.pubsub(ignore_subscribe_messages=False)
         self.routes: dict[bytes, list[PubSubSubscription]] = {}
         self.confirm: dict[bytes, list[asyncio.Future[None]]] = {}
@@ -145,6 +148,8 @@ class PubSubHub:
             try:
                 if wildcard:
                     await self.pubsub.psubscribe(name)
+                elif self.sharded:
+                    await self.pubsub.ssubscribe(name)
                 else:
                     await self.pubsub.subscribe(name)
                 if self.task is None:
@@ -171,6 +176,8 @@ class PubSubHub:
             try:
                 if is_pattern(sub.spec.pattern):
                     await self.pubsub.punsubscribe(sub.name)
+                elif self.sharded:
+                    await self.pubsub.sunsubscribe(sub.name)
                 else:
                     await self.pubsub.unsubscribe(sub.name)
             except Exception as exc:
@@ -229,9 +236,9 @@ class PubSubHub:
                 self._dispatch(
                     [b"pmessage", message["pattern"], message["channel"], message["data"]]
                 )
-            elif kind == "message":
+            elif kind in ("message", "smessage"):
                 self._dispatch([b"message", message["channel"], message["data"]])
-            elif kind in ("subscribe", "psubscribe"):
+            elif kind in ("subscribe", "psubscribe", "ssubscribe"):
                 for future in self.confirm.pop(message["channel"], ()):
                     if not future.done():
                         future.set_result(None)
@@ -241,7 +248,7 @@ class PubSubHub:
         subs = self.routes.get(response[1])
         if subs:
             channel, data = response[-2], response[-1]
-            topic = channel[self.prefix :].decode()
+            topic = self.topic_of(channel).decode()
             for sub in subs:
                 sub.feed(topic, data)
 
