@@ -9,8 +9,11 @@ and sends each exact subscription to the hub of its channel's master.
 
 Wildcards raise :class:`~amb_redis.errors.RedisUnsupportedError`: sharded pub/sub has no patterns,
 and serving them with classic ``PSUBSCRIBE`` would require every publish to be broadcast
-(``PUBLISH``) as well as sharded, which is exactly the cost sharded pub/sub exists to avoid. Use
-Streams mode (wildcards work there on a cluster) or a single Redis for wildcard pub/sub.
+(``PUBLISH``) as well as sharded, which is exactly the cost sharded pub/sub exists to avoid. A
+deployment that needs wildcard pub/sub (``dlq.>``, ``orders.*``) on a cluster chooses
+``pubsub=classic``: PUBLISH (the cluster broadcasts it to every node) and SUBSCRIBE/PSUBSCRIBE on
+one node, the cluster's default node, through one hub, exactly as on a single Redis; or uses
+Streams mode, where wildcards work on a cluster.
 
 redis-py's own ``ClusterPubSub`` reads the masters' connections one after the other, each with a
 timeout, which adds up to that timeout of latency per message; a reader per master has none.
@@ -28,11 +31,12 @@ from .config import RedisConfig
 from .errors import RedisUnsupportedError
 from .pubsub import PubSubHub, PubSubSubscription
 
-__all__ = ["ShardedPubSub"]
+__all__ = ["ClusterPubSub"]
 
 
-class ShardedPubSub:
-    """The sharded subscriptions of one transport, one hub per master."""
+class ClusterPubSub:
+    """The pub/sub subscriptions of one transport on a cluster: one hub per master (sharded), or
+    one hub on one node (classic)."""
 
     def __init__(
         self,
@@ -49,18 +53,22 @@ class ShardedPubSub:
         self.task = None  # each hub stops its own reader (aclose)
 
     async def add(self, spec: SubscriptionSpec) -> PubSubSubscription:
-        """SSUBSCRIBE on the master of the topic's slot; returns once it confirmed.
+        """SSUBSCRIBE on the master of the topic's slot (classic: (P)SUBSCRIBE on the default
+        node); returns once it confirmed.
 
         :raises RedisUnsupportedError: for a wildcard pattern.
         """
-        if is_pattern(spec.pattern):
+        if self.config.sharded and is_pattern(spec.pattern):
             raise RedisUnsupportedError(
                 f"wildcard {spec.pattern!r} in pub/sub mode on a Redis Cluster: sharded pub/sub "
-                "has no patterns (use mode=streams, or subscribe to exact topics)"
+                "has no patterns (use pubsub=classic or mode=streams, or subscribe to exact topics)"
             )
         import redis.asyncio as aioredis
 
-        node = self.client.get_node_from_key(self.config.key(spec.pattern))
+        if self.config.sharded:
+            node = self.client.get_node_from_key(self.config.key(spec.pattern))
+        else:
+            node = self.client.get_default_node()
         entry = self.hubs.get(node.name)
         if entry is None:
             node_client = aioredis.Redis.from_url(
@@ -68,7 +76,9 @@ class ShardedPubSub:
                 socket_connect_timeout=self.config.connect_timeout,
                 protocol=2,
             )
-            hub = PubSubHub(node_client, self.config, self.lost, self.back, sharded=True)
+            hub = PubSubHub(
+                node_client, self.config, self.lost, self.back, sharded=self.config.sharded
+            )
             entry = self.hubs[node.name] = (node_client, hub)
         return await entry[1].add(spec)
 

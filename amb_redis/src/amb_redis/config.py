@@ -39,6 +39,7 @@ SPEC = (
     Option("batch", int, low=1),
     Option("wait_replicas", int, low=0),
     Option("wait_timeout", float, low=1e-3),
+    Option("pubsub", str, choices=("sharded", "classic")),
 )
 _OURS = frozenset(o.name for o in SPEC)
 _DRIVER_KWARGS = frozenset({"client_name", "username", "password", "ssl_cert_reqs", "ssl_ca_certs"})
@@ -73,6 +74,9 @@ class RedisConfig:
         channel live on the slot of the topic alone (topics spread over the masters), where a
         single Redis uses ``<namespace>:<topic>``: the two layouts differ, so data written by one
         mode is not read by the other.
+    :param pubsub: pub/sub mode on a cluster: ``"sharded"`` (SPUBLISH/SSUBSCRIBE on the topic's
+        master; scales with the masters; no wildcards) or ``"classic"`` (PUBLISH, broadcast to every
+        node, and (P)SUBSCRIBE on one node; wildcards work; every message crosses every node).
     :param seeds: the cluster's seed nodes ``(host, port)`` (``url`` holds the first of them).
     """
 
@@ -89,6 +93,7 @@ class RedisConfig:
     batch: int = 500
     wait_replicas: int = 0
     wait_timeout: float = 1.0
+    pubsub: Literal["sharded", "classic"] = "sharded"
     cluster: bool = False
     seeds: tuple[tuple[str, int], ...] = ()
 
@@ -110,6 +115,8 @@ class RedisConfig:
         if parts.scheme.lower() in _CLUSTER_SCHEMES:
             return cls._cluster(parts, theirs, values)
         rest = urlunsplit(parts._replace(query=urlencode(theirs)))
+        if "pubsub" in values:
+            raise ConfigurationError("the Redis option pubsub= is for a redis+cluster:// URL")
         return cls(url=rest, **values)
 
     @classmethod
@@ -149,6 +156,11 @@ class RedisConfig:
         query = urlsplit(first).query
         where = f"{head}+cluster://{userinfo}{shown}" + (f"?{query}" if query else "")
         return f"redis-cluster {self.mode} {where} namespace={self.namespace}"
+
+    @property
+    def sharded(self) -> bool:
+        """Pub/sub messages go by SPUBLISH/SSUBSCRIBE (a cluster with ``pubsub=sharded``)."""
+        return self.cluster and self.pubsub == "sharded"
 
     def node_url(self, host: str, port: int) -> str:
         """redis-py's URL for one node of the cluster (same credentials and options): the

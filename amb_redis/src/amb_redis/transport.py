@@ -8,7 +8,8 @@ latency is everything: choose it with ``?mode=pubsub`` or ``mode="pubsub"``.
 
 On a Redis Cluster (``redis+cluster://``, :mod:`._cluster`) the same two modes run over
 redis-py's ``RedisCluster``: Streams with one hash-tagged stream per topic, pub/sub as sharded pub/sub
-(SSUBSCRIBE/SPUBLISH) for exact topics, a typed error for wildcards (:mod:`._shards`).
+(SSUBSCRIBE/SPUBLISH) for exact topics and a typed error for wildcards, or, with
+``pubsub=classic``, broadcast PUBLISH and (P)SUBSCRIBE on one node (:mod:`._shards`).
 
 In Streams mode the request/reply inbox (``_INBOX.*`` topics) still rides on pub/sub: a reply is
 worthless once its requester gave up, and a stream per bus would be left behind in Redis forever.
@@ -37,7 +38,7 @@ from amb_core.wire import encode, pack
 
 from ._cluster import cluster_client
 from ._health import Heartbeat
-from ._shards import ShardedPubSub
+from ._shards import ClusterPubSub
 from ._tasks import bounded, cancel_and_wait
 from ._wait import Wait
 from .config import RedisConfig
@@ -88,7 +89,7 @@ class RedisTransport(Transport):
         self.id = uuid.uuid4().hex[:12]
         self.client: Any = None
         self._pipeliner: Any = None
-        self._hub: PubSubHub | ShardedPubSub | None = None
+        self._hub: PubSubHub | ClusterPubSub | None = None
         self._known: set[str] = set()
         self._subscriptions: set[Subscription] = set()
         self._closed = False
@@ -246,7 +247,7 @@ class RedisTransport(Transport):
         topic = message.topic
         config = self.config
         if config.mode == "pubsub" or topic.startswith(_EPHEMERAL):
-            command = "SPUBLISH" if config.cluster else "PUBLISH"
+            command = "SPUBLISH" if config.sharded else "PUBLISH"
             await self._pipeliner.call(command, config.key(topic), pack(message))
             return
         body, headers = encode(message)
@@ -289,7 +290,7 @@ class RedisTransport(Transport):
         """Write bytes as another program would (XADD ``body`` + headers, or a bare PUBLISH)."""
         self._check()
         if self.config.mode == "pubsub" or topic.startswith(_EPHEMERAL):
-            command = "SPUBLISH" if self.config.cluster else "PUBLISH"
+            command = "SPUBLISH" if self.config.sharded else "PUBLISH"
             await self.client.execute_command(command, self.config.key(topic), body)
             return
         await self.client.sadd(self.config.registry, topic)
@@ -319,7 +320,7 @@ class RedisTransport(Transport):
                     spec.pattern,
                 )
             if self._hub is None:
-                hub_class = ShardedPubSub if self.config.cluster else PubSubHub
+                hub_class = ClusterPubSub if self.config.cluster else PubSubHub
                 self._hub = hub_class(
                     self.client, self.config, self._connection_lost, self._connection_back
                 )
