@@ -3,7 +3,7 @@
 Six ``redis-server --cluster-enabled yes`` processes (:class:`ServerProcess`, each with its own
 port, data directory and ``nodes.conf``), joined by ``redis-cli --cluster create ...
 --cluster-replicas 1 --cluster-yes``. :func:`start_redis_cluster` returns once every node reports
-``cluster_state:ok`` and sees three masters with a replica each. ``cluster-node-timeout`` is 1 s, so
+``cluster_state:ok`` with every slot served and every replica has finished its sync. ``cluster-node-timeout`` is 1 s, so
 a replica takes over a dead master within a few seconds (the failover test measures it). A node is
 killed and started again on the same port and directory, so it rejoins with its ``nodes.conf``
 (:meth:`RedisCluster.kill_all`, :meth:`RedisCluster.start_all` for the conformance restart cases,
@@ -67,6 +67,9 @@ class RedisCluster:
         argv += ["--dir", "{dir}", "--daemonize", "no", "--cluster-enabled", "yes"]
         argv += ["--cluster-config-file", "nodes.conf"]
         argv += ["--cluster-node-timeout", str(NODE_TIMEOUT_MS)]
+        # A replica starts its full sync at once (not after the default 5 s wait for others), and
+        # takes over whenever its master fails, however long ago it last heard from it.
+        argv += ["--repl-diskless-sync-delay", "0", "--cluster-replica-validity-factor", "0"]
         self.nodes = [
             ServerProcess(argv, redis_ping, port=cluster_port(), name="rcluster")
             for _ in range(size)
@@ -100,13 +103,29 @@ class RedisCluster:
                 infos = [cluster_info(node.port) for node in self.live()]
             except (OSError, redis.RedisError):
                 infos = []
-            if infos and all(
-                i.get("cluster_state") == "ok" and i.get("cluster_slots_ok") == "16384"
-                for i in infos
+            if (
+                infos
+                and all(
+                    i.get("cluster_state") == "ok" and i.get("cluster_slots_ok") == "16384"
+                    for i in infos
+                )
+                and self.replicas_synced()
             ):
                 return
             time.sleep(0.1)
         raise RuntimeError("the Redis Cluster did not become ready")
+
+    def replicas_synced(self) -> bool:
+        """Every live replica has finished its sync (``master_link_status:up``)."""
+        for node in self.live():
+            client = redis.Redis(port=node.port, socket_timeout=2.0, decode_responses=True)
+            try:
+                info = client.info("replication")
+            finally:
+                client.close()
+            if info.get("role") == "slave" and info.get("master_link_status") != "up":
+                return False
+        return True
 
     def role(self, node: ServerProcess) -> str:
         """``master`` or ``slave``, as the node itself says."""
