@@ -17,7 +17,12 @@ left. Measured from the kill:
 Redis replicates asynchronously, so without ``wait_replicas`` the entries the dead master
 acknowledged but had not yet sent to its replica are gone: the test prints how many and does not
 fail on them. With ``wait_replicas=1`` a publish returns only once the replica has the entry, and
-the test asserts that nothing acknowledged was lost; until the restarted node is the new master's
+the test asserts that nothing acknowledged was lost. The *replica-lagging* cases stop the replica
+(SIGSTOP) for ``LAG`` seconds before the kill and resume it right after, as a replica that fell
+behind (slow disk, long pause, congested link) would be, while the workers are held too, so that
+a backlog of entries sits in the stream at the kill (entries a worker already took are handled
+whatever happens to the stream): that is where asynchronous replication loses acknowledged
+writes, and where WAIT holds the publishes back instead. With WAIT, until the restarted node is the new master's
 replica, the new master has no replica and its publishes fail (typed, not acknowledged), which is
 what ``wait_replicas=1`` asks for. ``test_wait_cost`` measures the publish rate
 with and without WAIT on a healthy cluster. ``nox -s cluster`` prints the figures (``-s``);
@@ -26,6 +31,8 @@ docs/scaling.md has those of a run.
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -33,6 +40,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
+import redis
 from redis.cluster import ClusterNode, RedisCluster
 
 from amb_core import Message, MessageBus
@@ -49,6 +57,8 @@ pytestmark = [pytest.mark.redis, pytest.mark.cluster, pytest.mark.anyio, pytest.
 TOPIC = "failover.work"
 GROUP = "workers"
 PUBLISHERS = 32
+LAG = 0.8  # seconds the replica is stopped before the kill, in the replica-lagging case
+PAD = 4000  # bytes per message in that case: more than the kernel's socket buffers hold in LAG
 AFTER_KILL = 5.0  # seconds of publishing after the kill
 PUBLISH_TIMEOUT = 20.0  # longer than a failover (node timeout 1 s + election), see docs/scaling.md
 
@@ -75,8 +85,24 @@ def master_of(cluster: Cluster, key: str) -> Any:
     return next(node for node in cluster.nodes if node.port == port)
 
 
+def replica_of(cluster: Cluster, master: Any) -> Any:
+    """The fixture's node that replicates ``master``."""
+    for node in cluster.live():
+        client = redis.Redis(port=node.port, decode_responses=True)
+        try:
+            info = client.info("replication")
+        finally:
+            client.close()
+        if info.get("role") == "slave" and int(info.get("master_port", 0)) == master.port:
+            return node
+    raise AssertionError(f"no replica of node {master.port}")
+
+
+@pytest.mark.parametrize("lagging", [False, True], ids=["replica-current", "replica-lagging"])
 @pytest.mark.parametrize("wait_replicas", [0, 1])
-async def test_killing_a_master_under_load(own_cluster: Cluster, wait_replicas: int) -> None:
+async def test_killing_a_master_under_load(
+    own_cluster: Cluster, wait_replicas: int, lagging: bool
+) -> None:
     cluster = own_cluster
     url = f"{cluster.url()}?publish_timeout={PUBLISH_TIMEOUT}&wait_replicas={wait_replicas}"
     url += "&wait_timeout=2"
@@ -86,19 +112,24 @@ async def test_killing_a_master_under_load(own_cluster: Cluster, wait_replicas: 
     handled: dict[int, float] = {}  # message -> when first handled
     handled_times = 0
     counter = iter(range(10**9))
+    pad = "x" * (PAD if lagging else 0)
     stop = anyio.Event()
+
+    gate = [anyio.Event()]  # handlers wait on gate[0] while the workers are "busy"
+    gate[0].set()
 
     async def handle(message: Message) -> None:
         nonlocal handled_times
+        await gate[0].wait()
         handled_times += 1
-        handled.setdefault(message.payload, time.monotonic())
+        handled.setdefault(message.payload["n"], time.monotonic())
 
     async def publish_all(bus: MessageBus) -> None:
         while not stop.is_set():
             n = next(counter)
             started[n] = time.monotonic()
             try:
-                await bus.publish(TOPIC, n)
+                await bus.publish(TOPIC, {"n": n, "pad": pad})
                 acked[n] = time.monotonic()
             except TransportError as exc:
                 refused.append((n, time.monotonic(), f"{type(exc).__name__}: {exc}"))
@@ -118,8 +149,16 @@ async def test_killing_a_master_under_load(own_cluster: Cluster, wait_replicas: 
         warm = (len(acked), time.monotonic())
         await anyio.sleep(1.0)
         rate = (len(acked) - warm[0]) / (time.monotonic() - warm[1])
+        replica = replica_of(cluster, victim)
+        if lagging:  # the replica falls behind (a slow disk, a long GC, a congested link)
+            gate[0] = anyio.Event()  # and the workers too: a backlog builds up in the stream
+            os.kill(replica.proc.pid, signal.SIGSTOP)
+            await anyio.sleep(LAG)
         killed = time.monotonic()
         victim.kill()
+        if lagging:
+            os.kill(replica.proc.pid, signal.SIGCONT)
+            gate[0].set()
         key = transport.config.key(TOPIC)
         await wait_until(
             lambda: master_of(cluster, key) is not victim, 30, "the replica to take over"
@@ -157,7 +196,8 @@ async def test_killing_a_master_under_load(own_cluster: Cluster, wait_replicas: 
 
     lost = sorted(set(acked) - set(handled))
     print(
-        f"\nRedis Cluster failover, wait_replicas={wait_replicas}: {len(acked)} publishes "
+        f"\nRedis Cluster failover, wait_replicas={wait_replicas}, replica "
+        f"{'lagging' if lagging else 'current'}: {len(acked)} publishes "
         f"acknowledged ({rate:.0f}/s before the kill), {len(refused)} raised; replica promoted "
         f"after {promoted:.2f}s; publish resumed {first_ack - killed:.2f}s and consume "
         f"{first_handled - killed:.2f}s after the kill; handled {len(handled)}, "
