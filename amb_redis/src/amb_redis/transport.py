@@ -100,6 +100,15 @@ class RedisTransport(Transport):
     def description(self) -> str:
         return f"RedisTransport {self.config.description}"
 
+    @property
+    def replication_gap(self) -> bool:
+        """True when a failover can lose publishes that returned: on a Redis Cluster (or any
+        Redis whose replica may be promoted) without ``wait_replicas``, since Redis replicates
+        asynchronously and a master acknowledges a write before any replica has it. ``False``
+        with ``wait_replicas`` >= 1 (a publish returns once that many replicas have it) and on a
+        single Redis without replicas, whose own persistence settings decide instead."""
+        return self.config.cluster and self.config.wait_replicas == 0
+
     def _scrub(self, text: str) -> str:
         return redact_secrets(text, self.config.password)
 
