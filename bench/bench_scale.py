@@ -1,6 +1,7 @@
 """Does a consumer group scale? ``python -m bench scale`` (or ``nox -s bench -- scale``).
 
-For each durable mode (Redis Streams, NATS JetStream, Kafka with 4 partitions, SQS on moto), a
+For each durable mode (Redis Streams, Redis Streams on a Redis Cluster, NATS JetStream, Kafka with 4
+partitions, SQS on moto), a
 group of 1, 2 and 4 consumer processes (:mod:`bench._scale_worker`: concurrency 1, prefetch 10, a
 handler that awaits 5 ms of simulated I/O) takes ``AMB_BENCH_SCALE_N`` messages published at once. Printed per
 group size: the throughput (messages over the time from the group's first handled message to its
@@ -37,6 +38,22 @@ def _modes() -> list[tuple[str, Callable[[], tuple[str, Any]]]]:
         url, server = server_url()
         return f"{url}?namespace=scale{uuid.uuid4().hex[:8]}", server
 
+    def redis_cluster() -> tuple[str, Any]:
+        """``AMB_REDIS_CLUSTER_URL``, else three masters with a replica each (tests/redis_cluster).
+        One topic is one stream on one master: the row shows the group on a cluster, whose
+        scale-out across masters comes from more topics."""
+        namespace = f"namespace=scale{uuid.uuid4().hex[:8]}"
+        url = os.environ.get("AMB_REDIS_CLUSTER_URL")
+        if url:
+            return f"{url}{'&' if '?' in url else '?'}{namespace}", None
+        from tests.redis_cluster.cluster import start_redis_cluster
+
+        try:
+            cluster = start_redis_cluster()
+        except BaseException as exc:  # pytest's skip outside pytest
+            raise RuntimeError(f"no Redis Cluster: {exc}") from None
+        return f"{cluster.url()}?{namespace}", cluster
+
     def nats() -> tuple[str, Any]:
         url = os.environ.get("AMB_NATS_URL", "nats://127.0.0.1:4222")
         sep = "&" if "?" in url else "?"
@@ -55,7 +72,13 @@ def _modes() -> list[tuple[str, Callable[[], tuple[str, Any]]]]:
         url, server = endpoint()
         return namespaced(url), server
 
-    return [("Redis Streams", redis), ("JetStream", nats), ("Kafka", kafka), ("SQS (moto)", sqs)]
+    return [
+        ("Redis Streams", redis),
+        ("Redis Cluster", redis_cluster),
+        ("JetStream", nats),
+        ("Kafka", kafka),
+        ("SQS (moto)", sqs),
+    ]
 
 
 def _start(url: str, topic: str, group: str, progress: Path) -> subprocess.Popen[str]:
