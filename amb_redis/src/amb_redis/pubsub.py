@@ -164,6 +164,36 @@ class PubSubHub:
                 ) from None
         return sub
 
+    async def adopt(self, name: bytes, subs: list[PubSubSubscription]) -> None:
+        """Take over the subscribers of sharded channel ``name`` from a hub whose master died
+        (:mod:`._shards`); returns once this hub's master confirmed the SSUBSCRIBE.
+
+        :raises TransportError: when it does not confirm within the connect timeout (``subs``
+            are then not this hub's: the caller keeps them).
+        """
+        async with self.lock:
+            existing = self.routes.get(name)
+            if existing is not None:
+                existing.extend(subs)
+            else:
+                self.routes[name] = list(subs)
+                future = asyncio.get_running_loop().create_future()
+                self.confirm.setdefault(name, []).append(future)
+                try:
+                    await self.pubsub.ssubscribe(name)
+                    if self.task is None:
+                        self.task = asyncio.get_running_loop().create_task(self._read())
+                    with bounded(self.config.connect_timeout):
+                        await future
+                except Exception as exc:
+                    self.routes.pop(name, None)
+                    self.confirm.pop(name, None)
+                    raise TransportError(
+                        f"SSUBSCRIBE {name!r} was not confirmed: {exc!r}"
+                    ) from None
+            for sub in subs:
+                sub.hub = self
+
     async def remove(self, sub: PubSubSubscription) -> None:
         async with self.lock:
             subs = self.routes.get(sub.name)
