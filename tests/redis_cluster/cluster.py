@@ -3,10 +3,10 @@
 Six ``redis-server --cluster-enabled yes`` processes (:class:`ServerProcess`, each with its own
 port, data directory and ``nodes.conf``), joined by ``redis-cli --cluster create ...
 --cluster-replicas 1 --cluster-yes``. :func:`start_redis_cluster` returns once every node reports
-``cluster_state:ok`` with every slot served and every replica has finished its sync. ``cluster-node-timeout`` is 1 s, so
-a replica takes over a dead master within a few seconds (the failover test measures it). A node is
-killed and started again on the same port and directory, so it rejoins with its ``nodes.conf``
-(:meth:`RedisCluster.kill_all`, :meth:`RedisCluster.start_all` for the conformance restart cases,
+``cluster_state:ok`` with every slot served and every replica has finished its sync.
+``cluster-node-timeout`` is 1 s, so a replica takes over a dead master within a few seconds (the
+failover test measures it). A node is killed and started again on the same port and directory, so
+it rejoins with its ``nodes.conf`` (:meth:`RedisCluster.kill_all`, :meth:`RedisCluster.start_all` for the conformance restart cases,
 with an append-only file fsynced on every write when ``durable``).
 """
 

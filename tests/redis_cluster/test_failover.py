@@ -2,9 +2,9 @@
 the buses carry on by themselves, and what was lost is counted and printed.
 
 A cluster of this test alone (three masters, a replica each, ``cluster-node-timeout`` 1 s, no
-persistence: the replica is the copy). Thirty-two publisher tasks on one bus publish numbered messages
-to one topic; two buses in one consumer group handle them. After a warm-up the master of the
-topic's slot is SIGKILLed; once its replica is the master, the killed node is started again (it
+persistence: the replica is the copy). Thirty-two publisher tasks on one bus publish numbered
+messages to one topic; two buses in one consumer group handle them. After a warm-up the master of
+the topic's slot is SIGKILLed; once its replica is the master, the killed node is started again (it
 rejoins as the new master's replica, as an operator's restart would); publishing goes on for
 ``AFTER_KILL`` seconds, then stops, and the test waits until the handlers have taken whatever is
 left. Measured from the kill:
@@ -19,14 +19,14 @@ acknowledged but had not yet sent to its replica are gone: the test prints how m
 fail on them. With ``wait_replicas=1`` a publish returns only once the replica has the entry, and
 the test asserts that nothing acknowledged was lost. The *replica-lagging* cases stop the replica
 (SIGSTOP) for ``LAG`` seconds before the kill and resume it right after, as a replica that fell
-behind (slow disk, long pause, congested link) would be, while the workers are held too, so that
-a backlog of entries sits in the stream at the kill (entries a worker already took are handled
-whatever happens to the stream): that is where asynchronous replication loses acknowledged
-writes, and where WAIT holds the publishes back instead. With WAIT, until the restarted node is the new master's
-replica, the new master has no replica and its publishes fail (typed, not acknowledged), which is
-what ``wait_replicas=1`` asks for. ``test_wait_cost`` measures the publish rate
-with and without WAIT on a healthy cluster. ``nox -s cluster`` prints the figures (``-s``);
-docs/scaling.md has those of a run.
+behind (slow disk, long pause, congested link) would be, while the workers are held too, so that a
+backlog of entries sits in the stream at the kill (entries a worker already took are handled
+whatever happens to the stream): that is where asynchronous replication loses acknowledged writes,
+and where WAIT holds the publishes back instead. With WAIT, until the restarted node is the new
+master's replica, the new master has no replica and its publishes fail (typed, not acknowledged),
+which is what ``wait_replicas=1`` asks for. ``test_wait_cost`` measures the publish rate with and
+without WAIT on a healthy cluster. ``nox -s cluster`` prints the figures (``-s``); docs/scaling.md
+has those of a run.
 """
 
 from __future__ import annotations

@@ -7,9 +7,10 @@ soon as that round trip ends. Lost connections are retried with backoff within `
 so a Redis restart delays publishes instead of failing them (a retried XADD may be stored twice:
 at-least-once). With ``wait`` set, every pipeline that writes ends with ``WAIT`` on each node it
 wrote to (on the same connection: WAIT counts that connection's writes), and a write that fewer
-replicas than asked acknowledged fails (:mod:`._wait`). Each retry is bounded by the time left, so a command ends within ``timeout`` of its
-first failure; the first attempt, sent without a timer (none on the hot path), is bounded by
-redis-py's ``socket_timeout`` (5 s by default) when the connection hangs half-open.
+replicas than asked acknowledged fails (:mod:`._wait`). Each retry is bounded by the time left, so a
+command ends within ``timeout`` of its first failure; the first attempt, sent without a timer (none
+on the hot path), is bounded by redis-py's ``socket_timeout`` (5 s by default) when the connection
+hangs half-open.
 """
 
 from __future__ import annotations

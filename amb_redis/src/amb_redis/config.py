@@ -1,11 +1,12 @@
 """Reading a Redis URL: AMB's own options out of the query string, the rest for redis-py.
 
 ``redis://[user:password@]host[:port][/db]?mode=streams&namespace=amb&maxlen=100000``; ``rediss://``
-(TLS) and ``unix://`` work as in redis-py. ``redis+cluster://[user:password@]host:port,host2:port2?...``
+(TLS) and ``unix://`` work as in redis-py. ``redis+cluster://[user:password@]host:port,host2:port2``
 (``rediss+cluster://`` for TLS) selects a Redis Cluster: several seed nodes, any one of which
-suffices to find the others (:mod:`._seeds`); see :attr:`RedisConfig.cluster` for the key layout. AMB's options (also accepted as keyword arguments, which
-win over the URL) are removed before the URL reaches redis-py, and the password is kept out of every
-description, repr, log line and error (:attr:`RedisConfig.description`).
+suffices to find the others (:mod:`._seeds`); see :attr:`RedisConfig.cluster` for the key layout.
+AMB's options (also accepted as keyword arguments, which win over the URL) are removed before the
+URL reaches redis-py, and the password is kept out of every description, repr, log line and error
+(:attr:`RedisConfig.description`).
 """
 
 from __future__ import annotations
@@ -177,7 +178,8 @@ class RedisConfig:
 
     @property
     def prefix(self) -> str:
-        """What comes before the topic in a key: ``<namespace>:`` (``<namespace>:{`` in a cluster)."""
+        """What comes before the topic in a key: ``<namespace>:``, or ``<namespace>:{`` in a
+        cluster."""
         return f"{self.namespace}:{{" if self.cluster else f"{self.namespace}:"
 
     def key(self, topic: str) -> str:

@@ -6,10 +6,10 @@ and a group of workers must share the load. Only Streams gives that (consumer gr
 redelivery, retention). Pub/sub is for events where the newest value is all that matters and
 latency is everything: choose it with ``?mode=pubsub`` or ``mode="pubsub"``.
 
-On a Redis Cluster (``redis+cluster://``, :mod:`._cluster`) the same two modes run over
-redis-py's ``RedisCluster``: Streams with one hash-tagged stream per topic, pub/sub as sharded pub/sub
-(SSUBSCRIBE/SPUBLISH) for exact topics and a typed error for wildcards, or, with
-``pubsub=classic``, broadcast PUBLISH and (P)SUBSCRIBE on one node (:mod:`._shards`).
+On a Redis Cluster (``redis+cluster://``, :mod:`._cluster`) the same two modes run over redis-py's
+``RedisCluster``: Streams with one hash-tagged stream per topic, pub/sub as sharded pub/sub
+(SSUBSCRIBE/SPUBLISH) for exact topics and a typed error for wildcards, or, with ``pubsub=classic``,
+broadcast PUBLISH and (P)SUBSCRIBE on one node (:mod:`._shards`).
 
 In Streams mode the request/reply inbox (``_INBOX.*`` topics) still rides on pub/sub: a reply is
 worthless once its requester gave up, and a stream per bus would be left behind in Redis forever.
@@ -67,10 +67,10 @@ _KNOWN_LIMIT = 65536
 class RedisTransport(Transport):
     """AMB over Redis (redis-py's asyncio client).
 
-    :param url: ``redis://[user:password@]host[:port][/db][?mode=streams|pubsub&...]``; ``rediss://``
-        for TLS, ``unix:///path`` for a socket, ``redis+cluster://host:port,host2:port2`` for a
-        Redis Cluster. See :class:`~amb_redis.config.RedisConfig` for the
-        options; keyword arguments win over the URL's.
+    :param url: ``redis://[user:password@]host[:port][/db][?mode=streams|pubsub&...]``;
+        ``rediss://`` for TLS, ``unix:///path`` for a socket, ``redis+cluster://host:port,...``
+        for a Redis Cluster. See :class:`~amb_redis.config.RedisConfig` for the options; keyword
+        arguments win over the URL's.
     """
 
     scheme = "redis"
