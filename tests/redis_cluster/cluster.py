@@ -6,8 +6,9 @@ port, data directory and ``nodes.conf``), joined by ``redis-cli --cluster create
 ``cluster_state:ok`` with every slot served and every replica has finished its sync.
 ``cluster-node-timeout`` is 1 s, so a replica takes over a dead master within a few seconds (the
 failover test measures it). A node is killed and started again on the same port and directory, so
-it rejoins with its ``nodes.conf`` (:meth:`RedisCluster.kill_all`, :meth:`RedisCluster.start_all` for the conformance restart cases,
-with an append-only file fsynced on every write when ``durable``).
+it rejoins with its ``nodes.conf`` (:meth:`RedisCluster.kill_all` and :meth:`RedisCluster.start_all`
+for the conformance restart cases, with an append-only file fsynced on every write when
+``durable``).
 """
 
 from __future__ import annotations
