@@ -16,7 +16,7 @@ one node, the cluster's default node, through one hub, exactly as on a single Re
 Streams mode, where wildcards work on a cluster.
 
 When a master dies, its hub's reader keeps losing its connection; the first loss starts a rehoming
-task that, every 0.2 to 2 s, lets redis-py refresh its slot map (a keyed ``EXISTS`` on a channel)
+task that, every 0.1 to 0.5 s, lets redis-py refresh its slot map (a keyed ``EXISTS`` on a channel)
 and, once another node serves a channel's slot (the promoted replica), moves that channel's
 subscribers to the hub of that node (:meth:`~amb_redis.pubsub.PubSubHub.adopt`). Messages published
 in between are lost (at most once); the subscriptions themselves carry on. In classic mode the one
@@ -111,7 +111,7 @@ class ClusterPubSub:
     async def _rehome(self, name: str) -> None:
         """Move the channels of the hub of master ``name`` to the nodes that serve their slots
         now, until it has none left (then it is closed) or its node answers again."""
-        backoff = Backoff(initial=0.2, cap=2.0)
+        backoff = Backoff(initial=0.1, cap=0.5)  # each round lost is pub/sub traffic lost
         try:
             while name in self.hubs:
                 await asyncio.sleep(backoff.next())
