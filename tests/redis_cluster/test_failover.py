@@ -124,7 +124,16 @@ async def test_killing_a_master_under_load(
         handled_times += 1
         handled.setdefault(message.payload["n"], time.monotonic())
 
+    running = [0]  # publisher tasks not yet finished
+
     async def publish_all(bus: MessageBus) -> None:
+        running[0] += 1
+        try:
+            await publish_loop(bus)
+        finally:
+            running[0] -= 1
+
+    async def publish_loop(bus: MessageBus) -> None:
         while not stop.is_set():
             n = next(counter)
             started[n] = time.monotonic()
@@ -180,7 +189,8 @@ async def test_killing_a_master_under_load(
             30,
             lambda: f"a message published after the kill to be handled ({len(handled)} handled)",
         )
-        stop.set()
+        stop.set()  # and the publishes in flight finish: their messages count too
+        await wait_until(lambda: running[0] == 0, 30, "the publishers to finish")
         # Until every acknowledged message is handled, or nothing more arrives for 5 s.
         last, quiet_since = -1, time.monotonic()
         deadline = time.monotonic() + 60
