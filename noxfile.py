@@ -5,7 +5,9 @@ packaging, and the benchmark.
 ``nox`` runs the default sessions (what CI runs); ``nox -s bench`` prints the benchmark figures;
 ``nox -s soak [-- redis nats kafka sqs]`` runs the fault soak (opt-in: kills and restarts its own
 brokers for about 10 minutes per mode; see docs/reliability.md); ``nox -s cluster`` runs the NATS
-tests against a three-node cluster (opt-in: about 2 minutes; see docs/scaling.md).
+tests against a three-node cluster and the Redis tests against a Redis Cluster of three masters with
+a replica each (opt-in, not in CI: about 2 minutes each; ``nox -s cluster -- nats`` or ``-- redis``
+runs one; see docs/scaling.md).
 Locally, Pythons that are not installed are skipped; under ``CI=true`` a missing one among 3.10-3.13
 fails the run, so a CI machine cannot pass without running the core on each of them.
 """
@@ -147,13 +149,28 @@ def soak(session: nox.Session) -> None:
     session.run("python", "-m", "soak", *session.posargs)
 
 
+CLUSTER_SUITES = {"nats": "tests/nats_cluster", "redis": "tests/redis_cluster"}
+
+
 @nox.session(python=MATRIX_PYTHON)
 def cluster(session: nox.Session) -> None:
-    """NATS on a three-node cluster with JetStream (opt-in, not in CI): the conformance suite in
-    both modes (JetStream with ``replicas=3``) and the failover test, which kills the stream
-    leader's node under load and prints the recovery times (see docs/scaling.md)."""
-    if "nats" not in PRESENT:
-        session.skip("amb_nats is not in this checkout")
-    extra, _ = PRESENT["nats"]
-    _install_core(session, "-e", "amb_nats", *extra)
-    session.run("pytest", "tests/nats_cluster", "--amb-loop", "asyncio", "-s", *session.posargs)
+    """The clustered brokers (opt-in, not in CI), ``-- nats`` or ``-- redis`` for one of them:
+
+    - NATS on a three-node cluster with JetStream: the conformance suite in both modes (JetStream
+      with ``replicas=3``) and the failover test, which kills the stream leader's node under load;
+    - Redis Cluster (three masters with a replica each, from Debian's redis-server 7 and
+      redis-cli, or ``AMB_REDIS_CLUSTER_URL``): the conformance suite in Streams and pub/sub
+      (sharded and classic) and the failover test, which kills a master under load with and
+      without ``wait_replicas``;
+
+    each prints its recovery figures (see docs/scaling.md). Other pytest arguments follow the
+    names."""
+    asked = [a for a in session.posargs if a in CLUSTER_SUITES] or list(CLUSTER_SUITES)
+    rest = [a for a in session.posargs if a not in CLUSTER_SUITES]
+    names = [name for name in asked if name in PRESENT]
+    if not names:
+        session.skip(f"none of {asked} is in this checkout")
+    deps = [dep for name in names for dep in ["-e", f"amb_{name}", *PRESENT[name][0]]]
+    _install_core(session, *deps)
+    for name in names:
+        session.run("pytest", CLUSTER_SUITES[name], "--amb-loop", "asyncio", "-s", *rest)

@@ -1,14 +1,15 @@
 """Does a consumer group scale? ``python -m bench scale`` (or ``nox -s bench -- scale``).
 
-For each durable mode (Redis Streams, NATS JetStream on one server and on a three-node cluster with
-streams replicated three times, Kafka with 4 partitions, SQS on moto), a
+For each durable mode (Redis Streams on one server and on a Redis Cluster, NATS JetStream on one
+server and on a three-node cluster with streams replicated three times, Kafka with 4 partitions,
+SQS on moto), a
 group of 1, 2 and 4 consumer processes (:mod:`bench._scale_worker`: concurrency 1, prefetch 10, a
 handler that awaits 5 ms of simulated I/O) takes ``AMB_BENCH_SCALE_N`` messages published at once. Printed per
 group size: the throughput (messages over the time from the group's first handled message to its
 last), the speed-up over one member, and each member's share against an equal share. Targets: 4
 members reach at least 3.5x one member, and every share is within 25 % of equal. Brokers as the other
-benchmarks find them (``AMB_<BACKEND>_URL``, else a local or throwaway server); the cluster is
-started here. ``AMB_BENCH_SCALE_MODES`` (comma-separated names as printed) runs only those modes.
+benchmarks find them (``AMB_<BACKEND>_URL``, else a local or throwaway server); the clusters are
+started here (``AMB_REDIS_CLUSTER_URL`` names a running Redis Cluster). ``AMB_BENCH_SCALE_MODES`` (comma-separated names as printed) runs only those modes.
 """
 
 from __future__ import annotations
@@ -39,6 +40,22 @@ def _modes() -> list[tuple[str, Callable[[], tuple[str, Any]]]]:
         url, server = server_url()
         return f"{url}?namespace=scale{uuid.uuid4().hex[:8]}", server
 
+    def redis_cluster() -> tuple[str, Any]:
+        """``AMB_REDIS_CLUSTER_URL``, else three masters with a replica each (tests/redis_cluster).
+        One topic is one stream on one master: the row shows the group on a cluster, whose
+        scale-out across masters comes from more topics."""
+        namespace = f"namespace=scale{uuid.uuid4().hex[:8]}"
+        url = os.environ.get("AMB_REDIS_CLUSTER_URL")
+        if url:
+            return f"{url}{'&' if '?' in url else '?'}{namespace}", None
+        from tests.redis_cluster.cluster import start_redis_cluster
+
+        try:
+            cluster = start_redis_cluster()
+        except BaseException as exc:  # pytest's skip outside pytest
+            raise RuntimeError(f"no Redis Cluster: {exc}") from None
+        return f"{cluster.url()}?{namespace}", cluster
+
     def nats() -> tuple[str, Any]:
         url = os.environ.get("AMB_NATS_URL", "nats://127.0.0.1:4222")
         sep = "&" if "?" in url else "?"
@@ -66,6 +83,7 @@ def _modes() -> list[tuple[str, Callable[[], tuple[str, Any]]]]:
 
     return [
         ("Redis Streams", redis),
+        ("Redis Cluster", redis_cluster),
         ("JetStream", nats),
         ("JetStream R3", nats_cluster),  # a three-node cluster, streams replicated on all three
         ("Kafka", kafka),

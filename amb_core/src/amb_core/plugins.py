@@ -50,6 +50,8 @@ SCHEME_HINTS = {
     "redis": "redis",
     "rediss": "redis",
     "unix": "redis",
+    "redis+cluster": "redis",
+    "rediss+cluster": "redis",
     "nats": "nats",
     "tls": "nats",
     "kafka": "kafka",

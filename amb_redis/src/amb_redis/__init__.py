@@ -12,6 +12,7 @@ from .errors import (
     RedisError,
     RedisPublishError,
     RedisUnavailableError,
+    RedisUnsupportedError,
 )
 from .transport import PUBSUB_CAPABILITIES, STREAMS_CAPABILITIES, RedisBroker, RedisTransport
 
@@ -26,4 +27,5 @@ __all__ = [
     "RedisPublishError",
     "RedisTransport",
     "RedisUnavailableError",
+    "RedisUnsupportedError",
 ]

@@ -14,6 +14,9 @@ Two sources, because each misses what the other finds:
   to ``scan`` keys). SCAN guarantees that a key present for a whole pass is returned in that pass.
 
 A tick runs every ``discover`` seconds per wildcard subscription; ``scan=0`` turns the SCAN off.
+
+On a Redis Cluster each master holds its own keys, so each tick runs one SCAN step on every master,
+each with its own cursor (a master that appears after a failover starts from cursor 0).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 from amb_core.errors import InvalidTopicError
 from amb_core.topics import matcher, validate_topic
 
+from ._cluster import primaries
 from .config import RedisConfig
 
 __all__ = ["Discovery"]
@@ -41,9 +45,9 @@ class Discovery:
         self._config = config
         self._match = matcher(pattern)
         self._glob = config.glob(pattern)
-        self._prefix = len(config.namespace) + 1
         self._registry_count = -1
         self._cursor = 0
+        self._cursors: dict[str, int] = {}  # a cluster's master -> its SCAN cursor
 
     async def step(self) -> set[str]:
         """The matching topics this tick found (the caller skips those it already reads)."""
@@ -57,13 +61,43 @@ class Discovery:
                     found.add(topic)
             self._registry_count = count
         if self._config.scan > 0:
-            self._cursor, keys = await self._client.scan(
-                self._cursor, match=self._glob, count=self._config.scan, _type="stream"
-            )
+            keys = await (self._scan_masters() if self._config.cluster else self._scan())
             for key in keys:
-                topic = _topic_of(key[self._prefix :])
+                topic = _topic_of(self._config.topic_of(key))
                 if topic is not None and self._match(topic):
                     found.add(topic)
+        return found
+
+    async def _scan(self) -> list[bytes]:
+        self._cursor, keys = await self._client.scan(
+            self._cursor, match=self._glob, count=self._config.scan, _type="stream"
+        )
+        return list(keys)
+
+    async def _scan_masters(self) -> list[bytes]:
+        """One SCAN step on each master of the cluster."""
+        masters = primaries(self._client)
+        self._cursors = {node.name: self._cursors.get(node.name, 0) for node in masters}
+        found: list[bytes] = []
+        for node in masters:
+            reply = await self._client.execute_command(
+                "SCAN",
+                self._cursors[node.name],
+                "MATCH",
+                self._glob,
+                "COUNT",
+                self._config.scan,
+                "TYPE",
+                "stream",
+                target_nodes=node,
+            )
+            if isinstance(reply, dict):  # some redis-py versions key a reply by node name
+                reply = next(iter(reply.values()))
+            cursor, keys = reply
+            if isinstance(cursor, dict):  # redis-py's cluster SCAN keys the cursor by node
+                cursor = next(iter(cursor.values()), 0)
+            self._cursors[node.name] = int(cursor)
+            found += keys
         return found
 
 

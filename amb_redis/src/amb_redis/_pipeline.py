@@ -5,9 +5,12 @@ faster (PERFORMANCE.md). A lone caller sends its command at once (no extra task,
 callers arriving while a round trip is in flight queue up, and the queue leaves as one pipeline as
 soon as that round trip ends. Lost connections are retried with backoff within ``timeout`` seconds,
 so a Redis restart delays publishes instead of failing them (a retried XADD may be stored twice:
-at-least-once). Each retry is bounded by the time left, so a command ends within ``timeout`` of its
-first failure; the first attempt, sent without a timer (none on the hot path), is bounded by
-redis-py's ``socket_timeout`` (5 s by default) when the connection hangs half-open.
+at-least-once). With ``wait`` set, every pipeline that writes ends with ``WAIT`` on each node it
+wrote to (on the same connection: WAIT counts that connection's writes), and a write that fewer
+replicas than asked acknowledged fails (:mod:`._wait`). Each retry is bounded by the time left, so a
+command ends within ``timeout`` of its first failure; the first attempt, sent without a timer (none
+on the hot path), is bounded by redis-py's ``socket_timeout`` (5 s by default) when the connection
+hangs half-open.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 from amb_core.backoff import Backoff
 
 from ._tasks import bounded, cancel_and_wait
+from ._wait import WRITES, Wait, plan_waits
 from .errors import RedisPublishError, RedisUnavailableError, is_connection_error
 
 __all__ = ["Pipeliner"]
@@ -38,6 +42,8 @@ class Pipeliner:
     :param scrub: removes secrets from error text.
     :param lost: called with the error when a command meets a lost connection.
     :param back: called when a command succeeds after its own connection errors.
+    :param wait: replicas and milliseconds for ``WAIT`` after writes (``None``: no WAIT).
+    :param node_of: in a cluster, the node a key lives on (WAIT then goes to each node written).
     """
 
     def __init__(
@@ -48,6 +54,8 @@ class Pipeliner:
         scrub: Callable[[str], str],
         lost: Callable[[BaseException], None] = lambda exc: None,
         back: Callable[[], None] = lambda: None,
+        wait: Wait | None = None,
+        node_of: Callable[[Any], Any] | None = None,
     ) -> None:
         self._client = client
         self._limit = limit
@@ -55,6 +63,8 @@ class Pipeliner:
         self._scrub = scrub
         self._lost = lost
         self._back = back
+        self._wait = wait
+        self._node_of = node_of
         self._busy = False
         self._queue: list[_Call] = []
         self._task: asyncio.Task[None] | None = None
@@ -81,14 +91,34 @@ class Pipeliner:
                 self._busy = False
 
     async def _one(self, args: tuple[Any, ...]) -> Any:
-        return await self._client.execute_command(*args)
+        if self._wait is None or args[0] not in WRITES:
+            return await self._client.execute_command(*args)
+        (result,) = await self._send([args])
+        if isinstance(result, Exception):
+            raise result
+        return result
 
     async def _many(self, batch: list[_Call]) -> list[Any]:
+        return await self._send([args for args, _, _ in batch])
+
+    async def _send(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """One pipeline: the commands, then a WAIT per node written to when ``wait`` is set."""
         pipe = self._client.pipeline(transaction=False)
-        for args, _, _ in batch:
+        for args in commands:
             pipe.execute_command(*args)
+        waits = plan_waits(commands, self._node_of) if self._wait is not None else []
+        for target, _ in waits:
+            assert self._wait is not None
+            extra = {} if target is None else {"target_nodes": target}
+            pipe.execute_command("WAIT", self._wait.replicas, self._wait.timeout_ms, **extra)
         results: list[Any] = await pipe.execute(raise_on_error=False)
-        return results
+        for result in results:  # a node lost mid-pipeline: retry it all (at least once)
+            if isinstance(result, Exception) and is_connection_error(result):
+                raise result
+        replies = results[: len(commands)]
+        if self._wait is not None:
+            self._wait.check(waits, results[len(commands) :], replies, self._scrub)
+        return replies
 
     async def _retrying(self, send: Callable[[Any], Any], what: Any, started: float) -> Any:
         """``send(what)``, retried through connection errors until ``timeout`` after ``started``

@@ -9,5 +9,5 @@ from .transport import RedisTransport
 
 @hookimpl
 def amb_register_transports(registry: TransportRegistry) -> None:
-    for scheme in ("redis", "rediss", "unix"):
+    for scheme in ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster"):
         registry.add(scheme, RedisTransport, distribution="agent-message-bus-redis")

@@ -8,6 +8,7 @@ Each class inherits from :class:`RedisError` (catch every Redis failure) *and* f
     │   └── RedisAuthenticationError (AuthenticationError)   bad user or password
     └── RedisPublishError (PublishError)          Redis did not take a message within the bound
         └── RedisUnavailableError (BrokerUnavailableError)   Redis unreachable for publish_timeout
+    RedisUnsupportedError (UnsupportedError)      what a Redis Cluster cannot do (wildcard pub/sub)
 
 Driver exceptions never escape raw, and no message carries a password: :func:`translate` scrubs it.
 """
@@ -24,6 +25,7 @@ from amb_core.errors import (
     ConnectError,
     PublishError,
     TransportError,
+    UnsupportedError,
 )
 
 __all__ = [
@@ -32,6 +34,7 @@ __all__ = [
     "RedisError",
     "RedisPublishError",
     "RedisUnavailableError",
+    "RedisUnsupportedError",
     "is_auth_error",
     "is_connection_error",
 ]
@@ -56,6 +59,11 @@ class RedisPublishError(RedisError, PublishError):
 class RedisUnavailableError(RedisPublishError, BrokerUnavailableError):
     """Redis stayed unreachable for ``publish_timeout``: the publish was given up (a retried XADD
     whose reply was lost with the connection may have been stored all the same)."""
+
+
+class RedisUnsupportedError(RedisError, UnsupportedError):
+    """This deployment cannot do what was asked: a wildcard subscription in pub/sub mode on a
+    Redis Cluster (sharded pub/sub has no patterns; see docs/backends/redis.md)."""
 
 
 _AUTH_MARKERS = ("WRONGPASS", "NOAUTH", "invalid password", "invalid username-password", "AUTH <")
@@ -86,4 +94,10 @@ def is_connection_error(exc: BaseException) -> bool:
     ):
         return True
     text = str(exc)
-    return isinstance(exc, rex.ResponseError) and text.startswith(("LOADING", "MASTERDOWN"))
+    if isinstance(exc, rex.ClusterError | rex.SlotNotCoveredError):  # failover under way
+        return True
+    if isinstance(exc, rex.RedisClusterException) and "connect" in text:  # no node answers yet
+        return True
+    return isinstance(exc, rex.ResponseError) and text.startswith(
+        ("LOADING", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "MOVED", "ASK")
+    )

@@ -41,7 +41,7 @@ __all__ = ["PubSubHub", "PubSubSubscription"]
 
 log = logging.getLogger("amb.redis")
 MAX_BUFFER = 100_000
-_DATA = (b"message", b"pmessage")
+_DATA = (b"message", b"pmessage", b"smessage")
 
 
 class PubSubSubscription(Subscription):
@@ -113,11 +113,14 @@ class PubSubHub:
         config: RedisConfig,
         lost: Callable[[BaseException], None] = lambda exc: None,
         back: Callable[[], None] = lambda: None,
+        *,
+        sharded: bool = False,
     ) -> None:
         self.config = config
+        self.sharded = sharded  # SSUBSCRIBE exact topics (a cluster's master, :mod:`._shards`)
         self.lost = lost
         self.back = back
-        self.prefix = len(config.namespace) + 1
+        self.topic_of = config.topic_of
         self.pubsub = client.pubsub(ignore_subscribe_messages=False)
         self.routes: dict[bytes, list[PubSubSubscription]] = {}
         self.confirm: dict[bytes, list[asyncio.Future[None]]] = {}
@@ -145,6 +148,8 @@ class PubSubHub:
             try:
                 if wildcard:
                     await self.pubsub.psubscribe(name)
+                elif self.sharded:
+                    await self.pubsub.ssubscribe(name)
                 else:
                     await self.pubsub.subscribe(name)
                 if self.task is None:
@@ -159,6 +164,36 @@ class PubSubHub:
                 ) from None
         return sub
 
+    async def adopt(self, name: bytes, subs: list[PubSubSubscription]) -> None:
+        """Take over the subscribers of sharded channel ``name`` from a hub whose master died
+        (:mod:`._shards`); returns once this hub's master confirmed the SSUBSCRIBE.
+
+        :raises TransportError: when it does not confirm within the connect timeout (``subs``
+            are then not this hub's: the caller keeps them).
+        """
+        async with self.lock:
+            existing = self.routes.get(name)
+            if existing is not None:
+                existing.extend(subs)
+            else:
+                self.routes[name] = list(subs)
+                future = asyncio.get_running_loop().create_future()
+                self.confirm.setdefault(name, []).append(future)
+                try:
+                    await self.pubsub.ssubscribe(name)
+                    if self.task is None:
+                        self.task = asyncio.get_running_loop().create_task(self._read())
+                    with bounded(self.config.connect_timeout):
+                        await future
+                except Exception as exc:
+                    self.routes.pop(name, None)
+                    self.confirm.pop(name, None)
+                    raise TransportError(
+                        f"SSUBSCRIBE {name!r} was not confirmed: {exc!r}"
+                    ) from None
+            for sub in subs:
+                sub.hub = self
+
     async def remove(self, sub: PubSubSubscription) -> None:
         async with self.lock:
             subs = self.routes.get(sub.name)
@@ -171,6 +206,8 @@ class PubSubHub:
             try:
                 if is_pattern(sub.spec.pattern):
                     await self.pubsub.punsubscribe(sub.name)
+                elif self.sharded:
+                    await self.pubsub.sunsubscribe(sub.name)
                 else:
                     await self.pubsub.unsubscribe(sub.name)
             except Exception as exc:
@@ -229,9 +266,9 @@ class PubSubHub:
                 self._dispatch(
                     [b"pmessage", message["pattern"], message["channel"], message["data"]]
                 )
-            elif kind == "message":
+            elif kind in ("message", "smessage"):
                 self._dispatch([b"message", message["channel"], message["data"]])
-            elif kind in ("subscribe", "psubscribe"):
+            elif kind in ("subscribe", "psubscribe", "ssubscribe"):
                 for future in self.confirm.pop(message["channel"], ()):
                     if not future.done():
                         future.set_result(None)
@@ -241,7 +278,7 @@ class PubSubHub:
         subs = self.routes.get(response[1])
         if subs:
             channel, data = response[-2], response[-1]
-            topic = channel[self.prefix :].decode()
+            topic = self.topic_of(channel).decode()
             for sub in subs:
                 sub.feed(topic, data)
 

@@ -17,6 +17,10 @@
   subscription opened is read from the subscription's start on Redis's clock (``start="new"``) or
   from its beginning (``"earliest"``), so nothing published after the subscription is missed and
   nothing older is handed to a ``"new"`` subscriber.
+- On a Redis Cluster, one XREADGROUP may only name keys of one slot. A subscription reading one
+  stream blocks on it as on a single Redis; one reading several (a wildcard's) sends a
+  non-blocking XREADGROUP per stream in one pipeline (redis-py sends each master its share) and,
+  when none had anything, sleeps ``POLL`` seconds: that is its added latency.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from amb_core.message import Message
 from amb_core.topics import is_pattern
 from amb_core.transport import Delivery, Subscription, SubscriptionSpec, decode_delivery
 
+from ._cluster import server_time
 from ._discovery import Discovery
 from .errors import is_connection_error
 
@@ -50,6 +55,7 @@ _IDLE_FOREVER = 2**40  # ms; XCLAIM ... IDLE: "long idle", so the next XAUTOCLAI
 _seq = itertools.count()
 SWEEP_EVERY = 60.0  # s between looks for consumers that died with nothing pending
 GHOST_IDLE_MS = 600_000  # a consumer silent this long with nothing pending is gone
+POLL = 0.02  # s between polls of a cluster subscription reading streams on several slots
 
 
 def entry_fields(body: bytes, headers: dict[str, str]) -> list[Any]:
@@ -149,7 +155,10 @@ class StreamSubscription(Subscription):
         """The largest stream id of the millisecond before now on Redis's clock: a group created
         there reads every entry XADDed from now on (``*`` ids come from the same clock, never
         going back), and none older than a millisecond."""
-        seconds, micros = await self.client.time()
+        if self.config.cluster:
+            seconds, micros = await server_time(self.client)
+        else:
+            seconds, micros = await self.client.time()
         return f"{int(seconds) * 1000 + int(micros) // 1000 - 1}-{2**64 - 1}"
 
     async def join(self, topic: str, start: str) -> None:
@@ -348,7 +357,9 @@ class StreamSubscription(Subscription):
             if self.buffer:
                 return
         streams = dict.fromkeys(self.topics, ">")
-        if self.acks:
+        if self.config.cluster and len(streams) > 1:
+            result = await self._poll_each(streams, block)
+        elif self.acks:
             acks = self.acks
             pipe = self.client.pipeline(transaction=False)
             await self._flush_acks(pipe)
@@ -373,11 +384,33 @@ class StreamSubscription(Subscription):
             for entry_id, fields in entries:
                 push(key, entry_id, fields, 1)
 
+    async def _poll_each(self, streams: dict[bytes, str], block: int) -> list[Any]:
+        """A cluster's XREADGROUP over several slots: one non-blocking read per stream (acks
+        first), in one pipeline; a short sleep when all were empty."""
+        acks = self.acks
+        pipe = self.client.pipeline(transaction=False)
+        await self._flush_acks(pipe)
+        for key, start in streams.items():
+            pipe.xreadgroup(self.group, self.consumer, {key: start}, count=self.spec.prefetch)
+        try:
+            results = await pipe.execute()
+        except Exception:
+            for key, ids in acks.items():  # not sent: send with the next read
+                self.acks.setdefault(key, []).extend(ids)
+            raise
+        result = [r for reply in results[len(results) - len(streams) :] for r in reply or ()]
+        if not result and streams and next(iter(streams.values())) == ">":
+            await asyncio.sleep(min(POLL, block / 1000))
+        return result
+
     async def _recover_own(self) -> None:
         """After a lost connection, re-read this consumer's own pending entries (``XREADGROUP``
         from id 0): Redis may have handed out entries whose reply never arrived."""
         streams = dict.fromkeys(self.topics, "0")
-        result = await self.client.xreadgroup(self.group, self.consumer, streams, count=10_000)
+        if self.config.cluster and len(streams) > 1:
+            result = await self._poll_each(streams, 0)
+        else:
+            result = await self.client.xreadgroup(self.group, self.consumer, streams, count=10_000)
         self.recover = False
         for key, entries in result or ():
             for entry_id, fields in entries:

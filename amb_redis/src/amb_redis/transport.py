@@ -6,6 +6,11 @@ and a group of workers must share the load. Only Streams gives that (consumer gr
 redelivery, retention). Pub/sub is for events where the newest value is all that matters and
 latency is everything: choose it with ``?mode=pubsub`` or ``mode="pubsub"``.
 
+On a Redis Cluster (``redis+cluster://``, :mod:`._cluster`) the same two modes run over redis-py's
+``RedisCluster``: Streams with one hash-tagged stream per topic, pub/sub as sharded pub/sub
+(SSUBSCRIBE/SPUBLISH) for exact topics and a typed error for wildcards, or, with ``pubsub=classic``,
+broadcast PUBLISH and (P)SUBSCRIBE on one node (:mod:`._shards`).
+
 In Streams mode the request/reply inbox (``_INBOX.*`` topics) still rides on pub/sub: a reply is
 worthless once its requester gave up, and a stream per bus would be left behind in Redis forever.
 """
@@ -31,8 +36,11 @@ from amb_core.transport import (
 from amb_core.urls import redact_secrets
 from amb_core.wire import encode, pack
 
+from ._cluster import cluster_client
 from ._health import Heartbeat
+from ._shards import ClusterPubSub
 from ._tasks import bounded, cancel_and_wait
+from ._wait import Wait
 from .config import RedisConfig
 from .errors import RedisAuthenticationError, RedisConnectError, is_auth_error
 from .pubsub import PubSubHub
@@ -59,9 +67,10 @@ _KNOWN_LIMIT = 65536
 class RedisTransport(Transport):
     """AMB over Redis (redis-py's asyncio client).
 
-    :param url: ``redis://[user:password@]host[:port][/db][?mode=streams|pubsub&...]``; ``rediss://``
-        for TLS, ``unix:///path`` for a socket. See :class:`~amb_redis.config.RedisConfig` for the
-        options; keyword arguments win over the URL's.
+    :param url: ``redis://[user:password@]host[:port][/db][?mode=streams|pubsub&...]``;
+        ``rediss://`` for TLS, ``unix:///path`` for a socket, ``redis+cluster://host:port,...``
+        for a Redis Cluster. See :class:`~amb_redis.config.RedisConfig` for the options; keyword
+        arguments win over the URL's.
     """
 
     scheme = "redis"
@@ -80,7 +89,7 @@ class RedisTransport(Transport):
         self.id = uuid.uuid4().hex[:12]
         self.client: Any = None
         self._pipeliner: Any = None
-        self._hub: PubSubHub | None = None
+        self._hub: PubSubHub | ClusterPubSub | None = None
         self._known: set[str] = set()
         self._subscriptions: set[Subscription] = set()
         self._closed = False
@@ -90,6 +99,15 @@ class RedisTransport(Transport):
     @property
     def description(self) -> str:
         return f"RedisTransport {self.config.description}"
+
+    @property
+    def replication_gap(self) -> bool:
+        """True when a failover can lose publishes that returned: on a Redis Cluster (or any
+        Redis whose replica may be promoted) without ``wait_replicas``, since Redis replicates
+        asynchronously and a master acknowledges a write before any replica has it. ``False``
+        with ``wait_replicas`` >= 1 (a publish returns once that many replicas have it) and on a
+        single Redis without replicas, whose own persistence settings decide instead."""
+        return self.config.cluster and self.config.wait_replicas == 0
 
     def _scrub(self, text: str) -> str:
         return redact_secrets(text, self.config.password)
@@ -111,19 +129,24 @@ class RedisTransport(Transport):
         if self.client is not None and not self._closed:
             return
         try:
-            client = aioredis.Redis.from_url(
-                self.config.url,
-                socket_connect_timeout=self.config.connect_timeout,
-                retry=Retry(NoBackoff(), 1),
-                max_connections=1000,
-                protocol=2,  # the same replies on redis-py 5 to 8; no per-message push handling
-            )
+            if self.config.cluster:
+                client = cluster_client(self.config)
+            else:
+                client = aioredis.Redis.from_url(
+                    self.config.url,
+                    socket_connect_timeout=self.config.connect_timeout,
+                    retry=Retry(NoBackoff(), 1),
+                    max_connections=1000,
+                    protocol=2,  # the same replies on redis-py 5 to 8; no per-message push handling
+                )
         except (ValueError, TypeError) as exc:
             raise ConfigurationError(
                 self._scrub(f"bad Redis URL {self.description}: {exc}")
             ) from None
         try:
             with bounded(self.config.connect_timeout):
+                if self.config.cluster:
+                    await client.initialize()
                 await client.ping()
         except Exception as exc:
             await client.aclose()
@@ -143,6 +166,8 @@ class RedisTransport(Transport):
             self._scrub,
             self._connection_lost,
             self._connection_back,
+            wait=self._wait(),
+            node_of=client.get_node_from_key if self.config.cluster else None,
         )
         self._closed = False
         self._set_state(ConnectionState.CONNECTED)
@@ -154,6 +179,12 @@ class RedisTransport(Transport):
             self._connection_back,
         )
         self._heartbeat = asyncio.get_running_loop().create_task(beat.run())
+
+    def _wait(self) -> Wait | None:
+        """The WAIT after writes, when ``wait_replicas`` asks for one."""
+        if self.config.wait_replicas <= 0:
+            return None
+        return Wait(self.config.wait_replicas, max(1, int(self.config.wait_timeout * 1000)))
 
     # -- connection state -------------------------------------------------------------------------
 
@@ -225,7 +256,8 @@ class RedisTransport(Transport):
         topic = message.topic
         config = self.config
         if config.mode == "pubsub" or topic.startswith(_EPHEMERAL):
-            await self._pipeliner.call("PUBLISH", config.key(topic), pack(message))
+            command = "SPUBLISH" if config.sharded else "PUBLISH"
+            await self._pipeliner.call(command, config.key(topic), pack(message))
             return
         body, headers = encode(message)
         if BODY in headers:
@@ -267,7 +299,8 @@ class RedisTransport(Transport):
         """Write bytes as another program would (XADD ``body`` + headers, or a bare PUBLISH)."""
         self._check()
         if self.config.mode == "pubsub" or topic.startswith(_EPHEMERAL):
-            await self.client.publish(self.config.key(topic), body)
+            command = "SPUBLISH" if self.config.sharded else "PUBLISH"
+            await self.client.execute_command(command, self.config.key(topic), body)
             return
         await self.client.sadd(self.config.registry, topic)
         await self.client.execute_command(
@@ -296,7 +329,8 @@ class RedisTransport(Transport):
                     spec.pattern,
                 )
             if self._hub is None:
-                self._hub = PubSubHub(
+                hub_class = ClusterPubSub if self.config.cluster else PubSubHub
+                self._hub = hub_class(
                     self.client, self.config, self._connection_lost, self._connection_back
                 )
             return await self._hub.add(spec)
