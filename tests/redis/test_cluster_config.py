@@ -41,6 +41,11 @@ def test_the_replication_gap_is_declared() -> None:
     assert RedisTransport("redis+cluster://a:1").replication_gap
     assert not RedisTransport("redis+cluster://a:1?wait_replicas=1").replication_gap
     assert not RedisTransport("redis://a:1").replication_gap
+    for mode in ("streams", "pubsub"):  # and in the capabilities, where applications look
+        assert RedisTransport(f"redis+cluster://a:1?mode={mode}").capabilities.failover_loss
+        waits = RedisTransport(f"redis+cluster://a:1?mode={mode}&wait_replicas=1")
+        assert not waits.capabilities.failover_loss
+        assert not RedisTransport(f"redis://a:1?mode={mode}").capabilities.failover_loss
 
 
 @pytest.mark.parametrize(

@@ -61,11 +61,16 @@ class Capabilities:
     :param max_message_size: the largest encoded message the broker takes, when it has a limit:
         a publish past it raises :class:`~amb_core.errors.MessageTooLargeError` before anything is
         sent.
+    :param failover_loss: a *limit*, not a guarantee: publishes that returned may be lost when
+        the broker fails over to a replica, because it replicates asynchronously (a Redis Cluster
+        without ``wait_replicas``). Declared so that an application can tell; see
+        docs/scaling.md for what was measured.
 
     ``native_wildcards``, ``native_request_reply`` and ``native_dead_letter`` are informational:
     they say how the transport does something every transport must do (the core re-checks
     wildcards, runs request/reply over an inbox and dead-letters by itself), so the suite proves the
-    behaviour on every transport, not the flag.
+    behaviour on every transport, not the flag. ``failover_loss`` is informational too: it declares
+    a loss the suite cannot provoke (a backend's own failover tests measure it).
     """
 
     persistent: bool = False
@@ -81,6 +86,7 @@ class Capabilities:
     headers: bool = False
     delivery_count: bool = False
     max_message_size: int | None = None
+    failover_loss: bool = False
 
     def names(self) -> list[str]:
         """The names of the boolean capabilities that are ``True``."""

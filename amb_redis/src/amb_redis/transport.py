@@ -23,6 +23,8 @@ import uuid
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
+import attrs
+
 from amb_core.errors import ConfigurationError, NotConnectedError
 from amb_core.inbox import INBOX_PREFIX
 from amb_core.message import Message
@@ -83,9 +85,12 @@ class RedisTransport(Transport):
 
     def __init__(self, url: str = "redis://localhost:6379", **options: Any) -> None:
         self.config = RedisConfig.parse(url, **options)
-        self.capabilities = (
+        capabilities = (
             STREAMS_CAPABILITIES if self.config.mode == "streams" else PUBSUB_CAPABILITIES
         )
+        if self.replication_gap:  # declared: see Capabilities.failover_loss
+            capabilities = attrs.evolve(capabilities, failover_loss=True)
+        self.capabilities = capabilities
         self.id = uuid.uuid4().hex[:12]
         self.client: Any = None
         self._pipeliner: Any = None
