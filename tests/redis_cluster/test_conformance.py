@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
 import anyio
+import attrs
 import pytest
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
@@ -43,8 +44,27 @@ def _raw(transport: Transport) -> tuple[Any, RedisTransport]:
     return RedisCluster.from_url(config.url, startup_nodes=seeds), transport
 
 
+def _declares_failover_loss(single_case: Callable[..., None]) -> Callable[..., None]:
+    """A cluster transport declares what the single server's does, plus ``failover_loss`` (no
+    ``wait_replicas`` in these tests: Redis replicates asynchronously)."""
+
+    def test_capabilities(self: Any, make_transport: Callable[[], Transport]) -> None:
+        transport = make_transport()
+        assert transport.capabilities.failover_loss
+        single_case(self, lambda: _without_failover_loss(transport))
+
+    return test_capabilities
+
+
+def _without_failover_loss(transport: Transport) -> Transport:
+    transport.capabilities = attrs.evolve(transport.capabilities, failover_loss=False)
+    return transport
+
+
 class TestClusterStreamsConformance(single.TestStreamsConformance):
     """Streams mode on the cluster: topics spread over the masters by their hash tag."""
+
+    test_capabilities = _declares_failover_loss(single.TestStreamsConformance.test_capabilities)
 
     @pytest.fixture
     def make_transport(self, redis_cluster_url: str, namespace: str) -> Callable[[], Transport]:
@@ -126,7 +146,7 @@ class TestClusterPubSubConformance(TestClusterStreamsConformance):
     for _case in WILDCARD_CASES:
         locals()[_case] = _refused
     del _case
-    test_capabilities = single.TestPubSubConformance.test_capabilities
+    test_capabilities = _declares_failover_loss(single.TestPubSubConformance.test_capabilities)
     test_capture_raw_sees_the_packed_envelope = (
         single.TestPubSubConformance.test_capture_raw_sees_the_packed_envelope
     )
@@ -184,6 +204,7 @@ class TestClusterClassicPubSubConformance(single.TestPubSubConformance):
 
     make_transport = TestClusterStreamsConformance.make_transport
     restartable_broker = TestClusterStreamsConformance.restartable_broker
+    test_capabilities = _declares_failover_loss(single.TestPubSubConformance.test_capabilities)
 
     async def capture_raw(
         self, transport: Transport, topic: str, publish: Callable[[], Awaitable[Any]]
