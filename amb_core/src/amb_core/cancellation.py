@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 
 from .deadletter import RetryPolicy
 from .message import Message, build_message, new_id
+from .topics import validate_topic
 
 if TYPE_CHECKING:
     from .bus import MessageBus
@@ -114,9 +115,12 @@ class Cancellations:
         self, correlation_id: str, kind: str, to: str, seq: int | None = None
     ) -> None:
         """Publish one control message to ``to`` (an inbox or the broadcast topic)."""
+        message = self._control(correlation_id, kind, to, seq)
+        await self._bus._publish_message(message, one_off=True)
+
+    def _control(self, correlation_id: str, kind: str, to: str, seq: int | None) -> Message:
         headers = {H_CONTROL: kind} if seq is None else {H_CONTROL: kind, H_SEQ: str(seq)}
-        bus = self._bus
-        message = build_message(
+        return build_message(
             to,
             None,
             headers,
@@ -124,13 +128,12 @@ class Cancellations:
             correlation_id,
             None,
             time.time(),
-            bus.name,
+            self._bus.name,
             None,
             1,
             0,
             None,
         )
-        await bus._publish_message(message, one_off=True)
 
     def cancel_later(self, correlation_id: str, to: str | None = None) -> None:
         """:meth:`send_cancel` in the bus's background, for code that cannot wait (a cancelled
@@ -143,9 +146,19 @@ class Cancellations:
         """:meth:`send_control` in the bus's background, so that the caller does not wait for the
         broker; a failure is logged (a lost credit is re-sent with the next; a lost cancel leaves
         the responder to its deadline)."""
-        tg = self._bus._tg
-        if tg is None or self._bus._state != "connected":
+        bus = self._bus
+        tg = bus._tg
+        if tg is None or bus._state != "connected":
             return
+        send_now = bus._send_now
+        if send_now is not None:  # sent at once where the transport needs no wait: no task
+            try:
+                validate_topic(to, remember=False)
+                if send_now(self._control(correlation_id, kind, to, seq)):
+                    return
+            except Exception as exc:
+                log.debug("could not send %s for request %s: %r", kind, correlation_id, exc)
+                return
         tg.start_soon(self._send_quietly, correlation_id, kind, to, seq)
 
     async def _send_quietly(self, correlation_id: str, kind: str, to: str, seq: int | None) -> None:
