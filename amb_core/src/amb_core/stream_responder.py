@@ -69,13 +69,14 @@ class StreamInterrupted(Exception):
 class _Credit:
     """How far the responder may run ahead of what the requester has taken."""
 
-    __slots__ = ("acked", "cancelled", "producing", "wake", "window")
+    __slots__ = ("acked", "cancelled", "new_event", "producing", "wake", "window")
 
     def __init__(self, window: int) -> None:
         self.window = window
         self.acked = 0
         self.cancelled = False
         self.wake = anyio.Event()
+        self.new_event: Callable[[], anyio.Event] = type(self.wake)  # see streaming._Frames
         self.producing: anyio.CancelScope | None = None  # set while the generator makes a chunk
 
     def grant(self, seq: int) -> None:
@@ -92,7 +93,7 @@ class _Credit:
     async def wait_for(self, seq: int) -> None:
         """Wait until frame ``seq`` may be sent, or the stream is cancelled."""
         while seq > self.acked + self.window and not self.cancelled:
-            self.wake = anyio.Event()
+            self.wake = self.new_event()
             await self.wake.wait()
 
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -61,7 +61,17 @@ a responder waiting for credit that was lost (an at-most-once broker) goes on wi
 class _Frames:
     """What has arrived for one stream, filed by frame number (the inbox's receiver)."""
 
-    __slots__ = ("closed", "final", "frames", "next", "responder", "waiting", "wake", "window")
+    __slots__ = (
+        "closed",
+        "final",
+        "frames",
+        "new_event",
+        "next",
+        "responder",
+        "waiting",
+        "wake",
+        "window",
+    )
 
     def __init__(self, window: int) -> None:
         self.frames: dict[int, Message] = {}
@@ -71,6 +81,9 @@ class _Frames:
         self.responder: str | None = None
         self.closed = False
         self.wake = anyio.Event()
+        # The event loop's own Event class: anyio.Event() looks the loop up on every call (a
+        # tenth of a chunk's cost), and the reader makes an Event for each wait.
+        self.new_event: Callable[[], anyio.Event] = type(self.wake)
         self.waiting = False  # the reader is parked on wake (a frame sets it only then)
 
     def deliver(self, reply: Message) -> None:
@@ -203,7 +216,7 @@ class ReplyStream(InboxConversation):
                     wait, cause = gap_since + self._gap - now, "gap"
             if wait > _RESEND_CREDIT and self._acked < frames.next - 1:
                 wait, cause = _RESEND_CREDIT, "credit"
-            frames.wake = anyio.Event()
+            frames.wake = frames.new_event()
             frames.waiting = True
             with anyio.move_on_after(max(wait, 0.0)) as scope:
                 try:
