@@ -133,6 +133,7 @@ class ReplyStream(InboxConversation):
         self._idle = idle_timeout
         self._gap = gap_timeout
         self._window = max(1, min(window, MAX_WINDOW))
+        self._half = max(1, self._window // 2)  # chunks taken between two credits
         self._frames: _Frames | None = None
         self._acked = 0
         self._last_chunk_is_final = False
@@ -190,7 +191,8 @@ class ReplyStream(InboxConversation):
                     self._end(cancel=False)
                     raise_for_error_reply(self.topic, frame)
                     raise StopAsyncIteration
-                self._credit(frames.next - 1)
+                if frames.next - 1 - self._acked >= self._half:  # else no credit is due yet
+                    self._credit(frames.next - 1)
                 return frame
             if frames.final is not None and not frames.frames:
                 reply = frames.final
