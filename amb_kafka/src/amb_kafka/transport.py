@@ -120,6 +120,7 @@ class KafkaTransport(Transport):
         self.capabilities = attrs.evolve(
             KafkaTransport.capabilities, max_message_size=self.config.max_message_bytes
         )
+        self._limit = self.config.max_message_bytes  # read once: a property parses it each time
         self._next_probe = 0.0
         self._answered_at = float("-inf")  # when a probe last found the broker back
         self._admin: AdminClient | None = None
@@ -334,7 +335,7 @@ class KafkaTransport(Transport):
     def _check_size(self, message: Message, body: bytes, headers: dict[str, str]) -> None:
         """Refuse a record over ``message.max.bytes`` before it is produced, naming the limit
         (librdkafka refuses at about the same size, with no limit in its text)."""
-        limit = self.config.max_message_bytes
+        limit = self._limit
         if len(body) + 512 < limit:  # the usual message: no need to count its headers
             return
         size = len(body) + len(message.key or "") + sum(len(k) + len(v) for k, v in headers.items())
@@ -376,6 +377,8 @@ class KafkaTransport(Transport):
         batch = Batch(pump)
         report = batch.report
         produce: Any = pump.producer.produce
+        # a body this much under the limit fits whatever its headers: _check_size only past it
+        large = self._limit - 512
         refused: Exception | None = None
         pump.batching = True  # the pump thread stays out of the way until the batch is produced
         try:
@@ -384,11 +387,12 @@ class KafkaTransport(Transport):
                 if topic not in self._topics:
                     await self.ensure_topic(topic)
                 body, headers = encode(message)
-                try:
-                    self._check_size(message, body, headers)
-                except MessageTooLargeError as exc:
-                    refused = exc
-                    break
+                if len(body) >= large:
+                    try:
+                        self._check_size(message, body, headers)
+                    except MessageTooLargeError as exc:
+                        refused = exc
+                        break
                 key = message.key.encode() if message.key is not None else None
                 while True:
                     try:
