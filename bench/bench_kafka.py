@@ -64,7 +64,7 @@ CONSUME_REPEAT = 7  # consume runs are short and their spread is the widest
 PAYLOAD = {"agent": "planner", "task": "analyze", "data": "x" * 60}
 BODY = json.dumps(PAYLOAD).encode()
 LINGER_MS = 5
-OPTIONS = f"session_timeout_ms=2000&fetch_wait_max_ms=10&linger_ms={LINGER_MS}"
+OPTIONS = f"session_timeout_ms=2000&fetch_wait_max_ms=10&linger_ms={LINGER_MS}&partitions=1"
 
 Timing = tuple[float, float]  # wall seconds, process CPU seconds
 Run = Callable[[], Awaitable[Timing | None]]

@@ -28,7 +28,7 @@ async def test_acknowledged_records_and_committed_offsets_survive_kill_9(
     the 50 unconsumed ones, none of the first 50 again) and a replay from the earliest offset finds
     all 100: nothing acknowledged was lost."""
     topic, group = f"durable{uuid.uuid4().hex[:8]}.orders", f"g-{uuid.uuid4().hex[:8]}"
-    url = durable_broker.url
+    url = durable_broker.url + "&partitions=1"  # one partition: read back in publish order
     async with MessageBus(KafkaTransport(url)) as bus:
         for i in range(50):
             await bus.publish(topic, i)  # returns once the broker acknowledged it (acks=all)

@@ -2,8 +2,9 @@
 
 Format: ``kafka://[user:password@]host:port[,host:port...][?option=value&...]``.
 
-AMB's own options (underscored names): ``partitions`` (for topics the bus creates, default 1; a
-consumer group shares a topic's work only up to its number of partitions; reply inboxes get 1),
+AMB's own options (underscored names): ``partitions`` (for topics the bus creates, default
+:data:`DEFAULT_PARTITIONS`; a consumer group shares a topic's work only up to its number of
+partitions; reply inboxes get 1),
 ``replication`` (default 1), ``connect_timeout`` (seconds, default 5), ``publish_timeout`` (seconds,
 default 15: the bound on every publish, librdkafka's ``message.timeout.ms``; a publish that the
 broker has not confirmed by then raises), ``commit_interval`` (seconds
@@ -26,7 +27,15 @@ from amb_core.errors import ConfigurationError
 from amb_core.options import Option, parse_options
 from amb_core.urls import redact_url, split_url
 
-__all__ = ["SPEC", "KafkaConfig"]
+__all__ = ["DEFAULT_PARTITIONS", "SPEC", "KafkaConfig"]
+
+DEFAULT_PARTITIONS = 4
+"""Partitions of the topics the bus creates. A group shares a topic by partition, so with 1 (Kafka's
+own default) a second member sits idle; 4 shares evenly among 1, 2 or 4 members and lets a group of 3
+work too. Not more: every partition costs the broker a log and the consumers a fetch per round (on
+Tansu over S3 a listing per fetch), and order holds only per key, so more partitions buy nothing for
+a small group. A topic can gain partitions later (Kafka's tools), never lose them; set
+``partitions=`` for bigger groups, ``partitions=1`` for one topic-wide order."""
 
 #: AMB's options for ``kafka://`` (query string or keyword arguments). A name with a dot, and
 #: ``debug``, go to librdkafka unchanged.
@@ -63,7 +72,7 @@ class KafkaConfig:
     bootstrap: str
     username: str | None = attrs.field(default=None, repr=False)
     password: str | None = attrs.field(default=None, repr=False)
-    partitions: int = 1
+    partitions: int = DEFAULT_PARTITIONS
     replication: int = 1
     connect_timeout: float = 5.0
     publish_timeout: float = 15.0
@@ -148,11 +157,17 @@ class KafkaConfig:
 
     def producer(self) -> dict[str, Any]:
         """Producer settings: acknowledged by all replicas, idempotent (no reordering on retry),
-        every message confirmed or failed within ``publish_timeout``."""
+        every message confirmed or failed within ``publish_timeout``.
+
+        A message without a key goes to a partition picked at random for it alone (sticky
+        partitioning off): librdkafka's default keeps every keyless record produced within
+        ``2 x linger_ms`` on one partition, so a ``publish_many`` of keyless messages landed on one
+        partition and a group of two had one member take all of it."""
         return {
             **self.common(),
             "acks": "all",
             "enable.idempotence": True,
+            "sticky.partitioning.linger.ms": 0,
             "linger.ms": self.linger_ms,
             "message.timeout.ms": max(1, int(self.publish_timeout * 1000)),
             **self.extra,

@@ -71,6 +71,7 @@ _DOWN = frozenset({KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT})
 _EPHEMERAL = INBOX_PREFIX + "."
 """Client errors (``error_cb``) that mean the connection is lost: the transport is reconnecting."""
 _PROBE_EVERY = 0.5  # seconds between probes of a broker that went away
+_LATE_REPORT = 2.0  # seconds a timed-out record's report may come after its publish_timeout
 
 
 def _probe(admin: AdminClient, errors: list[Any], timeout: float) -> tuple[Any, Any]:
@@ -119,7 +120,9 @@ class KafkaTransport(Transport):
         self.capabilities = attrs.evolve(
             KafkaTransport.capabilities, max_message_size=self.config.max_message_bytes
         )
+        self._limit = self.config.max_message_bytes  # read once: a property parses it each time
         self._next_probe = 0.0
+        self._answered_at = float("-inf")  # when a probe last found the broker back
         self._admin: AdminClient | None = None
         self._producer: Producer | None = None
         self._pump: ProducerPump | None = None
@@ -192,6 +195,7 @@ class KafkaTransport(Transport):
         self._back()
 
     def _back(self) -> None:
+        self._answered_at = time.monotonic()
         if self._state is ConnectionState.RECONNECTING and not self._closed:
             log.warning("Kafka at %s reachable again", self.config.description)
             self._set_state(ConnectionState.CONNECTED)
@@ -302,6 +306,8 @@ class KafkaTransport(Transport):
         if error.code() in _TOO_LARGE:
             return MessageTooLargeError(size, self.config.max_message_bytes, topic)
         if error.code() in _UNREACHABLE:
+            if error.code() == KafkaError._MSG_TIMED_OUT and self._answered_recently():
+                self._renew_producer()
             # A broker that hangs (connections open, no answers) drops no connection, so
             # error_cb says nothing until librdkafka's socket.timeout.ms (60 s) is over; a
             # delivery that timed out tells it after publish_timeout. The probe turns the
@@ -313,10 +319,23 @@ class KafkaTransport(Transport):
             )
         return KafkaPublishError(f"Kafka did not take the message for {topic!r}: {error.str()}")
 
+    def _answered_recently(self) -> bool:
+        """Whether the broker answered a probe within the last ``publish_timeout``: a record timed
+        out although the broker was reachable for part of its life. That is a producer stuck on
+        its idempotence state: a broker restarted without it (memory storage) leaves the
+        producer's id unknown, and librdkafka retries every record of a partition it had written
+        to until it times out, publish after publish, without a fatal error. Seen on Tansu with
+        several partitions; the one-partition case happened to end in a fatal error instead.
+
+        With a margin: librdkafka looks for timed-out records once a second, and a loaded machine
+        reports them later still (a window of ``publish_timeout`` alone missed the probe by a few
+        tenths, publish after publish, for a minute)."""
+        return time.monotonic() - self._answered_at < self.config.publish_timeout + _LATE_REPORT
+
     def _check_size(self, message: Message, body: bytes, headers: dict[str, str]) -> None:
         """Refuse a record over ``message.max.bytes`` before it is produced, naming the limit
         (librdkafka refuses at about the same size, with no limit in its text)."""
-        limit = self.config.max_message_bytes
+        limit = self._limit
         if len(body) + 512 < limit:  # the usual message: no need to count its headers
             return
         size = len(body) + len(message.key or "") + sum(len(k) + len(v) for k, v in headers.items())
@@ -358,6 +377,8 @@ class KafkaTransport(Transport):
         batch = Batch(pump)
         report = batch.report
         produce: Any = pump.producer.produce
+        # a body this much under the limit fits whatever its headers: _check_size only past it
+        large = self._limit - 512
         refused: Exception | None = None
         pump.batching = True  # the pump thread stays out of the way until the batch is produced
         try:
@@ -366,11 +387,12 @@ class KafkaTransport(Transport):
                 if topic not in self._topics:
                     await self.ensure_topic(topic)
                 body, headers = encode(message)
-                try:
-                    self._check_size(message, body, headers)
-                except MessageTooLargeError as exc:
-                    refused = exc
-                    break
+                if len(body) >= large:
+                    try:
+                        self._check_size(message, body, headers)
+                    except MessageTooLargeError as exc:
+                        refused = exc
+                        break
                 key = message.key.encode() if message.key is not None else None
                 while True:
                     try:

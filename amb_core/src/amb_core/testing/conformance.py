@@ -115,8 +115,8 @@ class TransportConformance(
         async with self.open_bus(make_transport) as bus:
             got = await self.collect(bus, f"{topic}.p")
             values: list[Any] = [b"\x00\xffraw", "text", 42, None, [1, 2]]
-            for value in values:
-                await bus.publish(f"{topic}.p", value)
+            for value in values:  # one key: an ordered transport keeps order per key
+                await bus.publish(f"{topic}.p", value, key="payloads")
             await wait_until(lambda: len(got) == len(values), self.timeout, "all payloads")
             if self.caps(make_transport).ordered:
                 assert [m.payload for m in got] == values
