@@ -315,3 +315,142 @@ async def test_a_request_given_up_by_timeout_cancels_the_handler() -> None:
             await client.request("think", None, timeout=0.3)
         with anyio.fail_after(3):
             await cancelled.wait()
+
+
+class SlowAcknowledgement(Middleware):
+    """Delivers a request at once but returns from publish only later, as a broker whose
+    acknowledgement lags its delivery does (SQS: the handler starts before the HTTP reply)."""
+
+    async def on_publish(self, message: Message, send: Send) -> None:
+        await send(message)
+        if message.topic == "think":
+            await anyio.sleep(30)
+
+
+def _lagging_pair() -> tuple[MessageBus, MessageBus]:
+    hub = MemoryHub()
+    server = MessageBus(MemoryTransport(hub), name="server")
+    client = MessageBus(MemoryTransport(hub), name="client", middleware=[SlowAcknowledgement()])
+    return server, client
+
+
+async def _thinking(server: MessageBus, streaming: bool) -> tuple[anyio.Event, anyio.Event]:
+    """A responder on ``think`` that sets the first event when it starts and the second when
+    it is cancelled."""
+    started, cancelled = anyio.Event(), anyio.Event()
+
+    async def think(message: Message) -> Any:
+        started.set()
+        try:
+            await anyio.sleep(30)
+        except BaseException:
+            cancelled.set()
+            raise
+
+    async def think_aloud(message: Message) -> Any:
+        yield "hmm"
+        await think(message)
+
+    await server.subscribe("think", think_aloud if streaming else think)
+    await server.listen_for_cancellations()
+    return started, cancelled
+
+
+@pytest.mark.parametrize("how", ["cancelled", "timed out"])
+async def test_a_request_given_up_while_its_publish_waits_still_cancels_the_handler(
+    how: str,
+) -> None:
+    server, client = _lagging_pair()
+    async with server, client:
+        started, cancelled = await _thinking(server, streaming=False)
+        if how == "timed out":
+            with pytest.raises(RequestTimeoutError):
+                await client.request("think", None, timeout=0.3)
+        else:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(lambda: client.request("think", None, timeout=20))
+                with anyio.fail_after(3):
+                    await started.wait()
+                tg.cancel_scope.cancel()
+        with anyio.fail_after(3):
+            await cancelled.wait()
+
+
+@pytest.mark.parametrize("kind", ["stream", "gather"])
+async def test_a_conversation_given_up_while_its_publish_waits_still_cancels_the_handler(
+    kind: str,
+) -> None:
+    server, client = _lagging_pair()
+    async with server, client:
+        started, cancelled = await _thinking(server, streaming=kind == "stream")
+
+        async def converse() -> None:
+            if kind == "stream":
+                async for _ in client.stream("think", None, timeout=20):
+                    pass
+            else:
+                await client.gather("think", None, timeout=20)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(converse)
+            with anyio.fail_after(3):
+                await started.wait()
+            tg.cancel_scope.cancel()
+        with anyio.fail_after(3):
+            await cancelled.wait()
+
+
+class HoldRequests(Middleware):
+    """Keeps requests on ``think`` back until released, as a broker whose queue for them lags
+    the one for cancels does (no broker orders two topics against each other)."""
+
+    def __init__(self) -> None:
+        self.held: list[tuple[Message, Send]] = []
+
+    async def on_publish(self, message: Message, send: Send) -> None:
+        if message.topic == "think":
+            self.held.append((message, send))
+        else:
+            await send(message)
+
+    async def release(self) -> None:
+        for message, send in self.held:
+            await send(message)
+
+
+@pytest.mark.parametrize("streaming", [False, True], ids=["request", "stream"])
+async def test_a_cancel_that_overtakes_its_request_cancels_the_handler_when_it_comes(
+    streaming: bool,
+) -> None:
+    hub = MemoryHub()
+    hold = HoldRequests()
+    server = MessageBus(MemoryTransport(hub), name="server")
+    client = MessageBus(MemoryTransport(hub), name="client", middleware=[hold])
+    heard = anyio.Event()
+    async with server, client:
+        started, cancelled = await _thinking(server, streaming=streaming)
+
+        @server.subscribe("_INBOX.cancel")
+        async def hear(message: Message) -> None:
+            heard.set()
+
+        async def ask() -> None:
+            if streaming:
+                async for _ in client.stream("think", None, timeout=20):
+                    pass
+            else:
+                await client.request("think", None, timeout=20)
+
+        async with anyio.create_task_group() as tg:  # given up (not timed out: it must not
+            tg.start_soon(ask)  # expire before it is released)
+            await anyio.sleep(0.2)
+            tg.cancel_scope.cancel()
+        with anyio.fail_after(3):
+            await heard.wait()  # the cancel reached the responder's bus before its request
+        await hold.release()
+        with anyio.fail_after(3):
+            await cancelled.wait() if not streaming else await anyio.sleep(0.3)
+        if streaming:  # cancelled before its first chunk: the generator never ran
+            assert not started.is_set()
+        else:
+            assert started.is_set()

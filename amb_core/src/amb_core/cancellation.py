@@ -11,14 +11,21 @@ a stream) sends a *control message*: a message with the request's correlation id
 
 The responder looks the correlation id up among the requests its handlers are running for and
 cancels that handler (an anyio cancel scope; a stream's generator is closed at its next ``yield``).
+A request counts as possibly delivered from the moment its publish starts: one given up while
+the broker has not yet acknowledged it (the handler may already run: SQS delivers before its HTTP
+reply) is cancelled too; only a publish that raised is taken as not sent.
 A cancelled handler's request is acknowledged (it is not retried: its requester has gone) and no
 reply is sent. The race is inherent and documented: a reply already sent stays sent (the requester
 drops it), and a handler that has returned cannot be cancelled.
 
 A bus starts listening on the broadcast topic the first time it serves a request, in the
 background: a cancel sent before that subscription is established (on Kafka or SQS, seconds after
-the bus's very first request) is not seen, and that handler runs to its end. Costs nothing for
-messages that are not requests; a request pays one dictionary entry while its handler runs.
+the bus's very first request) is not seen, and that handler runs to its end. A cancel that
+overtakes its request (they travel on different topics, which no broker orders against each
+other: an SQS request redelivered, a Kafka request behind a backlog) is remembered for
+:data:`EARLY_CANCEL_SECONDS` (the last :data:`EARLY_CANCEL_KEPT` of them): the request, when it
+comes, has its handler cancelled at once. Costs nothing for messages that are not requests; a
+request pays one dictionary entry while its handler runs.
 """
 
 from __future__ import annotations
@@ -36,7 +43,15 @@ if TYPE_CHECKING:
     from .bus import MessageBus
     from .subscriber import Subscriber
 
-__all__ = ["CANCEL_TOPIC", "H_CONTROL", "H_SEQ", "Cancellations", "HandlerCancelled"]
+__all__ = [
+    "CANCEL_TOPIC",
+    "EARLY_CANCEL_KEPT",
+    "EARLY_CANCEL_SECONDS",
+    "H_CONTROL",
+    "H_SEQ",
+    "Cancellations",
+    "HandlerCancelled",
+]
 
 log = logging.getLogger("amb.cancellation")
 CANCEL_TOPIC = "_INBOX.cancel"
@@ -44,6 +59,11 @@ H_CONTROL = "amb-control"
 """Header of a control message: ``cancel``, or ``ack`` (with ``amb-seq``: a stream's credit)."""
 H_SEQ = "amb-seq"
 """A streamed reply's frame number (1 first), and in an ``ack`` the last frame the requester took."""
+EARLY_CANCEL_SECONDS = 60.0
+"""How long a cancel that came before its request is kept, waiting for the request."""
+EARLY_CANCEL_KEPT = 1024
+"""How many such cancels are kept at most (the oldest go first): every bus hears every broadcast
+cancel, most of them for requests other buses serve, so the memory is bounded."""
 
 
 class HandlerCancelled(Exception):
@@ -59,6 +79,7 @@ class Cancellations:
         self.running: dict[str, list[Callable[[], None]]] = {}
         self.acks: dict[str, Callable[[int], None]] = {}
         self._listener: Subscriber | None = None
+        self._early: dict[str, float] = {}  # cancels with no handler running yet, by arrival
 
     # -- responder side --------------------------------------------------------------------------
 
@@ -82,7 +103,11 @@ class Cancellations:
         kind = message.headers.get(H_CONTROL)
         key = message.correlation_id or ""
         if kind == "cancel":
-            for cancel in self.running.get(key, ()):
+            cancels = self.running.get(key)
+            if not cancels:
+                self._remember_early(key)
+                return
+            for cancel in cancels:
                 log.debug("request %s cancelled by its requester", key)
                 cancel()
         elif kind == "ack":
@@ -96,6 +121,18 @@ class Cancellations:
         self.running.setdefault(key, []).append(cancel)
         if self._listener is None:
             self.listen()
+        if self._early:
+            heard = self._early.pop(key, None)
+            if heard is not None and time.monotonic() - heard < EARLY_CANCEL_SECONDS:
+                log.debug("request %s was cancelled before it came", key)
+                cancel()
+
+    def _remember_early(self, key: str) -> None:
+        """Keep a cancel that found no handler: its request may still be on its way."""
+        early = self._early
+        early[key] = time.monotonic()
+        if len(early) > EARLY_CANCEL_KEPT:
+            del early[next(iter(early))]
 
     def leave(self, key: str, cancel: Callable[[], None]) -> None:
         """The handler recorded by :meth:`enter` has finished."""

@@ -71,8 +71,11 @@ class InboxConversation:
                 correlation_id=self.correlation_id,
                 reply_to=inbox.topic,
             )
-        except BaseException:
+        except Exception:
             self._finish(False)  # not sent: nobody to tell
+            raise
+        except BaseException:  # given up while publish waited: it may have been delivered
+            self._finish(True)
             raise
 
     def _finish(self, cancel_to: str | bool | None) -> None:

@@ -154,19 +154,27 @@ class Inbox:
         correlation_id = new_id()
         waiter = _Waiter()
         self._waiters[correlation_id] = waiter
-        sent = False
+        # Whether the request may have reached a responder: from the moment publish starts, not
+        # the moment it returns. A broker hands the request on before its acknowledgement
+        # reaches us (SQS: the handler starts before the HTTP reply), so a request given up
+        # while publish waits must be cancelled too; only a publish that raised sent nothing.
+        maybe_sent = False
         try:
             with anyio.move_on_after(timeout):
-                await self._bus.publish(
-                    topic,
-                    correlation_id=correlation_id,
-                    reply_to=self.topic,
-                    **message_fields,  # type: ignore[arg-type]
-                )
-                sent = True
+                maybe_sent = True
+                try:
+                    await self._bus.publish(
+                        topic,
+                        correlation_id=correlation_id,
+                        reply_to=self.topic,
+                        **message_fields,  # type: ignore[arg-type]
+                    )
+                except Exception:
+                    maybe_sent = False
+                    raise
                 await waiter.event.wait()
         except BaseException:
-            if sent and waiter.reply is None:  # cancelled: tell the responder (cancellation)
+            if maybe_sent and waiter.reply is None:  # cancelled: tell the responder
                 self._bus._cancellations().cancel_later(correlation_id)
             raise
         finally:
@@ -174,7 +182,7 @@ class Inbox:
         if waiter.closed:
             raise NotConnectedError(f"the bus closed while a request on {topic!r} waited")
         if waiter.reply is None:
-            if sent:
+            if maybe_sent:
                 self._bus._cancellations().cancel_later(correlation_id)
             raise RequestTimeoutError(topic, timeout)
         if H_NO_RESPONDERS in waiter.reply.headers:
