@@ -32,6 +32,26 @@ async def test_a_member_joining_mid_backlog_loses_and_repeats_nothing(
     kafka_url: str, caplog: pytest.LogCaptureFixture, count: int, pause: float, served_on: str
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="amb.kafka")
+    # Which side serves the revoke is up to timing: on a loaded machine the loop can be starved
+    # past the poll thread's half second, and the thread serves it. Every try must lose and
+    # repeat nothing; the case is tried again (up to ATTEMPTS times) until the side meant served.
+    seen: list[list[str]] = []
+    for _ in range(ATTEMPTS):
+        caplog.clear()
+        await _join_mid_backlog(kafka_url, count, pause)
+        revokes = [r.getMessage() for r in caplog.records if " revoked " in r.getMessage()]
+        seen.append(revokes)
+        if any(f"(on the {served_on})" in r for r in revokes):
+            return
+    pytest.fail(f"not the case meant in {ATTEMPTS} tries: {seen}")
+
+
+ATTEMPTS = 3
+
+
+async def _join_mid_backlog(kafka_url: str, count: int, pause: float) -> None:
+    """One run: a backlog of ``count``, a second member joining while the first works through
+    it; asserts that nothing is lost or handled twice and that the second member took part."""
     topic, group = f"join{uuid.uuid4().hex[:8]}", f"join-{uuid.uuid4().hex[:8]}"
     url = kafka_url + "&partitions=2"
     handled: Counter[int] = Counter()
@@ -54,8 +74,6 @@ async def test_a_member_joining_mid_backlog_loses_and_repeats_nothing(
         await second.subscribe(topic, handler_of("second"), group=group, start="earliest")
         await wait_until(lambda: len(handled) >= count, 90, "every message, across both members")
         await anyio.sleep(0.5)  # nothing more (no duplicate) arrives
-    revokes = [r.getMessage() for r in caplog.records if " revoked " in r.getMessage()]
     assert set(handled) == set(range(count)), "nothing lost"
     assert [p for p, n in handled.items() if n > 1] == [], "nothing handled twice"
-    assert by["second"] > 0, f"the second member got no partition: {revokes}"
-    assert any(f"(on the {served_on})" in r for r in revokes), f"not the case meant: {revokes}"
+    assert by["second"] > 0, "the second member got no partition"
