@@ -82,3 +82,62 @@ async def test_a_sharded_subscription_follows_its_slot_to_the_new_master(
         f"the kill; {len(published)} published, {lost} not received (at most once)"
     )
     assert master_of(own_cluster, transport.config.key(TOPIC)) is not victim
+
+
+async def test_classic_subscriptions_move_to_a_live_node_when_theirs_dies(
+    own_cluster: Cluster,
+) -> None:
+    """``pubsub=classic`` (wildcards on a cluster): every node hears every PUBLISH, so when the
+    node holding the subscriptions dies they move to another live node by themselves; an exact
+    and a wildcard subscription both receive again, and the publisher rides through."""
+    url = f"{own_cluster.url()}?mode=pubsub&pubsub=classic&publish_timeout=20"
+    published: dict[int, float] = {}
+    exact: dict[int, float] = {}
+    wildcard: dict[int, float] = {}
+    stop = anyio.Event()
+
+    async def publish_all(bus: MessageBus) -> None:
+        n = 0
+        while not stop.is_set():
+            published[n] = time.monotonic()
+            await bus.publish(TOPIC, n)
+            n += 1
+            await anyio.sleep(0.005)
+
+    async with (
+        MessageBus(RedisTransport(url), name="pub") as publisher,
+        MessageBus(RedisTransport(url), name="sub") as subscriber,
+        anyio.create_task_group() as tg,
+    ):
+        await subscriber.subscribe(TOPIC, lambda m: exact.setdefault(m.payload, time.monotonic()))
+        await subscriber.subscribe(
+            "pubsub.*", lambda m: wildcard.setdefault(m.payload, time.monotonic())
+        )
+        tg.start_soon(publish_all, publisher)
+        await wait_until(lambda: len(exact) >= 100 and len(wildcard) >= 100, 30, "the first")
+        transport = subscriber.transport
+        assert isinstance(transport, RedisTransport)
+        hubs = transport._hub.hubs  # type: ignore[union-attr]
+        assert len(hubs) == 1, "classic subscriptions live on one node"
+        port = int(next(iter(hubs)).rsplit(":", 1)[1])
+        victim = next(node for node in own_cluster.nodes if node.port == port)
+        killed = time.monotonic()
+        victim.kill()
+
+        def after(received: dict[int, float]) -> bool:
+            return any(n in received for n, t in list(published.items()) if t >= killed + 0.5)
+
+        await wait_until(
+            lambda: after(exact) and after(wildcard),
+            30,
+            lambda: f"messages published after the kill ({len(exact)}, {len(wildcard)} received)",
+        )
+        late = [t for n, t in exact.items() if published[n] >= killed + 0.5]
+        stop.set()
+        await anyio.sleep(0.5)
+        assert hubs and all(not name.endswith(f":{port}") for name in hubs), "moved"
+    print(
+        f"\nRedis Cluster classic pub/sub, the subscriptions' node killed: receiving again "
+        f"{min(late) - killed:.2f}s after the kill; {len(published)} published, "
+        f"{len(published) - len(exact)} not received (at most once)"
+    )

@@ -19,8 +19,13 @@ When a master dies, its hub's reader keeps losing its connection; the first loss
 task that, every 0.1 to 0.5 s, lets redis-py refresh its slot map (a keyed ``EXISTS`` on a channel)
 and, once another node serves a channel's slot (the promoted replica), moves that channel's
 subscribers to the hub of that node (:meth:`~amb_redis.pubsub.PubSubHub.adopt`). Messages published
-in between are lost (at most once); the subscriptions themselves carry on. In classic mode the one
-hub reconnects to its node's address only: a classic subscription whose node died waits for it.
+in between are lost (at most once); the subscriptions themselves carry on.
+
+In classic mode every node hears every PUBLISH (the cluster bus broadcasts it, to replicas as
+well), so any live node can serve the subscriptions: when the classic hub's node stops answering,
+a rehoming task moves every channel and pattern to the first other node of the cluster's map that
+answers a PING, and later classic subscriptions go there too. A node that answers again before
+that keeps its subscriptions (its hub reconnects by itself).
 
 redis-py's own ``ClusterPubSub`` reads the masters' connections one after the other, each with a
 timeout, which adds up to that timeout of latency per message; a reader per master has none.
@@ -65,6 +70,7 @@ class ClusterPubSub:
         self.hubs: dict[str, tuple[Any, PubSubHub]] = {}  # node name -> (its client, its hub)
         self.task = None  # each hub stops its own reader (aclose)
         self.rehoming: dict[str, asyncio.Task[None]] = {}  # node name -> its rehoming task
+        self.classic_node: Any = None  # where classic subscriptions live (after a rehoming)
 
     async def add(self, spec: SubscriptionSpec) -> PubSubSubscription:
         """SSUBSCRIBE on the master of the topic's slot (classic: (P)SUBSCRIBE on the default
@@ -80,7 +86,7 @@ class ClusterPubSub:
         if self.config.sharded:
             node = self.client.get_node_from_key(self.config.key(spec.pattern))
         else:
-            node = self.client.get_default_node()
+            node = self.classic_node or self.client.get_default_node()
         return await self._hub(node).add(spec)
 
     def _hub(self, node: Any) -> PubSubHub:
@@ -104,9 +110,59 @@ class ClusterPubSub:
 
     def _node_lost(self, name: str, exc: BaseException) -> None:
         self.lost(exc)
-        if self.config.sharded and name not in self.rehoming:
-            task = asyncio.get_running_loop().create_task(self._rehome(name))
-            self.rehoming[name] = task
+        if name not in self.rehoming:
+            rehome = self._rehome if self.config.sharded else self._rehome_classic
+            self.rehoming[name] = asyncio.get_running_loop().create_task(rehome(name))
+
+    async def _rehome_classic(self, name: str) -> None:
+        """Move every subscription of the classic hub on node ``name`` to another live node,
+        unless ``name`` answers again first."""
+        import redis.asyncio as aioredis
+
+        backoff = Backoff(initial=0.1, cap=0.5)
+        try:
+            while name in self.hubs:
+                await asyncio.sleep(backoff.next())
+                node_client, hub = self.hubs[name]
+                if await _answers(node_client):
+                    return  # back: its hub reconnects and re-subscribes by itself
+                try:  # a keyed command: on failure redis-py refreshes its map of the cluster
+                    await self.client.execute_command("EXISTS", self.config.key("_rehome"))
+                except Exception as exc:
+                    log.debug("refreshing the cluster map: %r", exc)
+                for node in self.client.get_nodes():
+                    if node.name == name:
+                        continue
+                    probe = aioredis.Redis.from_url(
+                        self.config.node_url(node.host, node.port),
+                        socket_connect_timeout=min(self.config.connect_timeout, 1.0),
+                        protocol=2,
+                    )
+                    try:
+                        alive = await _answers(probe)
+                    finally:
+                        await probe.aclose()
+                    if alive:
+                        break
+                else:
+                    continue  # no other node answers yet: try again
+                target = self._hub(node)
+                for channel, subs in list(hub.routes.items()):
+                    hub.routes.pop(channel, None)
+                    try:
+                        await target.adopt(channel, subs)
+                    except Exception as exc:
+                        hub.routes[channel] = subs  # tried again at the next round
+                        log.debug("moving %r to %s failed: %r", channel, node.name, exc)
+                    else:
+                        log.info("pub/sub %r moved from %s to %s", channel, name, node.name)
+                self.classic_node = node
+                if not hub.routes:
+                    del self.hubs[name]
+                    await hub.aclose()
+                    await node_client.aclose()
+        finally:
+            self.rehoming.pop(name, None)
 
     async def _rehome(self, name: str) -> None:
         """Move the channels of the hub of master ``name`` to the nodes that serve their slots
@@ -154,3 +210,11 @@ class ClusterPubSub:
         for node_client, hub in hubs:
             await hub.aclose()
             await node_client.aclose()
+
+
+async def _answers(client: Any) -> bool:
+    """Whether the node behind ``client`` answers a PING (within its connect timeout)."""
+    try:
+        return bool(await asyncio.wait_for(client.ping(), 1.0))
+    except Exception:
+        return False

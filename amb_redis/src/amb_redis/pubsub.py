@@ -165,8 +165,8 @@ class PubSubHub:
         return sub
 
     async def adopt(self, name: bytes, subs: list[PubSubSubscription]) -> None:
-        """Take over the subscribers of sharded channel ``name`` from a hub whose master died
-        (:mod:`._shards`); returns once this hub's master confirmed the SSUBSCRIBE.
+        """Take over the subscribers of channel or pattern ``name`` from a hub whose node died
+        (:mod:`._shards`); returns once this hub's node confirmed the (S|P)SUBSCRIBE.
 
         :raises TransportError: when it does not confirm within the connect timeout (``subs``
             are then not this hub's: the caller keeps them).
@@ -180,7 +180,12 @@ class PubSubHub:
                 future = asyncio.get_running_loop().create_future()
                 self.confirm.setdefault(name, []).append(future)
                 try:
-                    await self.pubsub.ssubscribe(name)
+                    if subs and is_pattern(subs[0].spec.pattern):
+                        await self.pubsub.psubscribe(name)
+                    elif self.sharded:
+                        await self.pubsub.ssubscribe(name)
+                    else:
+                        await self.pubsub.subscribe(name)
                     if self.task is None:
                         self.task = asyncio.get_running_loop().create_task(self._read())
                     with bounded(self.config.connect_timeout):
@@ -189,7 +194,7 @@ class PubSubHub:
                     self.routes.pop(name, None)
                     self.confirm.pop(name, None)
                     raise TransportError(
-                        f"SSUBSCRIBE {name!r} was not confirmed: {exc!r}"
+                        f"subscribing {name!r} was not confirmed: {exc!r}"
                     ) from None
             for sub in subs:
                 sub.hub = self
