@@ -32,6 +32,16 @@ def own_cluster() -> Iterator[Cluster]:
         cluster.close()
 
 
+async def publish_until(bus: MessageBus, stop: anyio.Event, published: dict[int, float]) -> None:
+    """Publish 0, 1, 2, ... to TOPIC every 5 ms until ``stop``, noting when each went out."""
+    n = 0
+    while not stop.is_set():
+        published[n] = time.monotonic()
+        await bus.publish(TOPIC, n)
+        n += 1
+        await anyio.sleep(0.005)
+
+
 async def test_a_sharded_subscription_follows_its_slot_to_the_new_master(
     own_cluster: Cluster,
 ) -> None:
@@ -43,21 +53,13 @@ async def test_a_sharded_subscription_follows_its_slot_to_the_new_master(
     async def handle(message: Message) -> None:
         received.setdefault(message.payload, time.monotonic())
 
-    async def publish_all(bus: MessageBus) -> None:
-        n = 0
-        while not stop.is_set():
-            published[n] = time.monotonic()
-            await bus.publish(TOPIC, n)
-            n += 1
-            await anyio.sleep(0.005)
-
     async with (
         MessageBus(RedisTransport(url), name="pub") as publisher,
         MessageBus(RedisTransport(url), name="sub") as subscriber,
         anyio.create_task_group() as tg,
     ):
         await subscriber.subscribe(TOPIC, handle)
-        tg.start_soon(publish_all, publisher)
+        tg.start_soon(publish_until, publisher, stop, published)
         await wait_until(lambda: len(received) >= 100, 30, "the first messages")
         transport = publisher.transport
         assert isinstance(transport, RedisTransport)
@@ -96,14 +98,6 @@ async def test_classic_subscriptions_move_to_a_live_node_when_theirs_dies(
     wildcard: dict[int, float] = {}
     stop = anyio.Event()
 
-    async def publish_all(bus: MessageBus) -> None:
-        n = 0
-        while not stop.is_set():
-            published[n] = time.monotonic()
-            await bus.publish(TOPIC, n)
-            n += 1
-            await anyio.sleep(0.005)
-
     async with (
         MessageBus(RedisTransport(url), name="pub") as publisher,
         MessageBus(RedisTransport(url), name="sub") as subscriber,
@@ -113,7 +107,7 @@ async def test_classic_subscriptions_move_to_a_live_node_when_theirs_dies(
         await subscriber.subscribe(
             "pubsub.*", lambda m: wildcard.setdefault(m.payload, time.monotonic())
         )
-        tg.start_soon(publish_all, publisher)
+        tg.start_soon(publish_until, publisher, stop, published)
         await wait_until(lambda: len(exact) >= 100 and len(wildcard) >= 100, 30, "the first")
         transport = subscriber.transport
         assert isinstance(transport, RedisTransport)

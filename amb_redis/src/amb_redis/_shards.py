@@ -146,21 +146,10 @@ class ClusterPubSub:
                         break
                 else:
                     continue  # no other node answers yet: try again
-                target = self._hub(node)
-                for channel, subs in list(hub.routes.items()):
-                    hub.routes.pop(channel, None)
-                    try:
-                        await target.adopt(channel, subs)
-                    except Exception as exc:
-                        hub.routes[channel] = subs  # tried again at the next round
-                        log.debug("moving %r to %s failed: %r", channel, node.name, exc)
-                    else:
-                        log.info("pub/sub %r moved from %s to %s", channel, name, node.name)
+                for channel in list(hub.routes):
+                    await self._move(name, hub, channel, node)
                 self.classic_node = node
-                if not hub.routes:
-                    del self.hubs[name]
-                    await hub.aclose()
-                    await node_client.aclose()
+                await self._retire_if_empty(name)
         finally:
             self.rehoming.pop(name, None)
 
@@ -185,22 +174,31 @@ class ClusterPubSub:
                     log.debug("rehoming pub/sub of %s: %r", name, exc)
                 for channel in channels:
                     node = self.client.get_node_from_key(channel)
-                    if node.name == name:
-                        continue
-                    subs = hub.routes.pop(channel, [])
-                    try:
-                        await self._hub(node).adopt(channel, subs)
-                    except Exception as exc:
-                        hub.routes[channel] = subs  # tried again at the next round
-                        log.debug("moving %r to %s failed: %r", channel, node.name, exc)
-                    else:
-                        log.info("pub/sub channel %r moved from %s to %s", channel, name, node.name)
-                if not hub.routes:
-                    del self.hubs[name]
-                    await hub.aclose()
-                    await node_client.aclose()
+                    if node.name != name:
+                        await self._move(name, hub, channel, node)
+                await self._retire_if_empty(name)
         finally:
             self.rehoming.pop(name, None)
+
+    async def _move(self, name: str, hub: PubSubHub, channel: bytes, node: Any) -> None:
+        """Hand ``channel``'s subscribers from ``hub`` (on node ``name``) to ``node``'s hub; on
+        failure they stay in ``hub``, for the next round."""
+        subs = hub.routes.pop(channel, [])
+        try:
+            await self._hub(node).adopt(channel, subs)
+        except Exception as exc:
+            hub.routes[channel] = subs
+            log.debug("moving %r to %s failed: %r", channel, node.name, exc)
+        else:
+            log.info("pub/sub %r moved from %s to %s", channel, name, node.name)
+
+    async def _retire_if_empty(self, name: str) -> None:
+        """Close the hub of node ``name`` and its client once no subscription is left in it."""
+        node_client, hub = self.hubs[name]
+        if not hub.routes:
+            del self.hubs[name]
+            await hub.aclose()
+            await node_client.aclose()
 
     async def aclose(self) -> None:
         rehoming, self.rehoming = list(self.rehoming.values()), {}
