@@ -253,7 +253,8 @@ async def nats() -> None:
                                 client, "bench.bus.stream", NATS_CHUNKS, window
                             ),
                         ),
-                    }
+                    },
+                    ROUNDS,
                 )
                 print_table(
                     f"NATS stream, {NATS_CHUNKS:,} chunks, window {window} (chunks/s in the "
