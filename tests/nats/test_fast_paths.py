@@ -64,3 +64,107 @@ async def test_publish_now_declines_a_message_over_max_payload(nats_url: str) ->
         assert not transport.publish_now(big)
     finally:
         await transport.aclose()
+
+
+async def test_raw_deliveries_decode_as_nats_py_messages_do(nats_url: str) -> None:
+    """The raw path (tuples of bytes, see ``_FastHeadersClient.deliver_raw``) is taken by core
+    subscriptions and yields what the ``Msg`` path yields, field for field."""
+    topic = f"fast.{uuid.uuid4().hex[:10]}"
+    transport = NATSTransport.from_url(nats_url)
+    async with MessageBus(transport) as bus:
+        raw = await transport.subscribe(SubscriptionSpec(topic))
+        plain = await transport.subscribe(SubscriptionSpec(topic))
+        nc = transport._client()
+        plain_sid = plain._inner._sub._id  # type: ignore[attr-defined]  # _Tracked -> Core -> nats
+        assert plain_sid in nc._raw_sids
+        nc.forget_raw(plain_sid)  # this one gets nats-py's Msg objects
+        sent = [
+            await bus.publish(topic, {"a": [1, 2.5, None]}),
+            await bus.publish(
+                topic,
+                b"\x00\xffbytes",
+                headers={"x-trace": "t1", "Other-Key": "v: with colon"},
+                key="k1",
+                ttl=30.0,
+                priority=3,
+                correlation_id="c-1",
+                reply_to="_INBOX.someone",
+                sender="agent-a",
+            ),
+        ]
+        with anyio.fail_after(5):
+            got_raw = [await raw.__anext__() for _ in sent]
+            got_plain = [await plain.__anext__() for _ in sent]
+        assert raw._inner._queue.empty() and plain._inner._queue.empty()  # type: ignore[attr-defined]
+        for message, a, b in zip(sent, got_raw, got_plain, strict=True):
+            assert a.error is None and b.error is None
+            assert a.message == b.message == message
+        await raw.aclose()
+        await plain.aclose()
+        assert not nc._raw_sids
+
+
+async def test_raw_path_keeps_nats_py_accounting_and_reports_a_slow_consumer(
+    nats_url: str,
+) -> None:
+    """Past the pending limit the raw path drops and reports, as nats-py does, and counts the
+    same statistics; a message limit set later sends the subscription back to nats-py's path."""
+    from nats.errors import SlowConsumerError
+
+    from amb_nats._client import make_client
+
+    errors: list[Exception] = []
+    two_errors = anyio.Event()
+
+    async def error_cb(exc: Exception) -> None:
+        errors.append(exc)
+        if len(errors) == 2:
+            two_errors.set()
+
+    nc = make_client()
+    await nc.connect(nats_url, error_cb=error_cb, allow_reconnect=False)
+    try:
+        subject = f"fast.{uuid.uuid4().hex[:10]}"
+        sub = await nc.subscribe(subject, pending_msgs_limit=3)
+        assert nc.deliver_raw(sub._id)
+        for i in range(5):
+            await nc.publish(subject, str(i).encode(), headers={"h": str(i)})
+        await nc.flush()
+        with anyio.fail_after(5):
+            await two_errors.wait()
+        assert all(isinstance(e, SlowConsumerError) and e.subject == subject for e in errors)
+        queued = [sub._pending_queue.get_nowait() for _ in range(3)]
+        assert [q[2] for q in queued] == [b"0", b"1", b"2"]
+        assert queued[0][0] == subject.encode() and queued[0][3].startswith(b"NATS/1.0\r\n")
+        assert sub._pending_size == 3 and sub._received == 5
+        assert nc.stats["in_msgs"] >= 5
+        sub._pending_size = 0
+        await sub.unsubscribe(limit=sub._received + 1)  # auto-unsubscribe after one more
+        await nc.publish(subject, b"last")
+        await nc.flush()
+        with anyio.fail_after(5):
+            msg = await sub._pending_queue.get()
+        assert msg.data == b"last"  # nats-py's Msg again
+        assert sub._id not in nc._raw_sids
+    finally:
+        await nc.close()
+
+
+async def test_deliver_raw_refuses_what_reads_msg_objects(nats_url: str) -> None:
+    from amb_nats._client import make_client
+
+    nc = make_client()
+    await nc.connect(nats_url, allow_reconnect=False)
+    try:
+
+        async def cb(msg: object) -> None:
+            pass
+
+        with_callback = await nc.subscribe(f"fast.{uuid.uuid4().hex[:10]}", cb=cb)
+        limited = await nc.subscribe(f"fast.{uuid.uuid4().hex[:10]}", max_msgs=2)
+        assert not nc.deliver_raw(with_callback._id)
+        assert not nc.deliver_raw(limited._id)
+        assert not nc.deliver_raw(10_000_000)  # no such subscription
+        assert not nc._raw_sids
+    finally:
+        await nc.close()

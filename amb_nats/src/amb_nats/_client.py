@@ -7,6 +7,11 @@ methods concerned, keeping their semantics: keys are validated once and remember
 lose CR/LF, and parsing still skips malformed lines. When a nats-py version lacks those internals,
 the plain client is used (correct, only slower).
 
+On receipt, subscriptions the bus reads from nats-py's pending queue can ask for raw deliveries
+(:meth:`_FastHeadersClient.deliver_raw`): the subject, reply, body and header block as bytes, with
+no ``Msg`` and no header dict in between, which is most of what a core delivery cost beyond the
+decoding the bus does anyway.
+
 The server's ``max_payload`` bounds the header block *and* the body; nats-py checks the body only,
 and a message past the limit makes the server close the connection (nats-py does not come back
 from that). So this client checks the whole size and raises :class:`PayloadTooLarge` before
@@ -28,6 +33,7 @@ from nats.errors import (
     ConnectionDrainingError,
     MaxPayloadError,
     OutboundBufferLimitError,
+    SlowConsumerError,
 )
 
 __all__ = [
@@ -35,6 +41,7 @@ __all__ = [
     "PayloadTooLarge",
     "clean_value",
     "header_block_size",
+    "header_pairs",
     "known_keys",
     "make_client",
 ]
@@ -79,6 +86,25 @@ def clean_value(value: str) -> str:
     return value.strip()
 
 
+def header_pairs(block: bytes) -> list[tuple[str, str]]:
+    """The headers of a raw delivery's header block (see :meth:`_FastHeadersClient.deliver_raw`)
+    as ``(name, value)`` pairs, read as :meth:`_FastHeadersClient._parse_header_lines` reads them
+    (malformed lines skipped); a plain block, since blocks with an inline status never take the
+    raw path. Pairs, not a dict: the decoder walks them once, so a dict would only cost."""
+    pairs: list[tuple[str, str]] = []
+    valid = _FastHeadersClient._valid_keys
+    for line in block[_BLOCK_AT:].decode("utf-8", "replace").split("\r\n"):
+        name, sep, value = line.partition(":")
+        if not sep:
+            continue
+        if name not in valid:
+            name = name.strip()
+            if not name or not name.isascii() or not name.isprintable() or " " in name:
+                continue
+        pairs.append((name, value.strip()))
+    return pairs
+
+
 def known_keys() -> set[str]:
     """Header keys already validated (shared, bounded)."""
     valid = _FastHeadersClient._valid_keys
@@ -89,6 +115,69 @@ class _FastHeadersClient(Client):
     """nats-py's client with a header encoder and parser that cost a fraction of the originals."""
 
     _valid_keys: set[str] = set()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._raw_sids: set[int] = set()
+
+    def deliver_raw(self, sid: int) -> bool:
+        """Queue the messages of subscription ``sid`` as ``(subject, reply, data, header block)``
+        tuples of bytes instead of nats-py ``Msg`` objects: no ``Msg``, no header coroutine, no
+        dict for headers the reader decodes straight away. Only for a plain subscription read
+        from its pending queue (no callback's ``Msg`` expected, no JetStream, no old-style
+        request, no message limit); False, nothing changed, for any other."""
+        sub = self._subs.get(sid)
+        if (
+            sub is None
+            or sub._cb is not None
+            or sub._future is not None
+            or sub._jsi is not None
+            or sub._max_msgs > 0
+        ):
+            return False
+        self._raw_sids.add(sid)
+        return True
+
+    def forget_raw(self, sid: int) -> None:
+        """Undo :meth:`deliver_raw` (a closed subscription's sid is not reused, but keep the set
+        small)."""
+        self._raw_sids.discard(sid)
+
+    async def _process_msg(
+        self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes
+    ) -> None:
+        """nats-py's, for subscriptions marked by :meth:`deliver_raw`: the same statistics,
+        pending accounting and slow-consumer reports, with a tuple queued instead of a ``Msg``.
+        A block with an inline status goes the usual way."""
+        if sid not in self._raw_sids or (headers and headers[_STATUS_AT] == _SPACE):
+            await super()._process_msg(sid, subject, reply, data, headers)
+            return
+        sub = self._subs.get(sid)
+        if sub is not None and sub._max_msgs > 0:  # auto-unsubscribe set since: nats-py's way
+            self._raw_sids.discard(sid)
+            sub = None
+        if sub is None:
+            await super()._process_msg(sid, subject, reply, data, headers)
+            return
+        size = len(data)
+        stats = self.stats
+        stats["in_msgs"] += 1
+        stats["in_bytes"] += size
+        sub._received += 1
+        sub._pending_size += size
+        limit = sub._pending_bytes_limit
+        if limit > 0 and sub._pending_size >= limit:
+            sub._pending_size -= size
+        else:
+            try:
+                queue: asyncio.Queue[Any] = sub._pending_queue
+                queue.put_nowait((subject, reply, data, headers))
+                return
+            except asyncio.QueueFull:
+                sub._pending_size -= size
+        await self._error_cb(
+            SlowConsumerError(subject=subject.decode(), reply=reply.decode(), sid=sid, sub=sub)
+        )
 
     async def _send_publish(
         self,
@@ -234,8 +323,16 @@ class _FastHeadersClient(Client):
         return out
 
 
-_METHODS = ("_send_publish", "_parse_header_lines", "_process_headers", "_flush_pending")
+_METHODS = (
+    "_send_publish",
+    "_parse_header_lines",
+    "_process_headers",
+    "_process_msg",
+    "_flush_pending",
+)
 _STATE = (
+    "_subs",
+    "_error_cb",
     "_status",
     "_pending",
     "_pending_data_size",

@@ -13,8 +13,11 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-from amb_core.transport import Delivery, Subscription, decode_delivery
-from amb_core.wire import H_REPLY_TO
+from amb_core.errors import DecodeError
+from amb_core.transport import Delivery, Subscription, decode_delivery, undecodable
+from amb_core.wire import H_REPLY_TO, decode_pairs
+
+from ._client import header_pairs
 
 if TYPE_CHECKING:
     from nats.aio.subscription import Subscription as NatsSubscription
@@ -36,6 +39,8 @@ class CoreSubscription(Subscription):
         self._queue: asyncio.Queue[Any] = sub._pending_queue
         self._closed = False
         self._native_reply = native_reply
+        deliver_raw = getattr(sub._conn, "deliver_raw", None)
+        self._raw = deliver_raw is not None and deliver_raw(sub._id)
 
     def ready(self) -> Delivery | None:
         """A message nats-py has already queued, without a coroutine (see
@@ -62,22 +67,43 @@ class CoreSubscription(Subscription):
         return self._delivery(msg)
 
     def _delivery(self, msg: Any) -> Delivery:
+        """A queued message, as nats-py's ``Msg`` or as the raw tuple of bytes the fast client
+        queues for this subscription (see ``_FastHeadersClient.deliver_raw``)."""
+        if type(msg) is tuple:
+            subject, reply, data, block = msg
+            self._sub._pending_size -= len(data)
+            pairs = header_pairs(block) if block else []
+            if reply and self._native_reply:
+                # A native request (nc.request): the reply subject is the requester's inbox,
+                # unless the headers name another (a later pair wins).
+                pairs.insert(0, (H_REPLY_TO, reply.decode()))
+            topic = subject.decode()
+            try:
+                return Delivery(decode_pairs(data, pairs, topic), 1, None)
+            except DecodeError as exc:
+                return Delivery(undecodable(data, topic), 1, exc)
         data = msg.data
         self._sub._pending_size -= len(data)
-        headers = msg.headers
-        if self._native_reply and msg.reply:
+        return self._decoded(data, msg.headers, msg.subject, msg.reply)
+
+    def _decoded(
+        self, data: bytes, headers: dict[str, str] | None, subject: str, reply: str
+    ) -> Delivery:
+        if self._native_reply and reply:
             # A native request (nc.request): the reply subject is the requester's inbox.
             if headers is None:
-                headers = {H_REPLY_TO: msg.reply}
+                headers = {H_REPLY_TO: reply}
             elif H_REPLY_TO not in headers:
-                headers[H_REPLY_TO] = msg.reply
-        message, error = decode_delivery(data, headers, msg.subject)
+                headers[H_REPLY_TO] = reply
+        message, error = decode_delivery(data, headers, subject)
         return Delivery(message, 1, error)
 
     async def aclose(self) -> None:
         if self._closed:
             return
         self._closed = True
+        if self._raw:
+            self._sub._conn.forget_raw(self._sub._id)
         try:
             await self._sub.unsubscribe()
         except Exception as exc:  # a closed connection has nothing left to unsubscribe
