@@ -21,6 +21,13 @@ def test_defaults_are_streams() -> None:
     assert RedisTransport().capabilities.consumer_groups
 
 
+def test_only_pubsub_mode_overlaps_replies() -> None:
+    """Pub/sub is at most once and every awaited PUBLISH is a round trip: a one-at-a-time
+    responder sends replies while it handles on. Streams acks after the reply, so it waits."""
+    assert RedisTransport("redis://h/0?mode=pubsub").replies_overlap
+    assert not RedisTransport("redis://h/0").replies_overlap
+
+
 def test_amb_options_leave_the_url_and_kwargs_win() -> None:
     config = RedisConfig.parse(
         "redis://h:1/2?mode=pubsub&maxlen=5&socket_timeout=3&namespace=x", namespace="y"

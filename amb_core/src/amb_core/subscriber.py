@@ -42,6 +42,9 @@ FAIR_RUN = 256
 """Deliveries a subscriber handles between two checkpoints: a transport that hands out a fetched
 batch without waiting, and handlers that never wait, would otherwise keep every other task of the
 loop (timeouts, publishers, other subscribers) waiting until the backlog is gone."""
+REPLIES_IN_FLIGHT = 64
+"""Replies a subscriber may have unsent while it handles the next requests (on transports that
+ask for it, see ``Transport.replies_overlap``); past that, the next reply waits for room."""
 Handler = Callable[[Message], Any]
 """An async or plain function taking the :class:`Message`; a non-None return answers a request."""
 
@@ -109,6 +112,8 @@ class Subscriber:
         self._hard: anyio.CancelScope | None = None
         self._source: Subscription | None = None
         self._redelivers = bus.transport.capabilities.at_least_once
+        self._replies: anyio.abc.TaskGroup | None = None  # replies sent while reading on
+        self._reply_slots = anyio.Semaphore(REPLIES_IN_FLIGHT)
 
     def _handler_call(self) -> Callable[[Message], Awaitable[Any]]:
         if self._streams:
@@ -163,13 +168,12 @@ class Subscriber:
                     self._ready.set()
                 if self._stopping:
                     return
-                if self.concurrency == 1:
-                    with anyio.CancelScope() as self._reader:
-                        await self._read_inline()
+                if self._bus.transport.replies_overlap and not self._redelivers:
+                    async with anyio.create_task_group() as self._replies:
+                        await self._read()  # then the replies still unsent (within the drain)
+                    self._replies = None
                 else:
-                    async with anyio.create_task_group() as handlers:
-                        with anyio.CancelScope() as self._reader:
-                            await self._read_concurrent(handlers)
+                    await self._read()
         finally:
             source, self._source = self._source, None
             if source is not None:
@@ -179,6 +183,15 @@ class Subscriber:
                     except Exception as exc:
                         log.warning("closing subscription %r failed: %r", self.pattern, exc)
             self._done.set()
+
+    async def _read(self) -> None:
+        if self.concurrency == 1:
+            with anyio.CancelScope() as self._reader:
+                await self._read_inline()
+        else:
+            async with anyio.create_task_group() as handlers:
+                with anyio.CancelScope() as self._reader:
+                    await self._read_concurrent(handlers)
 
     async def _next(self) -> Delivery | None:
         """The next delivery, or None once the source is closed."""
@@ -398,10 +411,25 @@ class Subscriber:
         return exc
 
     async def _answered(self, message: Message, result: Any) -> None:
-        """A request was handled: send the handler's return value as its reply, if any."""
+        """A request was handled: send the handler's return value as its reply, if any (in the
+        background where the transport asks for it: see ``Transport.replies_overlap``)."""
         if result is not None:
+            replies = self._replies
+            if replies is not None:
+                await self._reply_slots.acquire()  # at most REPLIES_IN_FLIGHT unsent
+                replies.start_soon(self._answer_in_background, message, result)
+                return
             await self._bus._answer(message, result)
         self._bus._forget_reply(message)
+
+    async def _answer_in_background(self, message: Message, result: Any) -> None:
+        try:
+            await self._bus._answer(message, result)
+        except Exception as exc:  # as a reply sent inline: logged, the subscription goes on
+            log.exception("replying to %s on %r failed: %r", message.id, self.pattern, exc)
+        finally:
+            self._reply_slots.release()
+            self._bus._forget_reply(message)
 
     async def _failed(self, delivery: Delivery, failure: Exception) -> None:
         """Nack with backoff (or, on at-most-once brokers, retry here), then dead-letter."""

@@ -234,6 +234,13 @@ class Transport(ABC):
     scheme: ClassVar[str] = ""
     event_loops: ClassVar[frozenset[str]] = frozenset({"asyncio"})
     capabilities: Capabilities = Capabilities()
+    replies_overlap: bool = False
+    """True when a responder should take its next request while the reply to the last one is
+    still being sent: for an at-most-once transport whose every awaited send costs a round trip
+    (Redis pub/sub), so that a one-at-a-time responder's replies leave together, as a busy
+    publisher's do. Handlers still run one at a time; a reply that fails is logged as before.
+    Left False where a send is queued without a wait anyway (memory, NATS core), since a task
+    per reply would only cost, and where the ack must follow the reply (at-least-once)."""
     _state: ConnectionState = ConnectionState.IDLE
 
     @property

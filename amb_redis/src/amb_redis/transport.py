@@ -91,6 +91,9 @@ class RedisTransport(Transport):
         if self.replication_gap:  # declared: see Capabilities.failover_loss
             capabilities = attrs.evolve(capabilities, failover_loss=True)
         self.capabilities = capabilities
+        # An awaited PUBLISH costs a round trip: a one-at-a-time responder's replies overlap
+        # and leave in shared pipelines (Transport.replies_overlap; at-most-once mode only).
+        self.replies_overlap = self.config.mode == "pubsub"
         self.id = uuid.uuid4().hex[:12]
         self.client: Any = None
         self._pipeliner: Any = None
