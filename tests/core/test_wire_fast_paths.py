@@ -9,7 +9,7 @@ import time
 import pytest
 
 from amb_core import DecodeError, Message
-from amb_core.wire import decode, decode_pairs, encode, format_timestamp
+from amb_core.wire import decode, decode_lines, decode_pairs, encode, format_timestamp
 
 
 def as_pairs(headers: dict[str, str]) -> list[tuple[str, bytes | None]]:
@@ -96,3 +96,40 @@ def test_a_batch_shares_one_formatted_timestamp() -> None:
     stamp = time.time()
     texts = [encode(Message("t", i, timestamp=stamp))[1]["amb-ts"] for i in range(3)]
     assert texts == [repr(stamp)] * 3 and texts[0] is texts[1] is texts[2]
+
+
+def as_lines(headers: dict[str, str]) -> str:
+    return "".join(f"{name}: {value}\r\n" for name, value in headers.items()) + "\r\n"
+
+
+def test_decode_lines_reads_what_encode_writes() -> None:
+    fields = ("a.b", {"n": 1}, {"trace": "x", "span": "é"}, "id-1", "c", "r.x", 1764050000.25)
+    message = Message(*fields, "agent", 5.5, 1, 3, "k")
+    body, headers = encode(message)
+    again = decode_lines(body, as_lines(headers), "elsewhere", 4)
+    assert again == message.evolve(attempt=4)
+    assert again == decode(body, headers, "elsewhere", attempt=4)
+    bare = decode_lines(b"[1]", "", "broker.topic")
+    assert bare.topic == "broker.topic" and bare.payload == [1] and bare.headers == {}
+    assert bare.id and bare.timestamp > 0 and bare.priority == 0 and bare.reply_to is None
+
+
+def test_decode_lines_reads_lines_as_a_header_parser_does() -> None:
+    """Values and misplaced names are stripped, malformed lines skipped, the last of a name
+    kept; the default reply subject gives way to a header that names one."""
+    text = (
+        "x-a:  1 \r\nno colon here\r\n : empty name\r\nbad name: v\r\nn\u00e9: v\r\n"
+        " amb-sender : s1\r\nx-a: 2\r\nx-b:\r\n\r\n"
+    )
+    message = decode_lines(b"{}", text, "t", reply_to="native.inbox")
+    assert message.headers == {"x-a": "2", "x-b": ""}
+    assert message.sender == "s1" and message.reply_to == "native.inbox"
+    named = decode_lines(b"{}", "amb-reply-to: mine\r\n", "t", reply_to="native.inbox")
+    assert named.reply_to == "mine"
+
+
+def test_decode_lines_types_bad_input() -> None:
+    with pytest.raises(DecodeError, match="amb-ttl"):
+        decode_lines(b"{}", "amb-ttl: soon\r\n", "t")
+    with pytest.raises(DecodeError, match="JSON"):
+        decode_lines(b"{", "", "t")

@@ -83,7 +83,7 @@ async def test_raw_deliveries_decode_as_nats_py_messages_do(nats_url: str) -> No
             await bus.publish(
                 topic,
                 b"\x00\xffbytes",
-                headers={"x-trace": "t1", "Other-Key": "v: with colon"},
+                headers={"x-trace": "t1", "Other-Key": "v: with colon", "x-uni": "é ü"},
                 key="k1",
                 ttl=30.0,
                 priority=3,

@@ -34,6 +34,7 @@ __all__ = [
     "RESERVED_PREFIX",
     "TEXT",
     "decode",
+    "decode_lines",
     "decode_packed",
     "decode_pairs",
     "encode",
@@ -228,6 +229,57 @@ def decode_pairs(
     except UnicodeDecodeError:
         return decode_pairs(body, _replacing(pairs), topic, attempt)
     fields[2] = user
+    return _built(fields, body, topic)
+
+
+def decode_lines(
+    body: bytes, text: str, topic: str, attempt: int = 1, reply_to: str | None = None
+) -> Message:
+    """:func:`decode` for headers written as text lines, ``Name: value`` separated by CRLF (a
+    NATS header block after its status line): one pass from the text to the fields, with no
+    list or dict of headers in between. Values lose surrounding whitespace; a line without a
+    colon, or whose name is empty, non-ASCII, unprintable or holds a space, is skipped; a name
+    given twice keeps its last value. ``reply_to`` is the default of ``amb-reply-to`` (a
+    broker's native reply subject), which a header of that name overrides.
+
+    :raises DecodeError: as :func:`decode` does.
+    """
+    fields: list[Any] = [
+        None,
+        None,
+        None,
+        None,
+        None,
+        reply_to,
+        None,
+        None,
+        None,
+        attempt,
+        None,
+        None,
+    ]
+    user: dict[str, str] = {}
+    for line in text.split("\r\n"):
+        name, sep, value = line.partition(":")
+        if not sep:
+            continue
+        index = _field_of(name)
+        if index is None:
+            name = name.strip()
+            if not name or not name.isascii() or not name.isprintable() or " " in name:
+                continue
+            index = _field_of(name)
+            if index is None:
+                user[name] = value.strip()
+                continue
+        fields[index] = value.strip()
+    fields[2] = user
+    return _built(fields, body, topic)
+
+
+def _built(fields: list[Any], body: bytes, topic: str) -> Message:
+    """The message from :func:`build_message`'s arguments as read from the headers (None where
+    absent, ``content-type`` in the payload's place): defaults filled, body and numbers read."""
     if not fields[0]:
         fields[0] = topic
     content_type = fields[1]

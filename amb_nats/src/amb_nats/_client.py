@@ -37,11 +37,11 @@ from nats.errors import (
 )
 
 __all__ = [
+    "HEADER_LINE_SIZE",
     "KEY_PATTERN",
     "PayloadTooLarge",
     "clean_value",
     "header_block_size",
-    "header_pairs",
     "known_keys",
     "make_client",
 ]
@@ -52,7 +52,8 @@ _KEYS_LIMIT = 4096
 _CRLF = b"\r\n"
 _STATUS_AT = len(b"NATS/1.0")  # a space here starts an inline status
 _HEADER_LINE = b"NATS/1.0\r\n"
-_BLOCK_AT = len(_HEADER_LINE)
+_BLOCK_AT = HEADER_LINE_SIZE = len(_HEADER_LINE)  # where a header block's lines start
+_FRAMING = _BLOCK_AT + len(_CRLF)  # a header block's bytes beyond its lines
 _SPACE = ord(" ")
 _CONNECTED, _CLOSED, _DRAINING_PUBS = (
     getattr(Client, name, None) for name in ("CONNECTED", "CLOSED", "DRAINING_PUBS")
@@ -84,25 +85,6 @@ def clean_value(value: str) -> str:
     if "\r" in value or "\n" in value:
         value = value.translate(_NEWLINES)
     return value.strip()
-
-
-def header_pairs(block: bytes) -> list[tuple[str, str]]:
-    """The headers of a raw delivery's header block (see :meth:`_FastHeadersClient.deliver_raw`)
-    as ``(name, value)`` pairs, read as :meth:`_FastHeadersClient._parse_header_lines` reads them
-    (malformed lines skipped); a plain block, since blocks with an inline status never take the
-    raw path. Pairs, not a dict: the decoder walks them once, so a dict would only cost."""
-    pairs: list[tuple[str, str]] = []
-    valid = _FastHeadersClient._valid_keys
-    for line in block[_BLOCK_AT:].decode("utf-8", "replace").split("\r\n"):
-        name, sep, value = line.partition(":")
-        if not sep:
-            continue
-        if name not in valid:
-            name = name.strip()
-            if not name or not name.isascii() or not name.isprintable() or " " in name:
-                continue
-        pairs.append((name, value.strip()))
-    return pairs
 
 
 def known_keys() -> set[str]:
@@ -235,8 +217,7 @@ class _FastHeadersClient(Client):
         checks as nats-py's ``publish``, minus the subject's (AMB checks topics). The command is
         queued inline (what nats-py's ``_send_command`` does, without its coroutine)."""
         size = len(payload)
-        hdr = f"NATS/1.0\r\n{lines}\r\n".encode()
-        hsize = len(hdr)
+        hsize = (len(lines) if lines.isascii() else len(lines.encode())) + _FRAMING
         if hsize + size > self._max_payload:
             raise PayloadTooLarge(hsize + size)
         status = self._status
@@ -251,7 +232,11 @@ class _FastHeadersClient(Client):
             ):
                 raise OutboundBufferLimitError
         cmd = b"".join(
-            (f"HPUB {subject} {reply} {hsize} {hsize + size}\r\n".encode(), hdr, payload, _CRLF)
+            (
+                f"HPUB {subject} {reply} {hsize} {hsize + size}\r\nNATS/1.0\r\n{lines}\r\n".encode(),
+                payload,
+                _CRLF,
+            )
         )
         stats = self.stats
         stats["out_msgs"] += 1
@@ -278,12 +263,15 @@ class _FastHeadersClient(Client):
         ):
             return False
         size = len(payload)
-        hdr = f"NATS/1.0\r\n{lines}\r\n".encode()
-        hsize = len(hdr)
+        hsize = (len(lines) if lines.isascii() else len(lines.encode())) + _FRAMING
         if hsize + size > self._max_payload:
             return False
         cmd = b"".join(
-            (f"HPUB {subject} {reply} {hsize} {hsize + size}\r\n".encode(), hdr, payload, _CRLF)
+            (
+                f"HPUB {subject} {reply} {hsize} {hsize + size}\r\nNATS/1.0\r\n{lines}\r\n".encode(),
+                payload,
+                _CRLF,
+            )
         )
         pending = self._pending_data_size + len(cmd)
         if 0 < self._max_pending_size < pending:

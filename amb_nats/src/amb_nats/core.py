@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 from amb_core.errors import DecodeError
 from amb_core.transport import Delivery, Subscription, decode_delivery, undecodable
-from amb_core.wire import H_REPLY_TO, decode_pairs
+from amb_core.wire import H_REPLY_TO, decode_lines
 
-from ._client import header_pairs
+from ._client import HEADER_LINE_SIZE as _BLOCK_AT
 
 if TYPE_CHECKING:
     from nats.aio.subscription import Subscription as NatsSubscription
@@ -72,14 +72,13 @@ class CoreSubscription(Subscription):
         if type(msg) is tuple:
             subject, reply, data, block = msg
             self._sub._pending_size -= len(data)
-            pairs = header_pairs(block) if block else []
-            if reply and self._native_reply:
-                # A native request (nc.request): the reply subject is the requester's inbox,
-                # unless the headers name another (a later pair wins).
-                pairs.insert(0, (H_REPLY_TO, reply.decode()))
+            text = block[_BLOCK_AT:].decode("utf-8", "replace") if block else ""
+            # A native request (nc.request): the reply subject is the requester's inbox,
+            # unless the headers name another.
+            native = reply.decode() if reply and self._native_reply else None
             topic = subject.decode()
             try:
-                return Delivery(decode_pairs(data, pairs, topic), 1, None)
+                return Delivery(decode_lines(data, text, topic, 1, native), 1, None)
             except DecodeError as exc:
                 return Delivery(undecodable(data, topic), 1, exc)
         data = msg.data
