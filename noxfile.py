@@ -91,6 +91,8 @@ def typecheck(session: nox.Session) -> None:
     session.run("mypy", "--strict", "amb_otel/src/amb_otel")
     for name in PRESENT:
         session.run("mypy", "--strict", f"amb_{name}/src/amb_{name}")
+    if len(PRESENT) == len(BACKENDS):  # the bench imports every backend and its driver
+        session.run("mypy", "--strict", "bench")
 
 
 @nox.session(python=PYTHONS)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 __all__ = ["Figure", "alternate", "measure", "percentile", "print_table"]
@@ -65,7 +65,7 @@ def _median_figure(runs: list[Figure]) -> Figure:
 
 
 async def alternate(
-    cases: dict[str, tuple[int, Callable[[], Awaitable[Any]]]], rounds: int
+    cases: Mapping[str, tuple[int, Callable[[], Awaitable[Any]]]], rounds: int
 ) -> list[Figure]:
     """Each case once per round, ``rounds`` rounds, so that a shared machine's load hits every
     case alike; the median run of each, in the order given."""

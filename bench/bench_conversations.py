@@ -15,6 +15,7 @@ The NATS server is ``AMB_NATS_URL``, else 127.0.0.1:4222, else a throwaway ``nat
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from collections.abc import AsyncGenerator
@@ -243,14 +244,14 @@ async def nats() -> None:
                     {
                         f"raw nats-py frames + credit, window {window}": (
                             NATS_CHUNKS,
-                            lambda window=window: raw_stream(
-                                requester, "bench.raw.stream", NATS_CHUNKS, window
+                            functools.partial(
+                                raw_stream, requester, "bench.raw.stream", NATS_CHUNKS, window
                             ),
                         ),
                         f"bus.stream over NATS (core), window {window}": (
                             NATS_CHUNKS,
-                            lambda window=window: bus_stream(
-                                client, "bench.bus.stream", NATS_CHUNKS, window
+                            functools.partial(
+                                bus_stream, client, "bench.bus.stream", NATS_CHUNKS, window
                             ),
                         ),
                     },

@@ -114,7 +114,11 @@ async def raw_publish_awaited(producer: Producer, topic: str) -> None:
     def run() -> None:
         for _ in range(N_SEQ):
             done: list[Any] = []
-            producer.produce(topic, BODY, on_delivery=lambda err, msg, done=done: done.append(err))
+
+            def report(err: Any, _msg: Any, done: list[Any] = done) -> None:
+                done.append(err)
+
+            producer.produce(topic, BODY, on_delivery=report)
             while not done:
                 producer.poll(0.01)
             assert done[0] is None
@@ -151,13 +155,16 @@ async def raw_publish_all(producer: Producer, topic: str, *, serialise: bool = F
 
     def run() -> None:
         failed: list[Any] = []
+
+        def report(err: Any, _msg: Any) -> None:
+            if err is not None:
+                failed.append(err)
+
         for _ in range(N):
             body = json.dumps(PAYLOAD).encode() if serialise else BODY
             while True:
                 try:
-                    producer.produce(
-                        topic, body, on_delivery=lambda err, msg: err and failed.append(err)
-                    )
+                    producer.produce(topic, body, on_delivery=report)
                     break
                 except BufferError:
                     producer.poll(0.01)
@@ -209,7 +216,7 @@ async def raw_consume(bootstrap: str, topic: str) -> Timing:
                 wall, cpu = time.perf_counter(), time.process_time()
             for record in batch:
                 if record.error() is None:
-                    json.loads(record.value())  # handle: decode, as the bus does
+                    json.loads(record.value() or b"")  # handle: decode, as the bus does
                     handled += 1
             if batch:
                 consumer.commit(asynchronous=True)

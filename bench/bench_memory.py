@@ -33,7 +33,7 @@ class _Counter:
         self.left = total
         self.done = asyncio.Event()
 
-    def __call__(self, message: Message) -> None:
+    def __call__(self, message: object) -> None:
         self.left -= 1
         if not self.left:
             self.done.set()

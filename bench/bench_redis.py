@@ -106,7 +106,7 @@ async def raw_pubsub(url: str, channel: str, mode: str) -> None:
             await pipe.execute()
     await done.wait()
     await reader
-    await pubsub.aclose()
+    await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
     await client.aclose()
 
 
@@ -142,7 +142,7 @@ async def raw_streams(url: str, key: str, concurrent: bool) -> None:
     async def consume() -> None:
         count = 0
         while count < N:
-            result = await client.xreadgroup(group, "c1", {key: ">"}, count=100, block=1000)
+            result: Any = await client.xreadgroup(group, "c1", {key: ">"}, count=100, block=1000)
             for _, entries in result or ():
                 ids = []
                 for entry_id, fields in entries:
@@ -224,8 +224,8 @@ async def raw_request_reply(url: str, namespace: str) -> tuple[str, float, float
     finally:
         for task in tasks:
             task.cancel()
-        await server_ps.aclose()
-        await inbox_ps.aclose()
+        await server_ps.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+        await inbox_ps.aclose()  # type: ignore[no-untyped-call]
         await client.aclose()
 
 
@@ -234,12 +234,13 @@ async def bus_request_reply(
 ) -> tuple[str, float, float, float]:
     """The responder in the same process; ``concurrency=None`` is the subscription's default
     (one handler at a time, as the raw responder)."""
-    options = {} if concurrency is None else {"concurrency": concurrency}
     async with (
         MessageBus(RedisTransport(url, mode=mode)) as server,
         MessageBus(RedisTransport(url, mode=mode)) as client,
     ):
-        await server.subscribe("bench.echo", lambda message: message.payload, **options)
+        await server.subscribe(
+            "bench.echo", lambda message: message.payload, concurrency=concurrency
+        )
         await server.publish("bench.warmup", None)
         setting = "default settings" if concurrency is None else f"concurrency={concurrency}"
         return await timed_requests(
@@ -395,7 +396,7 @@ def _medians(rows: list[tuple[str, float, float, float]]) -> list[tuple[str, flo
         cases.setdefault(row[0], []).append(row)
     out = []
     for label, runs in cases.items():
-        columns = [sorted(run[i] for run in runs)[len(runs) // 2] for i in (1, 2, 3)]
+        columns = [sorted(float(run[i]) for run in runs)[len(runs) // 2] for i in (1, 2, 3)]
         out.append((label, columns[0], columns[1], columns[2]))
     return out
 
