@@ -135,10 +135,8 @@ class _FastHeadersClient(Client):
             await super()._process_msg(sid, subject, reply, data, headers)
             return
         sub = self._subs.get(sid)
-        if sub is not None and sub._max_msgs > 0:  # auto-unsubscribe set since: nats-py's way
+        if sub is None or sub._max_msgs > 0:  # gone, or auto-unsubscribe set since: nats-py's way
             self._raw_sids.discard(sid)
-            sub = None
-        if sub is None:
             await super()._process_msg(sid, subject, reply, data, headers)
             return
         size = len(data)

@@ -83,18 +83,14 @@ class CoreSubscription(Subscription):
                 return Delivery(undecodable(data, topic), 1, exc)
         data = msg.data
         self._sub._pending_size -= len(data)
-        return self._decoded(data, msg.headers, msg.subject, msg.reply)
-
-    def _decoded(
-        self, data: bytes, headers: dict[str, str] | None, subject: str, reply: str
-    ) -> Delivery:
-        if self._native_reply and reply:
+        headers = msg.headers
+        if self._native_reply and msg.reply:
             # A native request (nc.request): the reply subject is the requester's inbox.
             if headers is None:
-                headers = {H_REPLY_TO: reply}
+                headers = {H_REPLY_TO: msg.reply}
             elif H_REPLY_TO not in headers:
-                headers[H_REPLY_TO] = reply
-        message, error = decode_delivery(data, headers, subject)
+                headers[H_REPLY_TO] = msg.reply
+        message, error = decode_delivery(data, headers, msg.subject)
         return Delivery(message, 1, error)
 
     async def aclose(self) -> None:
