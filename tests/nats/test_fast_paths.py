@@ -168,3 +168,42 @@ async def test_deliver_raw_refuses_what_reads_msg_objects(nats_url: str) -> None
         assert not nc._raw_sids
     finally:
         await nc.close()
+
+
+async def test_a_flush_is_answered_after_the_commands_before_it(nats_url: str) -> None:
+    """nats-py wrote PING ahead of a SUB still queued for its flusher, so ``flush()`` could
+    return before the server had the subscription. The bytes reach the socket in order now."""
+    transport = NATSTransport.from_url(nats_url)
+    await transport.connect()
+    try:
+        nc = transport._client()
+        written: list[bytes] = []
+        sock = nc._transport
+        write, writelines = sock.write, sock.writelines
+        sock.write = lambda data: (written.append(bytes(data)), write(data))[1]
+        sock.writelines = lambda lines: (
+            written.extend(bytes(x) for x in lines),
+            writelines(lines),
+        )[1]
+        try:
+            topic = f"fast.{uuid.uuid4().hex[:10]}"
+            await nc.subscribe(topic)
+            await nc.flush(timeout=5)
+        finally:
+            sock.write, sock.writelines = write, writelines
+        stream = b"".join(written)
+        assert f"SUB {topic} ".encode() in stream and b"PING\r\n" in stream
+        assert stream.index(f"SUB {topic} ".encode()) < stream.index(b"PING\r\n")
+    finally:
+        await transport.aclose()
+
+
+async def test_a_request_right_after_another_connection_subscribes_is_answered(
+    nats_url: str,
+) -> None:
+    """The end-to-end form of the test above: never "no responders" for a subscription made."""
+    async with MessageBus.from_url(nats_url) as asker, MessageBus.from_url(nats_url) as answerer:
+        for _ in range(50):
+            topic = f"fast.{uuid.uuid4().hex[:10]}"
+            await answerer.subscribe(topic, lambda m: "here")
+            assert (await asker.request(topic, None, timeout=5)).payload == "here"

@@ -12,6 +12,9 @@ On receipt, subscriptions the bus reads from nats-py's pending queue can ask for
 no ``Msg`` and no header dict in between, which is most of what a core delivery cost beyond the
 decoding the bus does anyway.
 
+A PING (what ``flush()`` sends) is queued behind the commands before it instead of being written
+ahead of them, so that a flush after ``subscribe()`` returns once the server has the subscription.
+
 The server's ``max_payload`` bounds the header block *and* the body; nats-py checks the body only,
 and a message past the limit makes the server close the connection (nats-py does not come back
 from that). So this client checks the whole size and raises :class:`PayloadTooLarge` before
@@ -50,6 +53,7 @@ _KEY = KEY_PATTERN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _NEWLINES = str.maketrans({"\r": " ", "\n": " "})
 _KEYS_LIMIT = 4096
 _CRLF = b"\r\n"
+_PING = b"PING\r\n"
 _STATUS_AT = len(b"NATS/1.0")  # a space here starts an inline status
 _HEADER_LINE = b"NATS/1.0\r\n"
 _BLOCK_AT = HEADER_LINE_SIZE = len(_HEADER_LINE)  # where a header block's lines start
@@ -158,6 +162,20 @@ class _FastHeadersClient(Client):
         await self._error_cb(
             SlowConsumerError(subject=subject.decode(), reply=reply.decode(), sid=sid, sub=sub)
         )
+
+    async def _send_ping(self, future: asyncio.Future[Any] | None = None) -> None:
+        """nats-py writes PING straight to the socket, ahead of the commands still queued for its
+        flusher: a SUB just sent, say. The PONG could then come back before the server had read
+        the SUB, so ``subscribe()`` then ``flush()`` did not mean the server had the interest, and
+        a request sent at once from another connection could be answered "no responders" (seen
+        in CI). Here the PING is queued behind them, so a PONG acknowledges everything before it.
+        """
+        if future is None:
+            future = asyncio.get_running_loop().create_future()
+        self._pongs.append(future)
+        self._pending.append(_PING)
+        self._pending_data_size += len(_PING)
+        await self._flush_pending()
 
     async def _send_publish(
         self,
@@ -315,9 +333,11 @@ _METHODS = (
     "_process_headers",
     "_process_msg",
     "_flush_pending",
+    "_send_ping",
 )
 _STATE = (
     "_subs",
+    "_pongs",
     "_error_cb",
     "_status",
     "_pending",
