@@ -15,6 +15,12 @@ earlier), and the heartbeat extends every handle whose deadline is less than hal
 all batches at once. Under a slow endpoint (moto under load answers in seconds) a heartbeat that
 walked the handles one batch after another every ``ack_wait / 2``, and skipped the handled ones
 waiting for their delete, let messages reappear (receive counts up to 6 in the soak).
+
+How early is early enough depends on the endpoint: an extension must reach it before the deadline,
+and the next beat comes a tick later. So the margin grows with the slowest recent round trip
+(``latency``), and an extension in flight does not hold up the beats after it: with one awaited
+per beat, the handles received meanwhile waited out a slow request plus a tick (twice in 50
+messages in CI, with every request 0.5 s late and the machine loaded).
 """
 
 from __future__ import annotations
@@ -101,6 +107,9 @@ class SQSSubscription(Subscription):
         # Every receipt handle this member holds until it is deleted or handed back, with the
         # loop time by which its visibility runs out at the earliest (see the module docstring).
         self.expiry: dict[str, float] = {}
+        self.latency = 0.0  # the slowest recent visibility change or delete, decaying (seconds)
+        self._extending: set[str] = set()  # handles whose extension is in flight
+        self._extensions: set[asyncio.Task[None]] = set()
         self.closed = False
         self.error: BaseException | None = None
         self._ready = asyncio.Event()
@@ -203,12 +212,27 @@ class SQSSubscription(Subscription):
         messages reappear one timeout later."""
         loop = asyncio.get_running_loop()
         tick = min(1.0, self.visibility / 4)
+        extending = self._extending
         while not self.closed:
             await asyncio.sleep(tick)
-            soon = loop.time() + self.visibility / 2
-            due = [handle for handle, ends in self.expiry.items() if ends < soon]
+            soon = loop.time() + max(self.visibility / 2, tick + 2 * self.latency)
+            due = [h for h, ends in self.expiry.items() if ends < soon and h not in extending]
             if due and not self.closed:
-                await self.change_visibility(due, self.visibility, quiet=True)
+                extending.update(due)
+                task = asyncio.ensure_future(self._extend(due))
+                self._extensions.add(task)
+                task.add_done_callback(self._extensions.discard)
+
+    async def _extend(self, handles: list[str]) -> None:
+        try:
+            await self.change_visibility(handles, self.visibility, quiet=True)
+        finally:
+            self._extending.difference_update(handles)
+
+    def _took(self, seconds: float) -> None:
+        """A visibility change or delete took ``seconds``: the heartbeat's margin follows the
+        slowest recent one, and forgets it slowly."""
+        self.latency = max(seconds, self.latency * 0.9)
 
     # -- settling --------------------------------------------------------------------------------
 
@@ -236,7 +260,9 @@ class SQSSubscription(Subscription):
         entries = [{"Id": str(i), "ReceiptHandle": h} for i, h in enumerate(batch)]
         try:
             sqs = self.namespace.sqs
+            sent = asyncio.get_running_loop().time()
             response = await sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=entries)
+            self._took(asyncio.get_running_loop().time() - sent)
             failed = response.get("Failed") or []
         except Exception as exc:
             failed = entries
@@ -279,6 +305,7 @@ class SQSSubscription(Subscription):
             response = await sqs.change_message_visibility_batch(
                 QueueUrl=self.queue_url, Entries=entries
             )
+            self._took(asyncio.get_running_loop().time() - sent)
         except Exception as exc:  # it comes back after its visibility timeout anyway
             (log.debug if quiet else log.warning)(
                 "changing visibility on %s failed: %s", self.namespace.description, exc
@@ -303,6 +330,10 @@ class SQSSubscription(Subscription):
             await cancel_and_wait(
                 self._heartbeat, f"the heartbeat of {self.spec.pattern!r}", log=log
             )
+        if self._extensions:  # let them land: one cancelled mid-request may still be applied
+            await asyncio.wait(self._extensions, timeout=self.namespace.config.connect_timeout)
+            for task in list(self._extensions):
+                await cancel_and_wait(task, f"an extension on {self.spec.pattern!r}", log=log)
         if self.owned:
             for task in self._pollers:
                 task.cancel()
