@@ -125,6 +125,27 @@ def test_signatures_read() -> None:
     assert signature_types(lambda m: m) == (None, False, None)
 
 
+async def test_a_handler_taking_object_or_any_gets_the_message() -> None:
+    """``object`` and ``Any`` declare no payload type: such a handler gets the Message, with no
+    validation step in between."""
+    got: list[object] = []
+
+    def anything(message: object) -> None:
+        got.append(message)
+
+    def any_message(message: Any) -> None:
+        got.append(message)
+
+    assert signature_types(anything) == (None, False, None)
+    async with MessageBus(MemoryTransport()) as bus:
+        first = await bus.subscribe("things.*", anything)
+        second = await bus.subscribe("things.*", any_message)
+        assert first.codec is None and second.codec is None
+        sent = await bus.publish("things.one", {"n": 1})
+        await wait_until(lambda: len(got) == 2, 5, "both handlers called")
+    assert all(isinstance(m, Message) and m.id == sent.id for m in got)
+
+
 def test_plain_turns_instances_into_json_values() -> None:
     assert plain(Order(id=1, total=2.0)) == {"id": 1, "total": 2.0}
     assert plain(Receipt(order=1, paid=True)) == {"order": 1, "paid": True}

@@ -12,7 +12,7 @@ itself (headers, sender, reply address)::
     async def on_order(order: Order, message: Message) -> Receipt:
         ...
 
-Handlers annotated ``message: Message`` (or not at all) are unchanged. Types are validated by
+Handlers annotated ``message: Message``, ``Any`` or ``object`` (or not at all) are unchanged. Types are validated by
 pydantic (models: the ``pydantic`` extra) or by msgspec (dataclasses, attrs classes, TypedDicts,
 builtins: the ``typed`` extra), both of which also give the JSON Schema that ``amb docs`` writes. A
 payload that does not validate is dead-lettered at once with reason ``invalid`` and the validation
@@ -129,6 +129,12 @@ def codec_for(kind: Any) -> PayloadCodec:
         return PayloadCodec(kind)
 
 
+_UNTYPED = (inspect.Parameter.empty, Any, object, Message)
+"""First-parameter annotations that declare no payload type: the handler takes the ``Message``.
+``object`` is here because it is how a handler says "anything" under a strict type checker; read as
+a payload type, it validated nothing and yet cost a validation per message (and needed msgspec)."""
+
+
 def _hints(function: Callable[..., Any]) -> dict[str, Any]:
     try:
         return typing.get_type_hints(function)
@@ -151,7 +157,7 @@ def signature_types(handler: Callable[..., Any]) -> tuple[Any, bool, Any]:
     if not parameters:
         return None, False, returns
     first = hints.get(parameters[0].name, inspect.Parameter.empty)
-    if first in (inspect.Parameter.empty, Any, Message) or typing.get_origin(first) is Message:
+    if first in _UNTYPED or typing.get_origin(first) is Message:
         return None, False, returns
     if isinstance(first, str):
         raise ConfigurationError(
