@@ -169,7 +169,12 @@ class _FastHeadersClient(Client):
         the SUB, so ``subscribe()`` then ``flush()`` did not mean the server had the interest, and
         a request sent at once from another connection could be answered "no responders" (seen
         in CI). Here the PING is queued behind them, so a PONG acknowledges everything before it.
+        Not while (re)connecting: queued then, it would reach the next connection after nats-py
+        has reset its list of PONGs awaited, and its PONG would answer a later flush too early.
         """
+        if self._status != _CONNECTED:
+            await super()._send_ping(future)
+            return
         if future is None:
             future = asyncio.get_running_loop().create_future()
         self._pongs.append(future)
