@@ -35,6 +35,13 @@ from amb_redis import RedisTransport
 
 from ._report import Figure, measure, percentile, print_table
 
+
+async def _close_pubsub(pubsub: Any) -> None:
+    """``PubSub.aclose()``: untyped in some redis-py releases, typed in others, so called through
+    ``Any`` (an ignore comment would be "unused" on one of them)."""
+    await pubsub.aclose()
+
+
 N = int(os.environ.get("AMB_BENCH_N", "20000"))
 PAYLOAD = {"agent": "planner", "task": "analyze", "data": "x" * 60}  # ~100 bytes as JSON
 BODY = json.dumps(PAYLOAD).encode()
@@ -106,7 +113,7 @@ async def raw_pubsub(url: str, channel: str, mode: str) -> None:
             await pipe.execute()
     await done.wait()
     await reader
-    await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+    await _close_pubsub(pubsub)
     await client.aclose()
 
 
@@ -224,8 +231,8 @@ async def raw_request_reply(url: str, namespace: str) -> tuple[str, float, float
     finally:
         for task in tasks:
             task.cancel()
-        await server_ps.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
-        await inbox_ps.aclose()  # type: ignore[no-untyped-call]
+        await _close_pubsub(server_ps)
+        await _close_pubsub(inbox_ps)
         await client.aclose()
 
 
