@@ -148,7 +148,7 @@ def _run(url: str, size: int, count: int) -> tuple[float, list[int], float]:
     with tempfile.TemporaryDirectory() as folder:
         files = [Path(folder) / f"member{i}" for i in range(size)]
         members = [_start(url, topic, group, path) for path in files]
-        time.sleep(2.0 if "kafka" in url else 0.2)  # a Kafka group settles its assignment
+        time.sleep(2.0 if "kafka" in url else 0.2)  # margin: a Kafka member is ready once assigned
         try:
             publishers = 1 if url.startswith("sqs") else PUBLISHERS
             published = anyio.run(_publish, url, topic, count, publishers)
