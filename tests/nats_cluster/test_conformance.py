@@ -54,6 +54,10 @@ class TestClusterCoreConformance(TestClusterJetStreamConformance):
 
     mode = "core"
     test_capabilities = single.TestCoreConformance.test_capabilities
+    # A subscription reaches the other nodes over the routes after the node it was made on has it
+    # (nats-server propagates interest asynchronously): a message published at once through
+    # another node can miss it (once in a run: 50 of 50). See docs/scaling.md.
+    interest_delay = 0.2
 
     @pytest.fixture
     def make_transport(self, nats_url: str, stream_prefix: str) -> Callable[[], Transport]:

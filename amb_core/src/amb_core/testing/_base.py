@@ -71,6 +71,11 @@ class ConformanceBase:
     quiet = 0.3
     timeout = 20.0
     duplicates_allowed = 0
+    interest_delay = 0.0
+    """Seconds a new subscription may take to reach publishers on *other* connections. 0 for a
+    single server: ``await bus.subscribe(...)`` returns once the server has it. A cluster whose
+    nodes learn of a subscription from each other (NATS routes) needs a moment before a publisher
+    on another node sees it; :meth:`collect` waits that long, and a backend says so in its docs."""
 
     # -- what a backend provides -----------------------------------------------------------------
 
@@ -130,6 +135,8 @@ class ConformanceBase:
     async def collect(self, bus: MessageBus, pattern: str, **options: Any) -> list[Message]:
         got: list[Message] = []
         await bus.subscribe(pattern, got.append, **options)
+        if self.interest_delay:
+            await anyio.sleep(self.interest_delay)
         return got
 
     async def capture_raw(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import random
 import shutil
 import signal
 import socket
@@ -26,6 +27,7 @@ __all__ = [
     "find_binary",
     "free_port",
     "in_ci",
+    "listening_port",
     "skip_or_fail",
     "wait_tcp",
 ]
@@ -53,6 +55,30 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def listening_port(*offsets: int, avoid: Sequence[int] = ()) -> int:
+    """A free port (and ``port + offset`` for each of ``offsets``) below Linux's ephemeral range,
+    for a server that others dial before it listens: the nodes of a cluster each connect to the
+    others as they start. A :func:`free_port` is an ephemeral port, so a node's outgoing
+    connection to a peer not yet up could take a later node's port first ("address already in
+    use": seen with NATS routes). ``avoid``: ports already chosen.
+
+    :raises RuntimeError: when no such port is found.
+    """
+    for _ in range(500):
+        port = random.randint(12000, 22700)
+        wanted = [port + offset for offset in (0, *offsets)]
+        if any(p in avoid for p in wanted):
+            continue
+        try:
+            for p in wanted:
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                    sock.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 def wait_tcp(host: str, port: int, timeout: float = 10.0) -> bool:
