@@ -12,11 +12,12 @@ itself (headers, sender, reply address)::
     async def on_order(order: Order, message: Message) -> Receipt:
         ...
 
-Handlers annotated ``message: Message``, ``Any`` or ``object`` (or not at all) are unchanged. Types are validated by
-pydantic (models: the ``pydantic`` extra) or by msgspec (dataclasses, attrs classes, TypedDicts,
-builtins: the ``typed`` extra), both of which also give the JSON Schema that ``amb docs`` writes. A
-payload that does not validate is dead-lettered at once with reason ``invalid`` and the validation
-errors, without retries (it would fail every time), and the subscription goes on.
+Handlers annotated ``message: Message``, ``Any`` or ``object`` (or not at all) are unchanged. Types
+are validated by pydantic (models: the ``pydantic`` extra) or by msgspec (dataclasses, attrs
+classes, TypedDicts, builtins: the ``typed`` extra), both of which also give the JSON Schema that
+``amb docs`` writes. A payload that does not validate is dead-lettered at once with reason
+``invalid`` and the validation errors, without retries (it would fail every time), and the
+subscription goes on.
 
 The wire stays JSON: an instance given to ``publish``, returned as a reply or yielded as a chunk is
 turned into plain JSON values first (:func:`plain`), so any language can read it. Plain JSON values
