@@ -34,8 +34,13 @@ async def test_nothing_handled_is_received_again_through_a_slow_endpoint(
 ) -> None:
     """50 messages, each in one of 50 handlers of 6 s (twice ``ack_wait=3``), every request
     0.5 s late: each is handled once, on its first receive. (With every message in a handler the
-    prefetch stays empty, so the pollers keep polling and would receive at once a message whose
-    visibility ran out.)"""
+    prefetch stays empty, so the poller keeps polling and would receive at once a message whose
+    visibility ran out.)
+
+    One poller: moto's ReceiveMessage checks and marks a message received without a lock, so two
+    receives at once can both take it (seen in CI: one message in a first receive with a receive
+    count of 2, the same message in another with 1, under load). A standard SQS queue may also hand out a
+    message twice (at-least-once); that is not what this test is about."""
     if moto_server is None:
         pytest.skip("delays requests to the fixture's moto server; AMB_SQS_URL points elsewhere")
     namespace = f"t{uuid.uuid4().hex[:12]}"
@@ -56,7 +61,7 @@ async def test_nothing_handled_is_received_again_through_a_slow_endpoint(
             f"sqs://?region=us-east-1&endpoint=http://127.0.0.1:{port}&wait=1", namespace
         )
         async with (
-            MessageBus(SQSTransport(slow, pollers=4)) as consumer,
+            MessageBus(SQSTransport(slow, pollers=1)) as consumer,
             MessageBus(SQSTransport(direct)) as producer,
         ):
             await consumer.subscribe(

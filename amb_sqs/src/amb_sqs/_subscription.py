@@ -11,16 +11,20 @@ stay invisible until it is deleted or handed back: a handled message whose visib
 is received again, and counts towards the queue's ``maxReceiveCount`` (a message handled fine could
 be dead-lettered by SQS's redrive). So each held receipt handle has a deadline (when the request
 that set its visibility was *sent*, plus the visibility: the server's own deadline is never
-earlier), and the heartbeat extends every handle whose deadline is less than half a visibility away,
-all batches at once. Under a slow endpoint (moto under load answers in seconds) a heartbeat that
-walked the handles one batch after another every ``ack_wait / 2``, and skipped the handled ones
-waiting for their delete, let messages reappear (receive counts up to 6 in the soak).
+earlier), and the heartbeat extends every handle whose deadline is less than a tick plus half a
+visibility away, all batches at once. Under a slow endpoint (moto under load answers in seconds)
+a heartbeat that walked the handles one batch after another every ``ack_wait / 2``, and skipped
+the handled ones waiting for their delete, let messages reappear (receive counts up to 6 in the
+soak).
 
 How early is early enough depends on the endpoint: an extension must reach it before the deadline,
-and the next beat comes a tick later. So the margin grows with the slowest recent round trip
-(``latency``), and an extension in flight does not hold up the beats after it: with one awaited
-per beat, the handles received meanwhile waited out a slow request plus a tick (twice in 50
-messages in CI, with every request 0.5 s late and the machine loaded).
+and the next beat comes a tick later. So the margin is counted from the next beat, not from this one,
+and grows with the slowest recent round trip (``latency``); an extension in flight does not hold up
+the beats after it. With one awaited per beat, the handles received meanwhile waited out a slow
+request plus a tick (twice in 50 messages in CI, with every request 0.5 s late and the machine
+loaded). Counted from this beat, the margin let an extension leave as little as a quarter timeout
+before its deadline while no round trip had been measured yet (0.75 s of a 3 s timeout, barely
+more than that test's delay).
 """
 
 from __future__ import annotations
@@ -206,16 +210,18 @@ class SQSSubscription(Subscription):
 
     async def _beat(self) -> None:
         """Keep what this member holds invisible while it lives: every quarter visibility timeout
-        (at most every second), extend each held message whose visibility runs out within half a
-        timeout. A handler slower than ``ack_wait`` (an LLM call) thus causes no duplicate, nor
-        does a delete that waits behind a slow endpoint; a dead process stops extending, and its
-        messages reappear one timeout later."""
+        (at most every second), extend each held message whose visibility would otherwise run out
+        less than half a timeout (or two slow round trips) after the next beat. So every extension
+        leaves with at least that much time to spare, however a beat falls against a deadline. A
+        handler slower than ``ack_wait`` (an LLM call) thus causes no duplicate, nor does a delete
+        that waits behind a slow endpoint; a dead process stops extending, and its messages
+        reappear one timeout later."""
         loop = asyncio.get_running_loop()
         tick = min(1.0, self.visibility / 4)
         extending = self._extending
         while not self.closed:
             await asyncio.sleep(tick)
-            soon = loop.time() + max(self.visibility / 2, tick + 2 * self.latency)
+            soon = loop.time() + tick + max(self.visibility / 2, 2 * self.latency)
             due = [h for h, ends in self.expiry.items() if ends < soon and h not in extending]
             if due and not self.closed:
                 extending.update(due)
