@@ -75,7 +75,8 @@ class ConformanceBase:
     """Seconds a new subscription may take to reach publishers on *other* connections. 0 for a
     single server: ``await bus.subscribe(...)`` returns once the server has it. A cluster whose
     nodes learn of a subscription from each other (NATS routes) needs a moment before a publisher
-    on another node sees it; :meth:`collect` waits that long, and a backend says so in its docs."""
+    on another node sees it; :meth:`collect` and :meth:`interest_spread` wait that long (every case
+that subscribes on one bus and sends from another), and a backend says so in its docs."""
 
     # -- what a backend provides -----------------------------------------------------------------
 
@@ -135,9 +136,14 @@ class ConformanceBase:
     async def collect(self, bus: MessageBus, pattern: str, **options: Any) -> list[Message]:
         got: list[Message] = []
         await bus.subscribe(pattern, got.append, **options)
+        await self.interest_spread()
+        return got
+
+    async def interest_spread(self) -> None:
+        """Wait :attr:`interest_delay`: called after subscribing on one bus, before another bus
+        (perhaps on another node) sends to the new subscription."""
         if self.interest_delay:
             await anyio.sleep(self.interest_delay)
-        return got
 
     async def capture_raw(
         self, transport: Transport, topic: str, publish: Callable[[], Awaitable[Any]]

@@ -33,6 +33,7 @@ class ConversationCases(ConformanceBase):
                     yield {"i": i}
 
             await server.subscribe(f"{topic}.count", count_to)
+            await self.interest_spread()
             await server.publish(f"{topic}.warmup", None)
             got = [
                 chunk.payload["i"]
@@ -60,6 +61,7 @@ class ConversationCases(ConformanceBase):
             dead = await self.collect(server, f"dlq.{topic}.>")
             await server.subscribe(f"{topic}.breaks", breaks)
             await server.subscribe(f"{topic}.marker", marker)
+            await self.interest_spread()
             await server.publish(f"{topic}.warmup", None)
             got: list[Any] = []
 
@@ -90,6 +92,7 @@ class ConversationCases(ConformanceBase):
                     yield i
 
             await server.subscribe(f"{topic}.eager", eager)
+            await self.interest_spread()
             await server.publish(f"{topic}.warmup", None)
             async with client.stream(
                 f"{topic}.eager", None, window=window, timeout=self.timeout
@@ -124,6 +127,7 @@ class ConversationCases(ConformanceBase):
                     ended.append(f"closed after {i}")
 
             await server.subscribe(f"{topic}.endless", endless)
+            await self.interest_spread()
             await server.publish(f"{topic}.warmup", None)
             async for chunk in client.stream(f"{topic}.endless", None, window=8):
                 if chunk.payload == 5:
@@ -141,6 +145,7 @@ class ConversationCases(ConformanceBase):
                     yield letter
 
             await server.subscribe(f"{topic}.letters", letters)
+            await self.interest_spread()
             await server.publish(f"{topic}.warmup", None)
             reply = await client.request(f"{topic}.letters", None, timeout=self.timeout)
         assert reply.payload == ["a", "b", "c"]
@@ -171,6 +176,7 @@ class ConversationCases(ConformanceBase):
                     await bus.subscribe(f"{topic}.quote", pool, group="pool")
             for bus in (alpha, beta, gamma, client):
                 await bus.publish(f"{topic}.warmup", None)
+            await self.interest_spread()
             expected = 3 if caps.consumer_groups else 2
             started = time.monotonic()
             replies = await client.gather(
@@ -204,6 +210,7 @@ class ConversationCases(ConformanceBase):
                 return "late"
 
             await server.subscribe(f"{topic}.slow", slow, concurrency=2)
+            await self.interest_spread()
             await server.publish(f"{topic}.warmup", None)
             assert (await client.request(f"{topic}.slow", "warmup", timeout=self.timeout)).payload
             await server.listen_for_cancellations()  # the responder hears cancels from now on

@@ -46,6 +46,7 @@ class DeadlineCases(ConformanceBase):
 
             await server.subscribe(f"{topic}.void", silent)
             await server.subscribe(f"{topic}.outer", asks_on)
+            await self.interest_spread()
             await server.publish(f"{topic}.warmup", None)  # settles the pending subscriptions
             with pytest.raises(RequestTimeoutError):
                 await client.request(f"{topic}.outer", "outer", timeout=budget)
@@ -72,6 +73,7 @@ class DeadlineCases(ConformanceBase):
                 return "ok"
 
             await server.subscribe(f"{topic}.busy", one_at_a_time, concurrency=1)
+            await self.interest_spread()
             dead = await self.collect(server, f"dlq.{topic}.>")
             await server.publish(f"{topic}.warmup", None)
 

@@ -230,6 +230,7 @@ class TransportConformance(
                 return {"echo": message.payload, "topic": message.topic}
 
             await server.subscribe(f"{topic}.explicit", self._explicit_reply(server))
+            await self.interest_spread()
             await server.publish(f"{topic}.warmup", None)  # a publish settles pending subscriptions
             reply = await client.request(f"{topic}.svc.echo", {"q": 1}, timeout=self.timeout)
             assert reply.payload == {"echo": {"q": 1}, "topic": f"{topic}.svc.echo"}
@@ -254,6 +255,7 @@ class TransportConformance(
                 return message.payload * 2
 
             await server.subscribe(f"{topic}.double", double, concurrency=20)
+            await self.interest_spread()
             results: dict[int, Any] = {}
 
             async def ask(i: int) -> None:
@@ -282,6 +284,7 @@ class TransportConformance(
                 return {"answer": message.payload}
 
             await server.subscribe(f"{topic}.ask", decoy_then_answer)
+            await self.interest_spread()
             await server.publish(f"{topic}.warmup", None)  # settles the pending subscription
             reply = await client.request(f"{topic}.ask", 42, timeout=self.timeout)
             assert reply.payload == {"answer": 42}
