@@ -50,9 +50,22 @@ def test_invalid_patterns(bad: str) -> None:
         validate_pattern(bad)
 
 
-def test_non_string_topic_is_a_typed_error() -> None:
+@pytest.mark.parametrize("bad", [42, None, ["a", "b"], {"topic": "a"}])
+def test_non_string_topic_is_a_typed_error(bad: object) -> None:
+    """Unhashable ones too (a list used to raise the dictionary's bare TypeError)."""
     with pytest.raises(InvalidTopicError, match="must be a str"):
-        validate_topic(42)  # type: ignore[arg-type]
+        validate_topic(bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.anyio
+async def test_publishing_to_a_list_is_a_typed_error() -> None:
+    from amb_core import MessageBus
+
+    async with MessageBus() as bus:
+        with pytest.raises(InvalidTopicError, match="must be a str"):
+            await bus.publish(["orders", "created"], 1)  # type: ignore[arg-type]
+        with pytest.raises(InvalidTopicError, match="must be a str"):
+            await bus.publish_many(["orders"], [1])  # type: ignore[arg-type]
 
 
 def test_literal_prefix() -> None:
@@ -139,8 +152,8 @@ def test_one_off_topics_are_checked_but_not_remembered() -> None:
 
     inbox = f"_INBOX.{uuid.uuid4().hex}.7"
     assert topics.validate_topic(inbox, remember=False) == inbox
-    assert inbox not in topics._valid_topics, "a reply inbox would crowd out the real topics"
+    assert inbox not in topics.KNOWN_TOPICS, "a reply inbox would crowd out the real topics"
     with pytest.raises(InvalidTopicError):
         topics.validate_topic("_INBOX.bad..token", remember=False)
     topics.validate_topic(inbox)
-    assert inbox in topics._valid_topics
+    assert inbox in topics.KNOWN_TOPICS

@@ -44,7 +44,7 @@ from .plugins import registries
 from .stream_responder import DEFAULT_WINDOW
 from .streaming import ReplyStream
 from .subscriber import Handler, Subscriber
-from .topics import validate_pattern, validate_topic
+from .topics import KNOWN_TOPICS, validate_pattern, validate_topic
 from .transport import ConnectionState, Subscription, SubscriptionSpec, Transport
 from .typed import PLAIN_TYPES, codec_for, plain
 
@@ -290,7 +290,12 @@ class MessageBus:
         """
         if self._starting or self._state != "connected":
             await self._ready_to_publish()
-        validate_topic(topic)
+        try:  # validate_topic's own first test, without the call: the hot path
+            known = topic in KNOWN_TOPICS
+        except TypeError:  # unhashable: no topic at all, as validate_topic says
+            known = False
+        if not known:
+            validate_topic(topic)
         message = build_message(
             topic,
             payload if type(payload) in PLAIN_TYPES else plain(payload),

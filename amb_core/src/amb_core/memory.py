@@ -25,7 +25,7 @@ import itertools
 import logging
 import time
 from collections import deque
-from typing import Any, ClassVar
+from typing import Any, ClassVar, final
 
 import anyio
 import anyio.lowlevel
@@ -50,8 +50,10 @@ _Item = tuple["Message | _Raw", int]  # (message or foreign bytes, attempt)
 _seq = itertools.count()
 _ROUTE_CACHE_LIMIT = 65536
 _RUN_AHEAD = 256  # see "Flow control" above
+_new_delivery = object.__new__
 
 
+@final  # ready() tests type(stored) is _Raw
 class _Raw:
     """Bytes as another program would have published them (see ``publish_raw``)."""
 
@@ -80,6 +82,12 @@ class _Queue:
 
     def put(self, item: _Item) -> None:
         self.items.append(item)
+        if self.waiters or not self.members:
+            self.after_put()
+
+    def after_put(self) -> None:
+        """What an append to ``items`` may call for: trim a group that has no member, wake a
+        parked consumer. (``publish_now`` appends itself and calls this only then.)"""
         if self.members == 0 and len(self.items) > self.max_buffer:
             dropped = self.items.popleft()
             log.warning("group %r has no member and is full; dropped %s", self.group, dropped[0].id)
@@ -229,14 +237,11 @@ class _MemoryDelivery(Delivery):
     back to the group (a fan-out subscriber's queue closes with it, so it keeps none)."""
 
     __slots__ = ("_item", "_open", "_sub")
-
-    def __init__(self, sub: _MemorySubscription, item: _Item, message: Message, error: Any) -> None:
-        self.message = message
-        self.attempt = item[1]
-        self.error = error
-        self._sub = sub
-        self._item = item
-        self._open = True
+    # Made by _MemorySubscription.ready(), which fills the slots itself: an __init__ frame per
+    # message costs more than the six assignments.
+    _sub: _MemorySubscription
+    _item: _Item
+    _open: bool
 
     async def ack(self) -> None:
         self.ack_now()
@@ -262,6 +267,8 @@ class _MemoryDelivery(Delivery):
 
 
 class _MemorySubscription(Subscription):
+    exact = True  # a queue takes only the topics its pattern matches
+
     def __init__(self, transport: MemoryTransport, queue: _Queue) -> None:
         self.transport = transport
         self.queue = queue
@@ -287,14 +294,20 @@ class _MemorySubscription(Subscription):
                 return None
         stored, attempt = item
         error = None
-        if isinstance(stored, _Raw):
+        if type(stored) is _Raw:  # (isinstance costs more; _Raw is final)
             message, error = decode_delivery(stored.body, stored.headers, stored.topic, attempt)
         elif self._serialize:
             body, headers = encode(stored)
             message, error = decode_delivery(body, headers, stored.topic, attempt)
         else:
             message = stored if attempt == 1 else stored.evolve(attempt=attempt)
-        delivery = _MemoryDelivery(self, item, message, error)
+        delivery = _new_delivery(_MemoryDelivery)  # __init__'s work, without its frame
+        delivery.message = message
+        delivery.attempt = attempt
+        delivery.error = error
+        delivery._sub = self
+        delivery._item = item
+        delivery._open = True
         if self.grouped:
             self.unacked[id(delivery)] = delivery
         return delivery
@@ -347,6 +360,7 @@ class MemoryTransport(Transport):
         self.serialize = serialize
         self._connected = False
         self._closed = False
+        self._direct = False  # connected, open and not serializing: publish_now's one test
         self._subscriptions: set[_MemorySubscription] = set()
 
     @classmethod
@@ -362,9 +376,11 @@ class MemoryTransport(Transport):
     async def connect(self) -> None:
         self._connected = True
         self._closed = False
+        self._direct = not self.serialize
 
     async def aclose(self) -> None:
         self._closed = True
+        self._direct = False
         for sub in list(self._subscriptions):
             await sub.aclose()
 
@@ -375,7 +391,7 @@ class MemoryTransport(Transport):
     def publish_now(self, message: Message) -> bool:
         """Queue the message for every matching subscriber unless one of them is full (then
         :meth:`publish` waits for room) or each message is to be serialized."""
-        if self._closed or not self._connected or self.serialize:
+        if not self._direct:
             return False
         hub = self.hub
         queues = hub._routes.get(message.topic)
@@ -387,8 +403,10 @@ class MemoryTransport(Transport):
                 return False
         hub.retained.append(message)
         item = (message, 1)
-        for queue in queues:
-            queue.put(item)
+        for queue in queues:  # queue.put(item), spelled out: one call fewer per message
+            queue.items.append(item)
+            if queue.waiters or not queue.members:
+                queue.after_put()
         return True
 
     async def publish(self, message: Message) -> None:

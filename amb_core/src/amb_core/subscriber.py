@@ -240,11 +240,11 @@ class Subscriber:
         # A plain function with no receive middleware is called as it is: the coroutine that
         # wraps it for everything else would cost as much as the call itself.
         plain: Callable[[Message], Any] | None = getattr(call, "plain", None)
-        match = self._match
         checkpoint = anyio.lowlevel.checkpoint
         source = self._source
         assert source is not None
         ready = source.ready
+        match = None if source.exact else self._match  # see Subscription.exact
         run = FAIR_RUN  # deliveries left before the next checkpoint
         while True:
             run -= 1
@@ -261,6 +261,7 @@ class Subscriber:
                     delivery = await self._recover(exc)
                     source = self._source or source  # reopened
                     ready = source.ready
+                    match = None if source.exact else self._match
                 if delivery is None:
                     return
             self._busy = 1
@@ -270,7 +271,7 @@ class Subscriber:
                     delivery.error is not None
                     or message.ttl is not None
                     or message.reply_to is not None
-                    or not match(message.topic)
+                    or (match is not None and not match(message.topic))
                 ):
                     await handle(delivery)
                 else:  # no reply_to here: the handler's result answers nothing

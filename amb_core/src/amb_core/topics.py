@@ -31,7 +31,9 @@ __all__ = [
 
 MAX_TOPIC_LENGTH = 249
 _TOKEN = re.compile(r"[A-Za-z0-9_\-]+\Z")
-_valid_topics: dict[str, None] = {}
+KNOWN_TOPICS: dict[str, None] = {}
+"""Topics :func:`validate_topic` has found valid (up to a bound, then it starts over): a hot path may
+test membership itself and call it only for the others."""
 _CACHE_LIMIT = 65536
 
 
@@ -69,15 +71,18 @@ def validate_topic(topic: str, *, remember: bool = True) -> str:
     ``remember=False`` checks without remembering, for one-off topics (a request's reply inbox)
     that would only crowd the others out.
 
-    :raises InvalidTopicError: when it is not.
+    :raises InvalidTopicError: when it is not (also for a value that is no str at all).
     """
-    if topic in _valid_topics:
-        return topic
+    try:
+        if topic in KNOWN_TOPICS:
+            return topic
+    except TypeError:  # unhashable (a list, say): _check says it is no str
+        pass
     _check(topic, pattern=False)
     if remember:
-        if len(_valid_topics) >= _CACHE_LIMIT:
-            _valid_topics.clear()
-        _valid_topics[topic] = None
+        if len(KNOWN_TOPICS) >= _CACHE_LIMIT:
+            KNOWN_TOPICS.clear()
+        KNOWN_TOPICS[topic] = None
     return topic
 
 

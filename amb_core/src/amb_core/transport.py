@@ -196,6 +196,11 @@ def undecodable(body: bytes, topic: str, attempt: int = 1) -> Message:
 class Subscription(ABC):
     """An open subscription: an async iterator of :class:`Delivery` that can be closed."""
 
+    exact: ClassVar[bool] = False
+    """True when every delivery's topic matches the subscription's pattern by AMB's rules (the
+    transport routes by them itself, as the in-memory one does). Otherwise the bus checks each
+    topic and acknowledges, unhandled, what a broker's broader native match let through."""
+
     def __aiter__(self) -> Subscription:
         return self
 
