@@ -300,3 +300,62 @@ async def test_requests_in_flight_fail_fast_when_the_bus_closes() -> None:
             tg.start_soon(ask, bus)
             await anyio.sleep(0.05)
     assert len(outcome) == 1 and "closed" in str(outcome[0])
+
+
+class _Acked(Delivery):
+    __slots__ = ("acked",)
+
+    def __init__(self, message: Message) -> None:
+        super().__init__(message)
+        self.acked = False
+
+    async def ack(self) -> None:
+        self.acked = True
+
+
+class _BroadSource(Subscription):
+    """A broker's native match broader than AMB's: ``a.*`` let ``a.b.c`` through (a regex or a
+    prefix subscription would)."""
+
+    def __init__(self, deliveries: list[_Acked]) -> None:
+        self.deliveries = list(deliveries)
+
+    async def __anext__(self) -> Delivery:
+        if not self.deliveries:
+            await anyio.sleep_forever()
+        return self.deliveries.pop(0)
+
+    async def aclose(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+async def test_a_delivery_the_pattern_does_not_match_is_acknowledged_unhandled(
+    concurrency: int,
+) -> None:
+    """Unless a subscription declares ``exact``, the bus checks each topic against the pattern."""
+    deliveries = [_Acked(Message(topic, i)) for i, topic in enumerate(["a.b.c", "a.b", "x.y"])]
+
+    class Broad(MemoryTransport):
+        async def subscribe(self, spec: SubscriptionSpec) -> Subscription:
+            return _BroadSource(deliveries)
+
+    assert not _BroadSource.exact
+    async with MessageBus(Broad()) as bus:
+        got: list[str] = []
+        await bus.subscribe("a.*", lambda m: got.append(m.topic), concurrency=concurrency)
+        await wait_until(lambda: all(d.acked for d in deliveries), 5, "every delivery settled")
+    assert got == ["a.b"]
+
+
+async def test_the_in_memory_subscription_routes_exactly() -> None:
+    """It declares ``exact`` (the bus skips its topic check): its queues take only matches."""
+    async with MessageBus() as bus:
+        got: list[str] = []
+        sub = await bus.subscribe("a.*", lambda m: got.append(m.topic))
+        assert type(sub._source).exact
+        for topic in ("a.b.c", "a.b", "x.y", "a", "a.c"):
+            await bus.publish(topic, None)
+        await wait_until(lambda: len(got) >= 2, 5, "the matches")
+        await anyio.sleep(0.05)
+    assert got == ["a.b", "a.c"]

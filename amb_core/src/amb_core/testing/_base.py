@@ -75,8 +75,8 @@ class ConformanceBase:
     """Seconds a new subscription may take to reach publishers on *other* connections. 0 for a
     single server: ``await bus.subscribe(...)`` returns once the server has it. A cluster whose
     nodes learn of a subscription from each other (NATS routes) needs a moment before a publisher
-    on another node sees it; :meth:`collect` and :meth:`interest_spread` wait that long (every case
-that subscribes on one bus and sends from another), and a backend says so in its docs."""
+    on another node sees it; :meth:`collect` and :meth:`interest_spread` wait that long (every
+    case that subscribes on one bus and sends from another), and a backend says so in its docs."""
 
     # -- what a backend provides -----------------------------------------------------------------
 
