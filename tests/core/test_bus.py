@@ -23,6 +23,8 @@ from amb_core import (
 from amb_core.testing.conformance import wait_until
 from amb_core.urls import redact_url
 
+from .test_ack_now import Source
+
 pytestmark = pytest.mark.anyio
 
 
@@ -313,34 +315,20 @@ class _Acked(Delivery):
         self.acked = True
 
 
-class _BroadSource(Subscription):
-    """A broker's native match broader than AMB's: ``a.*`` let ``a.b.c`` through (a regex or a
-    prefix subscription would)."""
-
-    def __init__(self, deliveries: list[_Acked]) -> None:
-        self.deliveries = list(deliveries)
-
-    async def __anext__(self) -> Delivery:
-        if not self.deliveries:
-            await anyio.sleep_forever()
-        return self.deliveries.pop(0)
-
-    async def aclose(self) -> None:
-        pass
-
-
 @pytest.mark.parametrize("concurrency", [1, 4])
 async def test_a_delivery_the_pattern_does_not_match_is_acknowledged_unhandled(
     concurrency: int,
 ) -> None:
-    """Unless a subscription declares ``exact``, the bus checks each topic against the pattern."""
+    """Unless a subscription declares ``exact``, the bus checks each topic against the pattern: a
+    broker's native match broader than AMB's (a regex or prefix subscription) let ``a.b.c`` and
+    ``x.y`` through to ``a.*``."""
     deliveries = [_Acked(Message(topic, i)) for i, topic in enumerate(["a.b.c", "a.b", "x.y"])]
 
     class Broad(MemoryTransport):
         async def subscribe(self, spec: SubscriptionSpec) -> Subscription:
-            return _BroadSource(deliveries)
+            return Source(list(deliveries))
 
-    assert not _BroadSource.exact
+    assert not Source.exact
     async with MessageBus(Broad()) as bus:
         got: list[str] = []
         await bus.subscribe("a.*", lambda m: got.append(m.topic), concurrency=concurrency)
