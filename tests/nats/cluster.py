@@ -19,7 +19,7 @@ import urllib.request
 import uuid
 from typing import Any
 
-from amb_core.testing.servers import ServerProcess, listening_port, skip_or_fail
+from amb_core.testing.servers import ServerProcess, listening_ports, skip_or_fail
 
 from .conftest import nats_binary, nats_ping
 
@@ -40,10 +40,8 @@ class NatsCluster:
     def __init__(self, binary: str, size: int = 3) -> None:
         self.cluster_name = f"amb{uuid.uuid4().hex[:6]}"
         # Below the ephemeral range: a node dials its peers' route ports before they listen, and
-        # such an outgoing connection could take a later node's port (see listening_port).
-        chosen: list[int] = []
-        for _ in range(3 * size):
-            chosen.append(listening_port(avoid=chosen))
+        # such an outgoing connection could take a later node's port (see listening_ports).
+        chosen = listening_ports(3 * size)
         ports = [(chosen[3 * n], chosen[3 * n + 1], chosen[3 * n + 2]) for n in range(size)]
         routes = ",".join(f"nats://127.0.0.1:{cluster}" for _, cluster, _ in ports)
         self.nodes: list[ServerProcess] = []

