@@ -93,6 +93,7 @@ class TestJetStreamConformance(TransportConformance):
                 return stored.data or b"", dict(stored.headers or {})
             sub = await nc.subscribe(topic)
             await nc.flush()
+            await self.interest_spread()  # on a cluster, the bus may publish through another node
             await publish()
             msg = await sub.next_msg(timeout=5)
             return msg.data, dict(msg.headers or {})

@@ -150,7 +150,8 @@ class ConformanceBase:
     ) -> tuple[bytes, Mapping[str, str]]:
         """Override to prove ``headers``: with the raw driver, watch where a message to the AMB
         topic ``topic`` lands on the broker, await ``publish()`` (which publishes one message to
-        ``topic``), and return that record's body and broker-native headers as stored."""
+        ``topic``), and return that record's body and broker-native headers as stored. Watching by
+        a subscription, wait :meth:`interest_spread` before ``publish()``."""
         raise NotImplementedError("override capture_raw")
 
     @pytest.fixture
