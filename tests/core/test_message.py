@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import time
 
 import attrs
 import pytest
@@ -72,3 +73,22 @@ def test_a_forked_child_makes_ids_of_its_own() -> None:
     assert len(child) == 2 and not set(child) & set(parent)
     assert child[0][:16] != before[:16], "the child keeps its parent's prefix"
     assert parent[0][:16] == before[:16]
+
+
+def test_new_message_fills_id_time_and_first_attempt() -> None:
+    before = time.time()
+    made = message_module.new_message("a.b", {"x": 1}, {"h": "v"}, "c", "r.t", "s", 2.0, 5, "k")
+    after = time.time()
+    assert type(made) is Message and made.attempt == 1
+    assert before <= made.timestamp <= after
+    assert made.id[:16] == message_module.new_id()[:16] and made.id[16:].isdigit()
+    assert made == Message(
+        "a.b", {"x": 1}, {"h": "v"}, made.id, "c", "r.t", made.timestamp, "s", 2.0, 1, 5, "k"
+    )
+    other = message_module.new_message("a.b", None, {}, None, None, None, None, 0, None)
+    assert other.id != made.id
+
+
+def test_new_message_builds_through_the_constructor_without_the_fast_path() -> None:
+    made = message_module._publish_constructed("a.b", 1, {}, None, None, None, None, 0, None)
+    assert type(made) is Message and made.attempt == 1 and made.payload == 1

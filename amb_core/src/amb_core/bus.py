@@ -29,7 +29,7 @@ from .errors import (
 )
 from .gather import Gather
 from .inbox import H_ERROR, H_ERROR_REASON, Inbox, raise_for_error_reply
-from .message import EMPTY_HEADERS, JSONValue, Message, build_message, new_id
+from .message import EMPTY_HEADERS, JSONValue, Message, build_message, new_id, new_message
 from .middleware import (
     Call,
     Middleware,
@@ -296,17 +296,14 @@ class MessageBus:
             known = False
         if not known:
             validate_topic(topic)
-        message = build_message(
+        message = new_message(
             topic,
             payload if type(payload) in PLAIN_TYPES else plain(payload),
             headers or EMPTY_HEADERS,
-            new_id(),
             correlation_id,
             reply_to,
-            time.time(),
             sender or self.name,
             ttl,
-            1,
             priority,
             key,
         )

@@ -276,9 +276,36 @@ class _MemorySubscription(Subscription):
         self.unacked: dict[int, _MemoryDelivery] = {}  # a group member's, see _MemoryDelivery
         self.grouped = queue.group is not None
         self._serialize = transport.serialize
+        # take() serves a fan-out queue of messages by reference: its ack settles nothing (the
+        # queue closes with the subscription), so a message handled needs no delivery at all.
+        self._takes = not self.grouped and not self._serialize
 
     def _is_closed(self) -> bool:
         return self.closed
+
+    def take(self) -> Message | None:
+        """The next message, when it is a first delivery by reference on a fan-out queue."""
+        if self._takes:
+            queue = self.queue
+            items = queue.items
+            if items and queue.space is None and not queue.delayed:
+                stored, attempt = items[0]
+                if attempt == 1 and type(stored) is not _Raw:
+                    items.popleft()
+                    return stored
+        return None
+
+    def delivery_of(self, message: Message) -> Delivery:
+        delivery = _new_delivery(_MemoryDelivery)
+        delivery.message = message
+        delivery.attempt = message.attempt
+        delivery.error = None
+        delivery._sub = self
+        delivery._item = (message, message.attempt)
+        delivery._open = True
+        if self.grouped:  # take() serves no group; kept for a caller that asks anyway
+            self.unacked[id(delivery)] = delivery
+        return delivery
 
     def ready(self) -> Delivery | None:
         """The next queued message, or None (nothing queued, or closed)."""
@@ -325,6 +352,7 @@ class _MemorySubscription(Subscription):
         if self.closed:
             return
         self.closed = True
+        self._takes = False
         self.transport._subscriptions.discard(self)
         left = [(d._item[0], d._item[1] + 1) for d in self.unacked.values()]
         self.unacked.clear()

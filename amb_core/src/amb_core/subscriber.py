@@ -56,6 +56,14 @@ def _streams(handler: Handler) -> bool:
     )
 
 
+def _taker(source: Subscription) -> Callable[[], Message | None] | None:
+    """``source.take`` where it serves (overridden, on an exact subscription), else None: the
+    inline reader then does not call the default's ``return None`` once per message."""
+    if source.exact and type(source).take is not Subscription.take:
+        return source.take
+    return None
+
+
 def _as_async(handler: Handler) -> Callable[[Message], Awaitable[Any]]:
     if inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
         getattr(handler, "__call__", None)  # noqa: B004 - async callable objects
@@ -234,7 +242,9 @@ class Subscriber:
         The usual message (decoded, unexpired, ours) is handled right here, the steps of
         :meth:`handle` spelled out: this runs once per message, and each coroutine it saves (the
         one for :meth:`handle`, the one for the ack) costs about as much as a small message's
-        fields. Everything else goes through :meth:`handle`."""
+        fields. Everything else goes through :meth:`handle`. A subscription that hands out bare
+        messages (``Subscription.take``) is read that way first: a handled message then costs no
+        delivery at all, and one that needs settling gets its delivery from ``delivery_of``."""
         handle = self.handle
         call = self._call
         # A plain function with no receive middleware is called as it is: the coroutine that
@@ -244,36 +254,43 @@ class Subscriber:
         source = self._source
         assert source is not None
         ready = source.ready
+        take = _taker(source)
         match = None if source.exact else self._match  # see Subscription.exact
         run = FAIR_RUN  # deliveries left before the next checkpoint
+        delivery: Delivery | None
         while True:
             run -= 1
             if not run:
                 run = FAIR_RUN
                 await checkpoint()
-            delivery = ready()
-            if delivery is None:
-                try:  # the hot path reads the source directly; _next() is the recovering slow path
-                    delivery = await source.__anext__()
-                except StopAsyncIteration:
-                    return
-                except Exception as exc:
-                    delivery = await self._recover(exc)
-                    source = self._source or source  # reopened
-                    ready = source.ready
-                    match = None if source.exact else self._match
+            message = take() if take is not None else None
+            if message is None:
+                delivery = ready()
                 if delivery is None:
-                    return
+                    try:  # the hot path reads the source directly; _next() is the slow path
+                        delivery = await source.__anext__()
+                    except StopAsyncIteration:
+                        return
+                    except Exception as exc:
+                        delivery = await self._recover(exc)
+                        source = self._source or source  # reopened
+                        ready = source.ready
+                        take = _taker(source)
+                        match = None if source.exact else self._match
+                    if delivery is None:
+                        return
+                message = delivery.message
+            else:
+                delivery = None
             self._busy = 1
             try:
-                message = delivery.message
                 if (
-                    delivery.error is not None
-                    or message.ttl is not None
+                    message.ttl is not None
                     or message.reply_to is not None
+                    or (delivery is not None and delivery.error is not None)
                     or (match is not None and not match(message.topic))
                 ):
-                    await handle(delivery)
+                    await handle(delivery if delivery is not None else source.delivery_of(message))
                 else:  # no reply_to here: the handler's result answers nothing
                     try:
                         if plain is None:
@@ -281,9 +298,11 @@ class Subscriber:
                         else:
                             plain(message)
                     except Exception as exc:
+                        if delivery is None:
+                            delivery = source.delivery_of(message)
                         await self._after_error(delivery, exc)
                     else:
-                        if not delivery.ack_now():
+                        if delivery is not None and not delivery.ack_now():
                             await delivery.ack()
             except Exception as exc:  # a broken ack, a broken reply: log, keep the subscription
                 log.exception("settling a delivery on %r failed: %r", self.pattern, exc)

@@ -214,6 +214,25 @@ class Subscription(ABC):
         """
         return None
 
+    def take(self) -> Message | None:
+        """The next message alone, when receiving it is all its settlement needs; else None.
+
+        For subscriptions whose acknowledgement does nothing (an in-memory fan-out queue; an
+        at-most-once broker's): the bus handles the message without a :class:`Delivery` per
+        message, and asks :meth:`delivery_of` for one only when the message needs settling after
+        all (its handler failed, or it is a request). Return None whenever the next item is
+        anything else (undecodable, a redelivery, nothing at hand): the bus then reads it through
+        :meth:`ready` and :meth:`__anext__` as usual, so ``take`` must never skip what those
+        would return first. Overridden together with :meth:`delivery_of`; the bus uses it only on
+        an :attr:`exact` subscription read one handler at a time. By default nothing is taken.
+        """
+        return None
+
+    def delivery_of(self, message: Message) -> Delivery:
+        """The unsettled delivery of a message :meth:`take` returned: nacking it redelivers the
+        message (``attempt`` + 1) as a nack of any delivery of this subscription would."""
+        raise NotImplementedError(f"{type(self).__name__} takes no messages: see take()")
+
     @abstractmethod
     async def __anext__(self) -> Delivery:
         """The next delivery; waits for one.
