@@ -78,6 +78,8 @@ class _Queue:
         self.waiters: deque[anyio.Event] = deque()
         self.members = 0
         self.max_buffer = max_buffer
+        # publish_now's depth bound: run-ahead, or one short of full (publish then waits for room)
+        self.run_ahead = min(_RUN_AHEAD, max_buffer - 1)
         self.space: anyio.Event | None = None
 
     def put(self, item: _Item) -> None:
@@ -426,8 +428,7 @@ class MemoryTransport(Transport):
         if queues is None:
             queues = hub.targets(message.topic)
         for queue in queues:
-            depth = len(queue.items)
-            if (depth >= _RUN_AHEAD or depth + 1 >= queue.max_buffer) and queue.members:
+            if len(queue.items) >= queue.run_ahead and queue.members:
                 return False
         hub.retained.append(message)
         item = (message, 1)
