@@ -169,7 +169,7 @@ async def raw_publish_all(
 
         for i in range(N):
             body = json.dumps(PAYLOAD).encode() if serialise else BODY
-            headers = (
+            headers: dict[str, str | bytes | None] | None = (
                 {
                     "amb-id": f"{prefix}{i}",
                     "amb-topic": topic,

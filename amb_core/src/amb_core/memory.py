@@ -25,7 +25,7 @@ import itertools
 import logging
 import time
 from collections import deque
-from typing import Any, ClassVar, final
+from typing import Any, ClassVar, TypeAlias, final
 
 import anyio
 import anyio.lowlevel
@@ -46,7 +46,9 @@ from .wire import encode
 __all__ = ["InMemoryBroker", "MemoryHub", "MemoryTransport"]
 
 log = logging.getLogger("amb.memory")
-_Item = tuple["Message | _Raw", int]  # (message or foreign bytes, attempt)
+_Item: TypeAlias = (
+    "Message | _Raw | _Again"  # a first delivery as it was published, or a redelivery
+)
 _seq = itertools.count()
 _ROUTE_CACHE_LIMIT = 65536
 _RUN_AHEAD = 256  # see "Flow control" above
@@ -64,6 +66,24 @@ class _Raw:
         self.body = body
         self.headers = headers
         self.id = "raw"
+
+
+@final  # ready() and take() test type(item) is _Again
+class _Again:
+    """A message (or foreign bytes) queued again after a nack: its next delivery's attempt.
+
+    A first delivery is queued as it was published, with no wrapper, so that publishing and
+    taking a message allocate nothing besides the message itself."""
+
+    __slots__ = ("attempt", "stored")
+
+    def __init__(self, stored: Message | _Raw, attempt: int) -> None:
+        self.stored = stored
+        self.attempt = attempt
+
+    @property
+    def id(self) -> str:
+        return self.stored.id
 
 
 class _Queue:
@@ -92,7 +112,7 @@ class _Queue:
         parked consumer. (``publish_now`` appends itself and calls this only then.)"""
         if self.members == 0 and len(self.items) > self.max_buffer:
             dropped = self.items.popleft()
-            log.warning("group %r has no member and is full; dropped %s", self.group, dropped[0].id)
+            log.warning("group %r has no member and is full; dropped %s", self.group, dropped.id)
         if self.waiters:
             self.waiters.popleft().set()
 
@@ -214,7 +234,7 @@ class MemoryHub:
         if fresh and spec.start == "earliest":
             for message in self.retained:
                 if queue.match(message.topic):
-                    queue.items.append((message, 1))
+                    queue.items.append(message)
         self._invalidate()
         return queue
 
@@ -238,11 +258,11 @@ class _MemoryDelivery(Delivery):
     A consumer group's deliveries are also kept in ``unacked``: a member that closes gives them
     back to the group (a fan-out subscriber's queue closes with it, so it keeps none)."""
 
-    __slots__ = ("_item", "_open", "_sub")
+    __slots__ = ("_open", "_stored", "_sub")
     # Made by _MemorySubscription.ready(), which fills the slots itself: an __init__ frame per
     # message costs more than the six assignments.
     _sub: _MemorySubscription
-    _item: _Item
+    _stored: Message | _Raw  # what was queued, to queue again on a nack
     _open: bool
 
     async def ack(self) -> None:
@@ -261,7 +281,7 @@ class _MemoryDelivery(Delivery):
         self._open = False
         if self._sub.grouped:
             self._sub.unacked.pop(id(self), None)
-        item = (self._item[0], self._item[1] + 1)
+        item = _Again(self._stored, self.attempt + 1)
         if delay:
             self._sub.queue.put_later(item, delay)
         else:
@@ -291,10 +311,10 @@ class _MemorySubscription(Subscription):
             queue = self.queue
             items = queue.items
             if items and queue.space is None and not queue.delayed:
-                stored, attempt = items[0]
-                if attempt == 1 and type(stored) is not _Raw:
+                item = items[0]
+                if type(item) is Message:
                     items.popleft()
-                    return stored
+                    return item
         return None
 
     def delivery_of(self, message: Message) -> Delivery:
@@ -303,7 +323,7 @@ class _MemorySubscription(Subscription):
         delivery.attempt = message.attempt
         delivery.error = None
         delivery._sub = self
-        delivery._item = (message, message.attempt)
+        delivery._stored = message
         delivery._open = True
         if self.grouped:  # take() serves no group; kept for a caller that asks anyway
             self.unacked[id(delivery)] = delivery
@@ -321,7 +341,10 @@ class _MemorySubscription(Subscription):
             item = queue.pop()
             if item is None:
                 return None
-        stored, attempt = item
+        if type(item) is _Again:
+            stored, attempt = item.stored, item.attempt
+        else:
+            stored, attempt = item, 1
         error = None
         if type(stored) is _Raw:  # (isinstance costs more; _Raw is final)
             message, error = decode_delivery(stored.body, stored.headers, stored.topic, attempt)
@@ -335,7 +358,7 @@ class _MemorySubscription(Subscription):
         delivery.attempt = attempt
         delivery.error = error
         delivery._sub = self
-        delivery._item = item
+        delivery._stored = stored
         delivery._open = True
         if self.grouped:
             self.unacked[id(delivery)] = delivery
@@ -356,7 +379,7 @@ class _MemorySubscription(Subscription):
         self.closed = True
         self._takes = False
         self.transport._subscriptions.discard(self)
-        left = [(d._item[0], d._item[1] + 1) for d in self.unacked.values()]
+        left: list[_Item] = [_Again(d._stored, d.attempt + 1) for d in self.unacked.values()]
         self.unacked.clear()
         if left and self.queue.group is not None:
             self.queue.requeue_front(left)
@@ -431,9 +454,8 @@ class MemoryTransport(Transport):
             if len(queue.items) >= queue.run_ahead and queue.members:
                 return False
         hub.retained.append(message)
-        item = (message, 1)
-        for queue in queues:  # queue.put(item), spelled out: one call fewer per message
-            queue.items.append(item)
+        for queue in queues:  # queue.put(message), spelled out: one call fewer per message
+            queue.items.append(message)
             if queue.waiters or not queue.members:
                 queue.after_put()
         return True
@@ -445,13 +467,12 @@ class MemoryTransport(Transport):
             encode(message)  # raises ConfigurationError for payloads no broker could carry
         hub = self.hub
         hub.retained.append(message)
-        item = (message, 1)
         queues = hub._routes.get(message.topic)
         if queues is None:
             queues = hub.targets(message.topic)
         behind = False
         for queue in queues:
-            queue.put(item)
+            queue.put(message)
             if queue.members:
                 if len(queue.items) >= queue.max_buffer:
                     await queue.wait_space()
@@ -468,7 +489,7 @@ class MemoryTransport(Transport):
         self._check()
         raw = _Raw(topic, body, headers or {})
         for queue in self.hub.targets(topic):
-            queue.put((raw, 1))
+            queue.put(raw)
 
     async def subscribe(self, spec: SubscriptionSpec) -> Subscription:
         self._check()
